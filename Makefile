@@ -1,0 +1,49 @@
+# edgevla — one-command set-up. Every target installs what it needs first (idempotent, fast when done).
+SHELL := /bin/bash
+VENV  := .venv
+PY    := $(VENV)/bin/python
+EDGEVLA := $(VENV)/bin/edgevla
+export MUJOCO_GL ?= egl
+export HF_HUB_OFFLINE := 1
+export HF_HOME := $(CURDIR)/.cache/hf
+export HF_LEROBOT_HOME := $(CURDIR)/.cache/lerobot
+PYTEST_ARGS ?=
+
+.PHONY: install test demo soak bench firmware train-default freeze clean help
+
+help:
+	@echo "make demo   - install, then run the sim profile (full actor graph, default model, M7 host firmware) and print a summary"
+	@echo "make test   - install, then run the test suite"
+	@echo "make soak   - the full reliability suite (10-minute soak included)"
+	@echo "make bench  - every benchmark, full size, JSON under out/bench/"
+	@echo "make train-default - record the dataset and train the shipped default ACT model"
+
+install:
+	@bash scripts/install.sh
+
+firmware: install
+	@$(MAKE) -s -C mcu host
+
+test: install
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+demo: install
+	$(EDGEVLA) demo --out out/demo
+
+soak: install
+	EDGEVLA_SOAK_S=600 $(PY) -m pytest -q -m "slow or not slow" tests/test_reliability.py $(PYTEST_ARGS)
+
+bench: install
+	mkdir -p out/bench
+	for b in bus link executor inference; do $(EDGEVLA) bench $$b --json out/bench/$$b.json || exit 1; done
+
+train-default: install
+	$(EDGEVLA) train-default --out models/default
+
+freeze:
+	@{ head -2 constraints.txt; echo "# Exact versions resolved on the reference machine (pip freeze), regenerate with: make freeze"; \
+	  $(PY) -m pip freeze --exclude-editable | grep -v '^-e' | sed 's/^torch==\(.*\)+cpu$$/torch==\1/' | sort; } > constraints.txt.new && mv constraints.txt.new constraints.txt
+
+clean:
+	rm -rf out build dist *.egg-info .pytest_cache
+	$(MAKE) -s -C mcu clean || true

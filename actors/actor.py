@@ -1,0 +1,49 @@
+"""The actor contract: a small class; the process around it belongs to the runtime.
+
+An actor kind subclasses `Actor` and implements ``setup(params)`` and
+``step(clock, inputs) -> outputs``. It names only its own ports: ``inputs`` and ``outputs`` are
+port names, and the graph file maps ports to topics. The runtime (`edgevla.actors.runtime`) owns
+sockets, the loop rate, heartbeats, the control channel and recording; tests and replay call
+``step`` directly with a `VirtualClock` and no processes at all.
+
+``step`` gets the newest message per input port that arrived since the last step (latest-value
+semantics; ports with nothing new are absent) and returns ``{port: Message}`` or a list of
+messages per port for what to publish. Rate-driven actors run ``step`` at ``rate_hz``;
+an actor with ``trigger`` set runs when a message arrives on that input port instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from edgevla.actors.clock import Clock
+from edgevla.actors.messages import Message
+
+Outputs = dict[str, Message | list[Message]]
+
+
+class Actor:
+    inputs: ClassVar[tuple[str, ...]] = ()
+    outputs: ClassVar[tuple[str, ...]] = ()
+    # input port that triggers a step (event-driven); None = run at the graph's rate_hz
+    trigger: ClassVar[str | None] = None
+
+    def __init__(self, name: str = "") -> None:
+        self.name = name or type(self).__name__.lower()
+
+    def setup(self, params: dict[str, Any]) -> None:
+        """Build models, open devices. ``params`` is the graph's ``params:`` map."""
+
+    def step(self, clock: Clock, inputs: dict[str, Message]) -> Outputs | None:
+        raise NotImplementedError
+
+    def set_param(self, name: str, value: Any) -> None:
+        """Runtime parameter change from the control channel (e.g. denoise steps)."""
+        raise KeyError(f"{self.name}: no runtime parameter {name!r}")
+
+    def stats(self) -> dict[str, Any]:
+        """Actor-specific counters, merged into heartbeats and `edgevla status`."""
+        return {}
+
+    def close(self) -> None:
+        """Release devices; called once on clean shutdown."""

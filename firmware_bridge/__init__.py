@@ -1,0 +1,1 @@
+"""edgevla.firmware_bridge."""
