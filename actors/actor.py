@@ -7,9 +7,11 @@ sockets, the loop rate, heartbeats, the control channel and recording; tests and
 ``step`` directly with a `VirtualClock` and no processes at all.
 
 ``step`` gets the newest message per input port that arrived since the last step (latest-value
-semantics; ports with nothing new are absent) and returns ``{port: Message}`` or a list of
+semantics; ports with nothing new are absent; with ``collect_all`` a list per port) and returns ``{port: Message}`` or a list of
 messages per port for what to publish. Rate-driven actors run ``step`` at ``rate_hz``;
 an actor with ``trigger`` set runs when a message arrives on that input port instead.
+A graph may declare ``inputs: "*"``: the actor then receives every topic of the graph, with
+ports named after the topics.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ class Actor:
     outputs: ClassVar[tuple[str, ...]] = ()
     # input port that triggers a step (event-driven); None = run at the graph's rate_hz
     trigger: ClassVar[str | None] = None
+    # False: latest-value inputs (newest message per port). True: every message received since
+    # the last step, in arrival order, as a list per port (the recorder needs this).
+    collect_all: ClassVar[bool] = False
 
     def __init__(self, name: str = "") -> None:
         self.name = name or type(self).__name__.lower()

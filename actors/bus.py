@@ -1,0 +1,269 @@
+"""ZeroMQ transport for messages: publishers, latest-value subscribers, work queues.
+
+Sockets carry ``[topic, header, *buffers]`` (see `messages`). Large arrays go out zero-copy
+(``copy=False``; pyzmq copies below its 64 KiB threshold anyway). Receiving never raises on bad
+input: a frame list that does not decode is dropped, counted per (topic, kind) in `BusCounters`
+and logged once per (topic, kind), so one broken producer cannot take a consumer down.
+
+Endpoints: ``ipc://`` sockets in a per-run directory created 0700; ``tcp://`` bound on
+127.0.0.1 unless configured otherwise; CURVE when a graph declares a remote endpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import zmq
+
+from edgevla.actors.messages import MalformedMessage, Message, decode, encode
+
+log = logging.getLogger("edgevla.bus")
+
+IMAGE_HWM = 4  # frames are big and only the newest matters: a short queue bounds memory/latency
+DEFAULT_HWM = 100
+
+
+@dataclass
+class CurveKeys:
+    """CURVE key material for one socket (Z85 bytes). Servers need secret; clients need both."""
+
+    public: bytes
+    secret: bytes
+    server_public: bytes | None = None  # for clients: the server they trust
+
+
+@dataclass
+class BusCounters:
+    """Per-topic counters a process exposes in its heartbeat."""
+
+    received: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    sent: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    skipped: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # superseded by newer
+    dropped_send: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # HWM / no peer
+    malformed: dict[str, dict[str, int]] = field(
+        default_factory=lambda: defaultdict(lambda: defaultdict(int)))
+    _logged: set[tuple[str, str]] = field(default_factory=set)
+
+    def count_malformed(self, topic: str, err: MalformedMessage) -> None:
+        self.malformed[topic][err.kind] += 1
+        if (topic, err.kind) not in self._logged:  # once per kind: a flood must not flood the log
+            self._logged.add((topic, err.kind))
+            log.warning("dropped malformed message on %r (%s): %s", topic, err.kind, err.detail)
+
+    def malformed_total(self) -> int:
+        return sum(sum(k.values()) for k in self.malformed.values())
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "received": dict(self.received),
+            "sent": dict(self.sent),
+            "skipped": dict(self.skipped),
+            "dropped_send": dict(self.dropped_send),
+            "malformed": {t: dict(k) for t, k in self.malformed.items()},
+        }
+
+
+def make_run_dir(base: str | os.PathLike | None = None, name: str = "run") -> Path:
+    """A private (0700) directory for this run's ipc sockets and state files."""
+    if base is None:
+        base = os.environ.get("EDGEVLA_RUN_BASE") or os.path.join(
+            os.environ.get("XDG_RUNTIME_DIR") or "/tmp", f"edgevla-{os.getuid()}")
+    base_path = Path(base)
+    base_path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(base_path, 0o700)
+    run = base_path / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    run.mkdir(mode=0o700)
+    os.chmod(run, 0o700)  # mkdir's mode is masked by umask; make it exact
+    return run
+
+
+def check_private_dir(path: Path) -> None:
+    st = path.stat()
+    if st.st_uid != os.getuid() or stat.S_IMODE(st.st_mode) & 0o077:
+        raise PermissionError(f"{path}: run directory must be owned by uid {os.getuid()} and "
+                              f"mode 0700, got uid {st.st_uid} mode {oct(stat.S_IMODE(st.st_mode))}")
+
+
+def apply_curve(sock: zmq.Socket, keys: CurveKeys | None, server: bool) -> None:
+    if keys is None:
+        return
+    if server:
+        sock.curve_secretkey = keys.secret
+        sock.curve_publickey = keys.public
+        sock.curve_server = True
+    else:
+        if keys.server_public is None:
+            raise ValueError("a CURVE client needs the server's public key")
+        sock.curve_secretkey = keys.secret
+        sock.curve_publickey = keys.public
+        sock.curve_serverkey = keys.server_public
+
+
+def bind(sock: zmq.Socket, endpoint: str) -> None:
+    if endpoint.startswith("ipc://"):
+        # zmq creates the socket file with the process umask: keep it private to this user.
+        old = os.umask(0o077)
+        try:
+            sock.bind(endpoint)
+        finally:
+            os.umask(old)
+    else:
+        sock.bind(endpoint)
+
+
+class Publisher:
+    """One bound PUB (stream) or PUSH (work queue) socket; stamps t_pub_ns, producer and seq."""
+
+    def __init__(self, ctx: zmq.Context, endpoint: str, *, producer: str = "",
+                 kind: int = zmq.PUB, hwm: int = DEFAULT_HWM, curve: CurveKeys | None = None,
+                 counters: BusCounters | None = None, clock_ns=time.monotonic_ns) -> None:
+        self.sock = ctx.socket(kind)
+        self.sock.setsockopt(zmq.SNDHWM, hwm)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        if kind == zmq.PUSH:
+            # A work queue with no consumer must not block the producer: drop and count instead.
+            self.sock.setsockopt(zmq.SNDTIMEO, 0)
+        apply_curve(self.sock, curve, server=True)
+        bind(self.sock, endpoint)
+        self.endpoint = endpoint
+        self.producer = producer
+        self.counters = counters or BusCounters()
+        self._clock_ns = clock_ns
+        self._seq: dict[str, int] = defaultdict(int)
+
+    def send(self, topic: str, msg: Message) -> bool:
+        self._seq[topic] += 1
+        if not msg.seq:
+            msg.seq = self._seq[topic]
+        if not msg.producer:
+            msg.producer = self.producer
+        msg.t_pub_ns = self._clock_ns()
+        frames = encode(topic, msg)
+        try:
+            self.sock.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            self.counters.dropped_send[topic] += 1
+            return False
+        self.counters.sent[topic] += 1
+        return True
+
+    def send_raw(self, frames: list[Any]) -> bool:
+        """Forward already-encoded frames (replay, fault injection)."""
+        try:
+            self.sock.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            return False
+        return True
+
+    def close(self) -> None:
+        self.sock.close(linger=0)
+
+
+class Subscriber:
+    """Connects to every producer of its topics; reads with latest-value or keep-all semantics.
+
+    ZMQ_CONFLATE drops all but one part of a multipart message, so "latest value" is done here:
+    `drain()` empties the socket and keeps the newest message per topic, counting the rest as
+    skipped. Topics are matched exactly (ZMQ subscriptions are prefixes).
+    """
+
+    def __init__(self, ctx: zmq.Context, endpoints: Iterable[str], topics: Iterable[str], *,
+                 kind: int = zmq.SUB, hwm: int = DEFAULT_HWM, curve: CurveKeys | None = None,
+                 counters: BusCounters | None = None) -> None:
+        self.sock = ctx.socket(kind)
+        self.sock.setsockopt(zmq.RCVHWM, hwm)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        apply_curve(self.sock, curve, server=False)
+        self.topics = {t.encode(): t for t in topics}
+        if kind == zmq.SUB:
+            if "*" in self.topics.values():
+                self.sock.setsockopt(zmq.SUBSCRIBE, b"")
+            for t in self.topics:
+                self.sock.setsockopt(zmq.SUBSCRIBE, t)
+        self._all = "*" in self.topics.values()
+        for ep in endpoints:
+            self.sock.connect(ep)
+        self.counters = counters or BusCounters()
+
+    def _recv_one(self, flags: int) -> tuple[str, Message] | None:
+        frames = self.sock.recv_multipart(flags=flags, copy=False)
+        raw_topic = frames[0].bytes if frames else b""
+        topic = self.topics.get(raw_topic)
+        if topic is None:
+            if not self._all:
+                return None  # prefix match of a longer topic name: not ours
+            topic = raw_topic.decode("utf-8", "replace")
+        try:
+            _, msg = decode(frames)
+        except MalformedMessage as err:
+            self.counters.count_malformed(topic, err)
+            return None
+        except Exception as err:  # noqa: BLE001 - nothing on the wire may crash a consumer
+            self.counters.count_malformed(topic, MalformedMessage("decode_error", repr(err)))
+            return None
+        self.counters.received[topic] += 1
+        return topic, msg
+
+    def recv(self, timeout_ms: int) -> tuple[str, Message] | None:
+        """Block up to timeout_ms for one valid message."""
+        deadline = time.monotonic() + timeout_ms / 1000
+        while True:
+            left = int((deadline - time.monotonic()) * 1000)
+            if left < 0 or not self.sock.poll(max(left, 0)):
+                return None
+            got = self._recv_one(0)
+            if got is not None:
+                return got
+
+    def drain_all(self, limit: int = 10_000) -> list[tuple[str, Message]]:
+        """Every valid message waiting now, in arrival order (bounded by ``limit``)."""
+        out: list[tuple[str, Message]] = []
+        for _ in range(limit):
+            try:
+                got = self._recv_one(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            if got is not None:
+                out.append(got)
+        return out
+
+    def drain(self, limit: int = 10_000) -> dict[str, Message]:
+        """The newest valid message per topic waiting now; older ones are counted as skipped."""
+        latest: dict[str, Message] = {}
+        for topic, msg in self.drain_all(limit):
+            if topic in latest:
+                self.counters.skipped[topic] += 1
+            latest[topic] = msg
+        return latest
+
+    def close(self) -> None:
+        self.sock.close(linger=0)
+
+
+def request(ctx: zmq.Context, endpoint: str, payload: dict[str, Any], timeout_ms: int = 1000,
+            curve: CurveKeys | None = None) -> dict[str, Any] | None:
+    """One control request (msgpack map) to a REP/ROUTER endpoint; None on timeout.
+
+    A fresh REQ socket per call keeps a lost reply from wedging the REQ state machine.
+    """
+    import msgpack
+
+    sock = ctx.socket(zmq.REQ)
+    sock.setsockopt(zmq.LINGER, 0)
+    apply_curve(sock, curve, server=False)
+    try:
+        sock.connect(endpoint)
+        sock.send(msgpack.packb(payload, use_bin_type=True))
+        if not sock.poll(timeout_ms):
+            return None
+        reply = msgpack.unpackb(sock.recv(), raw=False)
+        return reply if isinstance(reply, dict) else None
+    finally:
+        sock.close(linger=0)
