@@ -9,7 +9,21 @@ replicated actors) use the same rule with a ``.push`` suffix.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
+
+_IPC_PATH_MAX = 100  # sun_path holds 108 bytes; keep a margin
+
+
+def _ipc(run_dir: str | Path, name: str) -> str:
+    path = f"{Path(run_dir)}/{name}"
+    if len(path) > _IPC_PATH_MAX:
+        # Long names (deep run dirs, long topics) are hashed rather than failing to bind.
+        path = f"{Path(run_dir)}/h.{hashlib.sha1(name.encode()).hexdigest()[:16]}.sock"
+        if len(path) > _IPC_PATH_MAX:
+            raise ValueError(f"run directory {run_dir} is too long for ipc sockets "
+                             f"({len(path)} > {_IPC_PATH_MAX} bytes): use a shorter base dir")
+    return f"ipc://{path}"
 
 
 def topic_endpoint(run_dir: str | Path, topic: str, replica: int = 0, *, push: bool = False,
@@ -17,16 +31,16 @@ def topic_endpoint(run_dir: str | Path, topic: str, replica: int = 0, *, push: b
     if tcp_port is not None:
         return f"tcp://{tcp_host}:{tcp_port}"
     suffix = ".push" if push else ""
-    return f"ipc://{Path(run_dir)}/t.{topic}.{replica}{suffix}.sock"
+    return _ipc(run_dir, f"t.{topic.replace('/', '~')}.{replica}{suffix}.sock")
 
 
 def control_endpoint(run_dir: str | Path, actor: str, replica: int = 0) -> str:
-    return f"ipc://{Path(run_dir)}/c.{actor}.{replica}.sock"
+    return _ipc(run_dir, f"c.{actor}.{replica}.sock")
 
 
 def heartbeat_endpoint(run_dir: str | Path) -> str:
-    return f"ipc://{Path(run_dir)}/supervisor.hb.sock"
+    return _ipc(run_dir, "supervisor.hb.sock")
 
 
 def supervisor_endpoint(run_dir: str | Path) -> str:
-    return f"ipc://{Path(run_dir)}/supervisor.ctl.sock"
+    return _ipc(run_dir, "supervisor.ctl.sock")

@@ -1,0 +1,196 @@
+"""`edgevla run | status | scale | restart | stop | demo`: start a graph and talk to it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from edgevla.actors.dashboard import status_table
+    from edgevla.actors.graph import GraphError, load_graph
+    from edgevla.actors.supervisor import Supervisor
+
+    # A pipe or a log file gets a wide table instead of rich's 80-column guess.
+    console = Console(width=None if sys.stdout.isatty() else 150)
+    try:
+        graph = load_graph(args.graph)
+    except GraphError as exc:
+        console.print(f"[bold red]graph rejected[/] ({len(exc.problems)} problem(s)):")
+        for p in exc.problems:
+            console.print(f"  {p}", markup=False, highlight=False)
+        return 2
+    graph = _with_bundle_paths(graph, Path(args.graph))
+    if args.record:
+        graph = add_recorder(graph, args.record)
+    sup = Supervisor(graph)
+    console.print(f"run dir: {sup.run_dir}  (edgevla status / scale / stop talk to this run)")
+    live_view = not args.headless and sys.stdout.isatty()
+    if live_view:
+        from rich.live import Live
+
+        with Live(status_table(sup.status()), console=console, refresh_per_second=4) as live:
+            sup.run(args.duration, on_tick=lambda s: live.update(status_table(s.status())))
+    else:
+        sup.run(args.duration)
+    final = sup.final_status
+    console.print(status_table(final, title=f"summary · {graph.name} · ran "
+                                            f"{final.get('uptime_s', 0):.1f}s"))
+    if args.summary_json:
+        Path(args.summary_json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.summary_json).write_text(json.dumps(final, indent=1, default=str))
+    failed = [a for a in final["actors"] if a["state"] == "failed"]
+    return 1 if failed else 0
+
+
+def add_recorder(graph, path: str, name: str = "recorder"):
+    """`--record`: one more actor that subscribes to every topic and writes MCAP."""
+    from edgevla.actors.graph import ActorConfig, RestartPolicy
+
+    rec = ActorConfig(name=name, kind="recorder", inputs={"*": "*"}, rate_hz=20.0,
+                      restart=RestartPolicy(policy="always", max_restarts=100, backoff_s=0.1),
+                      heartbeat_timeout_s=5.0, params={"path": str(path)})
+    return graph.with_actor(rec)
+
+
+def _with_bundle_paths(graph, path: Path):
+    """In a board bundle, `params.model` paths are relative to the bundle directory."""
+    from dataclasses import replace
+
+    root = path if path.is_dir() else path.parent
+    actors = {}
+    for name, a in graph.actors.items():
+        model = a.params.get("model")
+        if isinstance(model, str) and not Path(model).is_absolute() and (root / model).exists():
+            a = replace(a, params={**a.params, "model": str((root / model).resolve())})
+        actors[name] = a
+    return replace(graph, actors=actors)
+
+
+def _request(args: argparse.Namespace, payload: dict) -> dict | None:
+    from edgevla.actors.supervisor import supervisor_request
+
+    try:
+        reply = supervisor_request(payload, run_dir=args.run_dir)
+    except (FileNotFoundError, TimeoutError) as exc:
+        print(f"edgevla: {exc}", file=sys.stderr)
+        return None
+    if not reply.get("ok"):
+        print(f"edgevla: {reply.get('error', reply)}", file=sys.stderr)
+        return None
+    return reply
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    reply = _request(args, {"cmd": "status"})
+    if reply is None:
+        return 1
+    if args.json:
+        print(json.dumps(reply, indent=1, default=str))
+    else:
+        from rich.console import Console
+
+        from edgevla.actors.dashboard import status_table
+
+        Console().print(status_table(reply))
+    return 0
+
+
+def _cmd_scale(args: argparse.Namespace) -> int:
+    if args.hz is None and args.replicas is None:
+        print("edgevla scale: give --hz and/or --replicas", file=sys.stderr)
+        return 2
+    reply = _request(args, {"cmd": "scale", "actor": args.actor, "hz": args.hz,
+                            "replicas": args.replicas})
+    if reply is None:
+        return 1
+    print(json.dumps(reply))
+    return 0
+
+
+def _cmd_simple(cmd: str):
+    def handler(args: argparse.Namespace) -> int:
+        payload = {"cmd": cmd}
+        if getattr(args, "actor", None):
+            payload["actor"] = args.actor
+        reply = _request(args, payload)
+        if reply is None:
+            return 1
+        print(json.dumps(reply))
+        return 0
+
+    return handler
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from edgevla.actors.demo import run_demo
+
+    return run_demo(out_dir=Path(args.out), duration_s=args.duration, profile=args.profile,
+                    qemu=args.qemu)
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from edgevla.actors.graph import GraphError, load_graph
+
+    try:
+        g = load_graph(args.graph)
+    except GraphError as exc:
+        for p in exc.problems:
+            print(p)
+        return 2
+    print(f"{g.path}: ok — {len(g.actors)} actors, topics: {', '.join(g.topics())}")
+    print("start order: " + " -> ".join(g.start_order()))
+    return 0
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("run", help="start a graph (YAML file or board bundle) under a supervisor",
+                       description="Start every actor of GRAPH as its own process, watch "
+                                   "heartbeats, restart per policy, show a live table. Stops on "
+                                   "Ctrl-C, `edgevla stop`, or after --duration.")
+    p.add_argument("graph", help="graph YAML file, or a bundle directory holding graph.yaml")
+    p.add_argument("--duration", type=float, default=None, metavar="S",
+                   help="stop after S seconds (default: run until stopped)")
+    p.add_argument("--headless", action="store_true",
+                   help="no live table; print the summary at the end")
+    p.add_argument("--record", metavar="OUT.mcap", help="record every topic to an MCAP file")
+    p.add_argument("--summary-json", metavar="PATH", help="write the final status as JSON")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("check", help="validate a graph file without starting anything")
+    p.add_argument("graph")
+    p.set_defaults(func=_cmd_check)
+
+    for name, helptext in (("status", "show the running graph's actors"),
+                           ("stop", "stop the running graph (actors in reverse start order)"),
+                           ("restart", "restart one actor's processes")):
+        p = sub.add_parser(name, help=helptext)
+        if name == "restart":
+            p.add_argument("actor")
+        if name == "status":
+            p.add_argument("--json", action="store_true", help="print raw JSON")
+        p.add_argument("--run-dir", help="run directory (default: the newest run)")
+        p.set_defaults(func=_cmd_status if name == "status" else _cmd_simple(name))
+
+    p = sub.add_parser("scale", help="change an actor's rate or replica count at run time")
+    p.add_argument("actor")
+    p.add_argument("--hz", type=float, help="new loop rate in Hz")
+    p.add_argument("--replicas", type=int, help="new number of processes (<= max_replicas)")
+    p.add_argument("--run-dir", help="run directory (default: the newest run)")
+    p.set_defaults(func=_cmd_scale)
+
+    p = sub.add_parser("demo", help="the main job: sim profile end to end, bounded, with summary",
+                       description="Run the sim profile (cameras, stage actors on the default "
+                                   "model, executor, M7 host firmware, simulated arm) for a "
+                                   "bounded time and leave a summary and plots in --out.")
+    p.add_argument("--out", default="out/demo", help="where summary and plots go")
+    p.add_argument("--duration", type=float, default=None, metavar="S",
+                   help="seconds to run (default: the profile's own)")
+    p.add_argument("--profile", default="sim", choices=("sim", "skeleton"),
+                   help="sim: the full graph; skeleton: synthetic cameras and dummy stages")
+    p.add_argument("--qemu", action="store_true", help="use the QEMU Cortex-M7 firmware build")
+    p.set_defaults(func=_cmd_demo)
