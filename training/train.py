@@ -1,0 +1,394 @@
+"""Fine-tune lerobot's ACT or SmolVLA on a local LeRobot dataset, on CPU, resumably.
+
+Uses lerobot 0.4.4 as it is: `LeRobotDataset` (with `resolve_delta_timestamps` for the action
+chunks), the policy classes built in `policies.py`, `make_pre_post_processors` with the dataset's
+own statistics, the config's optimizer/scheduler presets, and lerobot's training-state
+save/load (optimizer, scheduler, RNG). What edgevla adds is the CPU-sized defaults, the rich
+progress bar, the loss history + PNG, and a checkpoint layout that reloads offline anywhere:
+
+    OUT/
+      train_config.json             # the TrainConfig that produced the run
+      loss.json, loss.png           # per-step loss history and its plot
+      checkpoints/000500/pretrained_model/   # config.json, model.safetensors, processors (+ vlm/)
+      checkpoints/000500/training_state/     # lerobot's optimizer/scheduler/rng/step
+      checkpoints/last -> 000500
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+CAMERA_KEYS = tuple(f"observation.images.{c}" for c in ("top", "gripper", "left"))
+PRETRAINED_DIR = "pretrained_model"
+TRAINING_STATE_DIR = "training_state"
+
+
+@dataclass
+class TrainConfig:
+    """One training run. Defaults mirror the reference's recipe (batch 8, periodic checkpoints,
+    ACT chunk 100 / SmolVLA chunk 50) with step counts that fit a 2-core CPU."""
+
+    policy: str = "act"
+    dataset: str = ""
+    out: str = ""
+    steps: int = 2000
+    batch_size: int = 8
+    save_every: int = 500
+    log_every: int = 10
+    num_workers: int = 1
+    seed: int = 0
+    lr: float | None = None  # None: the policy config's own optimizer_lr
+    grad_clip_norm: float = 10.0
+    episodes: list[int] | None = None  # None: the dataset's "train" split (all if it has none)
+    # Extra keyword arguments for the lerobot policy config (e.g. dim_model, chunk_size).
+    policy_overrides: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.policy not in ("act", "smolvla"):
+            raise ValueError(f"TrainConfig.policy must be 'act' or 'smolvla', got {self.policy!r}")
+        for name in ("steps", "batch_size", "save_every", "log_every"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"TrainConfig.{name} must be > 0, got {getattr(self, name)}")
+        if self.num_workers < 0:
+            raise ValueError(f"TrainConfig.num_workers must be >= 0, got {self.num_workers}")
+
+    @classmethod
+    def from_file(cls, path: str | Path, **overrides: Any) -> TrainConfig:
+        """Load a JSON or YAML file of TrainConfig fields; `overrides` (not None) win."""
+        import yaml
+
+        path = Path(path)
+        data = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a mapping of TrainConfig fields, got {type(data).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"{path}: unknown TrainConfig field(s) {unknown}; known: {sorted(known)}")
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**data)
+
+
+@dataclass
+class TrainResult:
+    out: Path
+    last_checkpoint: Path
+    steps_done: int
+    first_loss: float
+    last_loss: float
+    seconds: float
+    losses: list[tuple[int, float]]
+
+
+# ------------------------------------------------------------------------------- dataset
+
+
+def dataset_image_hw(meta) -> tuple[int, int]:
+    """(height, width) shared by the three cameras, with a clear error if the dataset differs."""
+    hw = set()
+    for key in CAMERA_KEYS:
+        feat = meta.features.get(key)
+        if feat is None:
+            raise ValueError(
+                f"{meta.root}/meta/info.json: feature {key!r} missing; edgevla policies expect "
+                f"{list(CAMERA_KEYS)} + observation.state + action, found {sorted(meta.features)}"
+            )
+        shape, names = feat["shape"], feat.get("names") or []
+        if len(shape) != 3:
+            raise ValueError(f"{meta.root}/meta/info.json: {key}.shape must be 3-D, got {shape}")
+        # lerobot stores images as (height, width, channels); accept CHW too.
+        if names and names[0] in ("channels", "channel"):
+            hw.add((int(shape[1]), int(shape[2])))
+        else:
+            hw.add((int(shape[0]), int(shape[1])))
+    for key, dim in (("observation.state", 6), ("action", 6)):
+        feat = meta.features.get(key)
+        if feat is None or tuple(feat["shape"]) != (dim,):
+            raise ValueError(
+                f"{meta.root}/meta/info.json: {key} must have shape ({dim},), got {feat and feat['shape']}"
+            )
+    if len(hw) != 1:
+        raise ValueError(f"{meta.root}: cameras have different sizes {sorted(hw)}; expected one (H, W)")
+    return hw.pop()
+
+
+def train_episodes(meta, explicit: list[int] | None = None) -> list[int] | None:
+    """Episode indices to train on: explicit list, else info.json's "train" split, else all."""
+    if explicit is not None:
+        return list(explicit)
+    split = (meta.info.get("splits") or {}).get("train")
+    if isinstance(split, str) and ":" in split:
+        lo, hi = (int(x) for x in split.split(":"))
+        if (lo, hi) != (0, meta.total_episodes):
+            return list(range(lo, hi))
+    if isinstance(split, list):
+        return [int(x) for x in split]
+    return None
+
+
+def open_dataset(root: str | Path):
+    """LeRobotDatasetMetadata for a local dataset folder, with a readable error if it is not one."""
+    from edgevla.training.torch_setup import ensure_torchvision
+
+    ensure_torchvision()
+    from lerobot.datasets.lerobot_dataset import LeRobotDatasetMetadata
+
+    root = Path(root)
+    if not (root / "meta" / "info.json").is_file():
+        raise FileNotFoundError(
+            f"{root}: not a LeRobot dataset (no meta/info.json); record one with `edgevla dataset record`"
+        )
+    return LeRobotDatasetMetadata(repo_id=f"local/{root.name}", root=root)
+
+
+# ------------------------------------------------------------------------------- building
+
+
+def build_policy(cfg: TrainConfig, meta, out: Path):
+    """(policy, preprocessor, postprocessor) with the dataset's stats baked into the processors."""
+    from edgevla.training import policies
+
+    hw = dataset_image_hw(meta)
+    overrides = dict(cfg.policy_overrides)
+    if cfg.lr is not None:
+        overrides["optimizer_lr"] = cfg.lr
+        if cfg.policy == "act":
+            overrides["optimizer_lr_backbone"] = cfg.lr
+    if cfg.policy == "act":
+        config = policies.make_act_config(image_hw=hw, **overrides)
+        return policies.make_act(config=config, dataset_stats=meta.stats)
+    config = policies.make_smolvla_config(out / "vlm", image_hw=hw, **overrides)
+    return policies.make_smolvla(config=config, dataset_stats=meta.stats)
+
+
+def _optimizer_and_scheduler(policy, total_steps: int):
+    preset = policy.config.get_optimizer_preset()
+    optimizer = preset.build(policy.get_optim_params())
+    sched_preset = policy.config.get_scheduler_preset()
+    scheduler = sched_preset.build(optimizer, total_steps) if sched_preset is not None else None
+    return optimizer, scheduler
+
+
+# ------------------------------------------------------------------------------- checkpoints
+
+
+def save_checkpoint(out: Path, step: int, policy, pre, post, optimizer, scheduler) -> Path:
+    from lerobot.utils.train_utils import save_training_state
+
+    ckpt = out / "checkpoints" / f"{step:06d}"
+    pretrained = ckpt / PRETRAINED_DIR
+    policy.save_pretrained(pretrained)
+    pre.save_pretrained(pretrained)
+    post.save_pretrained(pretrained)
+    vlm = getattr(policy.config, "vlm_model_name", None)
+    if vlm and Path(vlm).is_dir():
+        # Keep the tiny SmolVLM config/tokenizer next to the weights so the folder is self-contained.
+        shutil.copytree(vlm, pretrained / "vlm", dirs_exist_ok=True)
+    save_training_state(ckpt, step, optimizer, scheduler)
+    last = out / "checkpoints" / "last"
+    if last.is_symlink() or last.exists():
+        last.unlink()
+    last.symlink_to(ckpt.name)
+    return ckpt
+
+
+def resolve_pretrained_dir(path: str | Path) -> Path:
+    """Accept a run folder, a checkpoint folder or a pretrained_model folder."""
+    path = Path(path)
+    for cand in (path, path / PRETRAINED_DIR, path / "checkpoints" / "last" / PRETRAINED_DIR):
+        if (cand / "config.json").is_file() and (cand / "model.safetensors").is_file():
+            return cand
+    raise FileNotFoundError(
+        f"{path}: no policy checkpoint found (expected config.json + model.safetensors in it, in "
+        f"{PRETRAINED_DIR}/ or in checkpoints/last/{PRETRAINED_DIR}/)"
+    )
+
+
+def load_policy(path: str | Path, device: str = "cpu"):
+    """Reload `(policy, pre, post)` from a checkpoint made by `train`, fully offline."""
+    from edgevla.training.torch_setup import ensure_torchvision
+
+    ensure_torchvision()
+    from lerobot.configs.policies import PreTrainedConfig
+    from lerobot.policies.factory import get_policy_class, make_pre_post_processors
+
+    pretrained = resolve_pretrained_dir(path)
+    config = PreTrainedConfig.from_pretrained(pretrained)
+    config.device = device
+    overrides: dict[str, Any] = {"device_processor": {"device": device}}
+    if config.type == "smolvla":
+        # The saved config names the VLM folder of the machine that trained it; use our copy.
+        config.vlm_model_name = str((pretrained / "vlm").resolve())
+        config.load_vlm_weights = False
+        overrides["tokenizer_processor"] = {"tokenizer_name": config.vlm_model_name}
+    policy = get_policy_class(config.type).from_pretrained(pretrained, config=config)
+    policy.eval()
+    pre, post = make_pre_post_processors(
+        config, pretrained_path=str(pretrained), preprocessor_overrides=overrides,
+        postprocessor_overrides={"device_processor": {"device": "cpu"}},
+    )
+    return policy, pre, post
+
+
+# ------------------------------------------------------------------------------- plotting
+
+
+def plot_losses(losses: list[tuple[int, float]], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    if not losses:
+        return
+    steps = np.array([s for s, _ in losses])
+    vals = np.array([v for _, v in losses])
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(steps, vals, lw=0.6, alpha=0.4, label="per step")
+    win = max(1, len(vals) // 50)
+    if win > 1:
+        smooth = np.convolve(vals, np.ones(win) / win, mode="valid")
+        ax.plot(steps[win - 1 :], smooth, lw=1.6, label=f"mean of {win}")
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# ------------------------------------------------------------------------------- training
+
+
+def _cycle(loader):
+    while True:
+        yield from loader
+
+
+def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> TrainResult:
+    """Train (or resume) and return where the checkpoints and loss curve are."""
+    from edgevla.training.torch_setup import ensure_torchvision
+
+    ensure_torchvision()
+    import torch
+    from lerobot.datasets.factory import resolve_delta_timestamps
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+    from lerobot.utils.train_utils import load_training_state
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    if not cfg.dataset or not cfg.out:
+        raise ValueError("TrainConfig.dataset and TrainConfig.out are required")
+    out = Path(cfg.out)
+    last = out / "checkpoints" / "last"
+    if resume:
+        if not last.exists():
+            raise FileNotFoundError(f"--resume: {last} does not exist (nothing to resume in {out})")
+        saved = json.loads((out / "train_config.json").read_text())
+        # The saved run defines the model; the caller may only extend steps / change cadence.
+        for name in ("steps", "save_every", "log_every", "num_workers"):
+            saved[name] = getattr(cfg, name)
+        cfg = TrainConfig(**saved)
+    elif last.exists():
+        raise FileExistsError(f"{out} already holds a run; pass --resume to continue it or pick another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
+
+    torch.manual_seed(cfg.seed)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    meta = open_dataset(cfg.dataset)
+    policy, pre, post = build_policy(cfg, meta, out)
+    optimizer, scheduler = _optimizer_and_scheduler(policy, cfg.steps)
+
+    step = 0
+    losses: list[tuple[int, float]] = []
+    if resume:
+        ckpt = last.resolve()
+        from safetensors.torch import load_file
+
+        state = load_file(ckpt / PRETRAINED_DIR / "model.safetensors")
+        missing, unexpected = policy.load_state_dict(state, strict=False)
+        if unexpected:
+            raise RuntimeError(f"{ckpt}: checkpoint has unexpected weights {unexpected[:5]}")
+        step, optimizer, scheduler = load_training_state(ckpt, optimizer, scheduler)
+        loss_file = out / "loss.json"
+        if loss_file.is_file():
+            losses = [tuple(x) for x in json.loads(loss_file.read_text())["losses"] if x[0] <= step]
+
+    delta = resolve_delta_timestamps(policy.config, meta)
+    dataset = LeRobotDataset(
+        repo_id=meta.repo_id,
+        root=cfg.dataset,
+        episodes=train_episodes(meta, cfg.episodes),
+        delta_timestamps=delta,
+    )
+    generator = torch.Generator().manual_seed(cfg.seed + step)
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_size=cfg.batch_size,
+        shuffle=True,
+        drop_last=len(dataset) > cfg.batch_size,
+        num_workers=cfg.num_workers,
+        generator=generator,
+        persistent_workers=cfg.num_workers > 0,
+    )
+    batches = _cycle(loader)
+    params = [p for p in policy.parameters() if p.requires_grad]
+    policy.train()
+    t0 = time.monotonic()
+    ckpt_path = last.resolve() if resume else None
+    columns = [
+        TextColumn(f"[bold]train {cfg.policy}[/]"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TextColumn("loss {task.fields[loss]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    ]
+    with Progress(*columns, disable=not progress, transient=False) as bar:
+        task = bar.add_task("train", total=cfg.steps, completed=step, loss="-")
+        while step < cfg.steps:
+            batch = pre(next(batches))
+            loss, _ = policy.forward(batch)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"step {step}: loss is {loss.item()} (lower TrainConfig.lr?)")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip_norm)
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+            step += 1
+            losses.append((step, float(loss.item())))
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                recent = [v for _, v in losses[-cfg.log_every :]]
+                bar.update(task, completed=step, loss=f"{sum(recent) / len(recent):.4f}")
+            else:
+                bar.update(task, completed=step)
+            if step % cfg.save_every == 0 or step == cfg.steps:
+                ckpt_path = save_checkpoint(out, step, policy, pre, post, optimizer, scheduler)
+                (out / "loss.json").write_text(json.dumps({"losses": losses}))
+                plot_losses(losses, out / "loss.png", f"{cfg.policy} on {Path(cfg.dataset).name}")
+    seconds = time.monotonic() - t0
+    (out / "loss.json").write_text(json.dumps({"losses": losses, "seconds_this_session": seconds}))
+    plot_losses(losses, out / "loss.png", f"{cfg.policy} on {Path(cfg.dataset).name}")
+    head = [v for _, v in losses[: max(1, min(10, len(losses) // 5))]]
+    tail = [v for _, v in losses[-max(1, min(10, len(losses) // 5)) :]]
+    return TrainResult(
+        out=out,
+        last_checkpoint=ckpt_path or last.resolve(),
+        steps_done=step,
+        first_loss=sum(head) / len(head) if head else math.nan,
+        last_loss=sum(tail) / len(tail) if tail else math.nan,
+        seconds=seconds,
+        losses=losses,
+    )
