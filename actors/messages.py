@@ -162,6 +162,33 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
 _COMMON = ("seq", "t_capture_ns", "t_pub_ns", "producer")
 
 
+_SCALAR_TYPES: dict[str, tuple[type, ...]] = {
+    "int": (int,), "str": (str,), "bool": (bool,), "float": (int, float),
+    "dict[str, Any]": (dict,),
+}
+
+
+def _check_scalar(cls_name: str, name: str, annotation: str, value: Any) -> None:
+    """Scalars from the wire must have their declared type, or an actor would crash on them."""
+    allowed = _SCALAR_TYPES.get(annotation)
+    if allowed is None:
+        return
+    if not isinstance(value, allowed) or (bool not in allowed and isinstance(value, bool)):
+        raise MalformedMessage("bad_fields", f"{cls_name}.{name}: expected {annotation}, "
+                                             f"got {type(value).__name__}")
+
+
+_ANNOTATIONS: dict[type, dict[str, str]] = {}
+
+
+def _annotations(cls: type[Message]) -> dict[str, str]:
+    ann = _ANNOTATIONS.get(cls)
+    if ann is None:
+        ann = {f.name: str(f.type) for f in dataclasses.fields(cls)}
+        _ANNOTATIONS[cls] = ann
+    return ann
+
+
 def _is_array_field(tp: Any) -> str | None:
     """'array' / 'dict' / 'optarray' for array-valued annotations, else None."""
     text = str(tp)
@@ -288,6 +315,11 @@ def decode(frames: list[Any]) -> tuple[str, Message]:
             elif name in scalars:
                 kwargs[name] = scalars[name]
         common = {k: header[k] for k in _COMMON if k in header}
+        ann = _annotations(cls)
+        for name, value in (*common.items(), *((k, v) for k, v in kwargs.items()
+                                               if not isinstance(v, (dict, np.ndarray))
+                                               or ann[k] == "dict[str, Any]")):
+            _check_scalar(cls.SCHEMA, name, ann[name], value)
         msg = cls(**common, **kwargs)
     except (KeyError, TypeError) as exc:
         raise MalformedMessage("bad_fields", f"{cls.SCHEMA}: {exc!r}") from None

@@ -28,7 +28,7 @@ import numpy as np
 import zmq
 
 from edgevla.actors.actor import Actor
-from edgevla.actors.bus import BusCounters, CurveKeys, Publisher, Subscriber, apply_curve, bind
+from edgevla.actors.bus import BusCounters, CurveKeys, Publisher, Subscriber, bind
 from edgevla.actors.clock import WallClock
 from edgevla.actors.messages import Heartbeat, Message
 
@@ -218,6 +218,8 @@ class ActorProcess:
             "bus": self.counters.as_dict(),
             "rss_mb": round(_rss_mb(), 1),
             "cpu_s": round(sum(os.times()[:2]), 2),
+            # the board runtime must stay torch-free; tests and the summary check this
+            "torch_loaded": "torch" in sys.modules,
             "actor_stats": _plain(actor_stats),
         }
 

@@ -1,0 +1,140 @@
+"""The wire codec: any dtype/shape round-trips; any garbage is rejected as MalformedMessage."""
+
+from __future__ import annotations
+
+import msgpack
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from edgevla.actors.messages import (SCHEMA_VERSION, ActionChunk, Features, Frame,
+                                     MalformedMessage, Observation, RobotState, decode, encode)
+
+WIRE_DTYPES = ["bool", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64",
+               "float16", "float32", "float64"]
+
+
+def wire(frames):
+    """What a receiver gets: plain bytes per frame."""
+    return [f.tobytes() if isinstance(f, np.ndarray) else bytes(f) for f in frames]
+
+
+arrays = st.sampled_from(WIRE_DTYPES).flatmap(
+    lambda dt: hnp.arrays(np.dtype(dt), hnp.array_shapes(min_dims=0, max_dims=4, min_side=0,
+                                                         max_side=5)))
+
+
+@settings(max_examples=150, deadline=None)
+@given(arr=arrays, seq=st.integers(0, 2**63 - 1), t=st.integers(0, 2**63 - 1),
+       producer=st.text(max_size=20))
+def test_any_array_round_trips(arr, seq, t, producer):
+    msg = Features(tensors={"a": arr, "b": arr.T}, seq=seq, t_capture_ns=t, producer=producer,
+                   model_id="m")
+    topic, out = decode(wire(encode("feat", msg)))
+    assert topic == "feat"
+    assert out.seq == seq and out.t_capture_ns == t and out.producer == producer
+    for k, ref in (("a", arr), ("b", arr.T)):
+        assert out.tensors[k].dtype == ref.dtype and out.tensors[k].shape == ref.shape
+        np.testing.assert_array_equal(out.tensors[k], ref)
+
+
+def test_typed_messages_round_trip():
+    chunk = ActionChunk(t0_ns=10, dt_ns=33_333_333, actions=np.random.rand(50, 6).astype("f4"),
+                        obs_seq=7, model_id="act", t_capture_ns=9)
+    _, out = decode(wire(encode("chunks", chunk)))
+    assert isinstance(out, ActionChunk) and out.obs_seq == 7 and out.dt_ns == 33_333_333
+    np.testing.assert_array_equal(out.actions, chunk.actions)
+    obs = Observation(images={"top": np.zeros((4, 5, 3), np.uint8)}, state=np.ones(6, "f4"),
+                      task="put the tea bag in the mug")
+    _, out = decode(wire(encode("obs", obs)))
+    assert out.task == obs.task and out.images["top"].shape == (4, 5, 3)
+    rs = RobotState(joints=np.arange(6, dtype="f8"))
+    _, out = decode(wire(encode("state", rs)))
+    assert out.commanded is None and out.joints.dtype == np.float64
+
+
+def test_non_contiguous_and_big_endian_arrays_are_normalised():
+    a = np.arange(24, dtype=">i4").reshape(4, 6)[:, ::2]
+    _, out = decode(wire(encode("x", Frame(camera="c", image=a))))
+    np.testing.assert_array_equal(out.image, a)
+
+
+def test_object_arrays_refused_at_send():
+    with pytest.raises(TypeError):
+        encode("x", Frame(camera="c", image=np.array([object()])))
+
+
+def _valid():
+    return wire(encode("chunks", ActionChunk(t0_ns=1, dt_ns=2, actions=np.zeros((3, 2), "f4"))))
+
+
+@pytest.mark.parametrize("mutate, kind", [
+    (lambda f: f[:1], "frame_count"),
+    (lambda f: [f[0], b"\xc1\xc1garbage"], "bad_header"),
+    (lambda f: [f[0], f[1]], "frame_count"),
+    (lambda f: [f[0], f[1], f[2][:-1]], "buffer_size"),
+    (lambda f: [f[0], f[1], f[2], b"extra"], "frame_count"),
+])
+def test_malformed_kinds(mutate, kind):
+    with pytest.raises(MalformedMessage) as exc:
+        decode(mutate(_valid()))
+    assert exc.value.kind == kind
+
+
+def _header_with(**over):
+    h = msgpack.unpackb(_valid()[1], raw=False)
+    h.update(over)
+    return msgpack.packb(h)
+
+
+@pytest.mark.parametrize("over, kind", [
+    ({"v": SCHEMA_VERSION + 1}, "schema_version"),
+    ({"schema": "nope"}, "unknown_schema"),
+    ({"a": [["actions", "|O", [3, 2]]]}, "bad_dtype"),
+    ({"a": [["actions", "<f4", [-3, 2]]]}, "bad_shape"),
+    ({"f": {}}, "bad_fields"),
+])
+def test_malformed_headers(over, kind):
+    f = _valid()
+    with pytest.raises(MalformedMessage) as exc:
+        decode([f[0], _header_with(**over), f[2]])
+    assert exc.value.kind == kind
+
+
+@settings(max_examples=300, deadline=None)
+@given(frames=st.lists(st.binary(max_size=64), max_size=5))
+def test_random_frames_never_raise_anything_else(frames):
+    try:
+        decode(frames)
+    except MalformedMessage:
+        pass
+
+
+@settings(max_examples=200, deadline=None)
+@given(pos=st.integers(0, 10_000), byte=st.integers(0, 255))
+def test_bit_flipped_headers_never_raise_anything_else(pos, byte):
+    f = _valid()
+    h = bytearray(f[1])
+    h[pos % len(h)] = byte
+    try:
+        decode([f[0], bytes(h), f[2]])
+    except MalformedMessage:
+        pass
+
+
+@pytest.mark.parametrize("field, value", [("seq", "x"), ("t_capture_ns", 1.5), ("producer", 3)])
+def test_wrong_scalar_types_are_malformed(field, value):
+    f = _valid()
+    with pytest.raises(MalformedMessage) as exc:
+        decode([f[0], _header_with(**{field: value}), f[2]])
+    assert exc.value.kind == "bad_fields"
+
+
+def test_wrong_message_field_type_is_malformed():
+    f = _valid()
+    h = msgpack.unpackb(f[1], raw=False)
+    h["f"]["t0_ns"] = "soon"
+    with pytest.raises(MalformedMessage):
+        decode([f[0], msgpack.packb(h), f[2]])
