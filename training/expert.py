@@ -1,0 +1,332 @@
+"""Scripted expert for the tea-bag task: IK-based pick and place, reactive, slightly randomised.
+
+The expert reads the privileged scene state (bag and mug poses) and plans short motion
+segments: large moves are interpolated in joint space (Cartesian interpolation across
+orientation changes made IK jump, SETUP-NOTES), vertical approach/lift moves are Cartesian
+through the closed-form IK. All segments use a minimum-jerk time law so demonstrations are
+smooth, like a careful teleoperator.
+
+It re-plans from what it sees, which is what makes recovery episodes show a correction: a bag
+that is not between the fingers after the lift (missed grasp) or that falls during transport
+(dropped bag) sends it back to the approach; a displaced mug is simply where it goes. Each
+episode's speed, heights and small offsets are drawn from the episode's seed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from edgevla.training.protocol import grasp_tilt
+from edgevla.training.sim import HOME_Q, JOINT_LIMITS, TeaBagEnv, arm_ik, wrap_angle
+
+GRIPPER_CLOSED = 0.0
+
+
+def min_jerk(s: float) -> float:
+    s = min(max(s, 0.0), 1.0)
+    return s * s * s * (10 - 15 * s + 6 * s * s)
+
+
+@dataclass
+class _Segment:
+    name: str
+    duration_s: float
+    path: Callable[[float], np.ndarray]  # s in [0, 1] -> 6 joint targets
+
+
+@dataclass
+class ExpertStyle:
+    """Per-episode randomisation of the demonstration."""
+
+    speed: float = 1.0
+    pregrasp_z: float = 0.075
+    grasp_z: float = 0.016
+    grasp_offset: tuple[float, float] = (0.0, 0.0)
+    lift_z: float = 0.10
+    carry_z: float = 0.14
+    release_z: float = 0.115
+    release_offset: tuple[float, float] = (0.0, 0.0)
+    gripper_open: float = 1.25
+    pause_s: float = 0.1
+
+    @classmethod
+    def sample(cls, rng: np.random.Generator) -> ExpertStyle:
+        return cls(
+            speed=float(rng.uniform(0.85, 1.15)),
+            pregrasp_z=float(rng.uniform(0.065, 0.085)),
+            grasp_z=float(rng.uniform(0.014, 0.018)),
+            grasp_offset=tuple(rng.uniform(-0.003, 0.003, 2).tolist()),
+            lift_z=float(rng.uniform(0.09, 0.11)),
+            carry_z=float(rng.uniform(0.13, 0.15)),
+            release_z=float(rng.uniform(0.11, 0.12)),
+            release_offset=tuple(rng.uniform(-0.006, 0.006, 2).tolist()),
+            gripper_open=float(rng.uniform(1.1, 1.4)),
+            pause_s=float(rng.uniform(0.05, 0.2)),
+        )
+
+
+class ScriptedExpert:
+    """``act(obs) -> (6,) float32`` joint targets for the current `TeaBagEnv` episode.
+
+    Call `reset()` after each ``env.reset`` (``act`` does it by itself when the episode
+    changed). ``done`` turns True once the bag was released in the mug and the arm retreated.
+    """
+
+    def __init__(self, env: TeaBagEnv, randomize: bool = True, max_attempts: int = 4) -> None:
+        self.env = env
+        self.randomize = randomize
+        self.max_attempts = max_attempts
+        self._episode_key: Any = None
+        self.reset()
+
+    # ------------------------------------------------------------------ state
+    def reset(self) -> None:
+        env = self.env
+        self._episode_key = (id(env.episode), env.episode.seed, env.episode.index)
+        rng = np.random.default_rng([env.episode.seed, 1234])
+        self.style = ExpertStyle.sample(rng) if self.randomize else ExpertStyle()
+        self.rng = rng
+        self.attempts = 0
+        self.phase = "start"
+        self.done = False
+        self.failed = False
+        self._queue: list[_Segment] = []
+        self._seg: _Segment | None = None
+        self._seg_t = 0.0
+        self._q = env.targets.astype(np.float64)
+        self._grasp_yaw = 0.0
+        self._grasp_tilt = 0.0
+
+    def act(self, obs: dict[str, Any] | None = None) -> np.ndarray:
+        env = self.env
+        if (id(env.episode), env.episode.seed, env.episode.index) != self._episode_key:
+            self.reset()
+        dt = env.dt
+        if self._seg is None or self._seg_t >= self._seg.duration_s:
+            if self._seg is not None:
+                self._q = self._seg.path(1.0)
+            self._seg = self._next_segment()
+            self._seg_t = 0.0
+        self._seg_t += dt
+        s = self._seg_t / self._seg.duration_s if self._seg.duration_s > 0 else 1.0
+        q = self._seg.path(min(s, 1.0))
+        return np.clip(q, JOINT_LIMITS[:, 0], JOINT_LIMITS[:, 1]).astype(np.float32)
+
+    # ------------------------------------------------------------------ planning
+    def _next_segment(self) -> _Segment:
+        if not self._queue:
+            self._plan()
+        return self._queue.pop(0)
+
+    def _plan(self) -> None:
+        """Decide the next phase from the scene state and queue its segments."""
+        env, st = self.env, self.style
+        bag, tcp = env.bag_pos(), env.tcp_pos()
+        holding = env.finger_bag_contacts() == 2 and np.linalg.norm(bag - tcp) < 0.03
+        if self.phase in ("start", "approach", "retry"):
+            self._queue_pick(tcp)
+        elif self.phase == "lift":
+            if holding and bag[2] > 0.04:
+                self._queue_place()
+            else:
+                self._retry()
+        elif self.phase == "place":
+            if holding:
+                self._queue_release()
+            else:
+                self._retry()
+        elif self.phase == "release":
+            if env.bag_in_mug():
+                self._queue_retreat()
+            else:
+                self._retry()
+        else:  # retreat / done: hold still
+            self.done = self.phase in ("retreat", "done") and env.bag_in_mug()
+            self.phase = "done"
+            q = self._q.copy()
+            self._queue.append(_Segment("hold", 0.2, lambda s, q=q: q))
+        del st
+
+    def _retry(self) -> None:
+        self.attempts += 1
+        if self.attempts >= self.max_attempts:
+            self.failed = True
+            self.phase = "done"
+            q = self._q.copy()
+            self._queue.append(_Segment("give_up", 0.2, lambda s, q=q: q))
+            return
+        self.phase = "retry"
+        self._queue_pick(self.env.tcp_pos())
+
+    def _duration(self, q0: np.ndarray, q1: np.ndarray, base_s: float,
+                  max_vel: float = 1.6) -> float:
+        # Min-jerk peaks at 1.875x the mean velocity: size the move so the peak stays bounded.
+        dist = float(np.max(np.abs(q1[:5] - q0[:5])))
+        return max(base_s, 1.875 * dist / max_vel) / self.style.speed
+
+    def _joint_move(self, name: str, q1: np.ndarray, base_s: float = 0.5) -> None:
+        q0 = self._q.copy()
+        q1 = np.asarray(q1, dtype=np.float64).copy()
+        duration = self._duration(q0, q1, base_s)
+        self._queue.append(_Segment(name, duration,
+                                    lambda s, q0=q0, q1=q1: q0 + (q1 - q0) * min_jerk(s)))
+        self._q = q1
+
+    def _cart_move(self, name: str, p0: np.ndarray, p1: np.ndarray, gripper: float,
+                   duration_s: float) -> None:
+        yaw, tilt = self._grasp_yaw, self._grasp_tilt
+        fallback = self._q.copy()
+
+        def path(s: float, p0=p0, p1=p1) -> np.ndarray:
+            p = p0 + (p1 - p0) * min_jerk(s)
+            q5 = arm_ik(p, yaw, tilt)
+            if q5 is None:
+                return fallback
+            return np.array([*q5, gripper])
+
+        end = path(1.0)
+        self._queue.append(_Segment(name, duration_s / self.style.speed, path))
+        self._q = end
+
+    def _gripper_move(self, name: str, target: float, duration_s: float) -> None:
+        q0 = self._q.copy()
+        q1 = q0.copy()
+        q1[5] = target
+        self._queue.append(_Segment(name, duration_s / self.style.speed,
+                                    lambda s, q0=q0, q1=q1: q0 + (q1 - q0) * min_jerk(s)))
+        self._q = q1
+
+    def _pause(self, name: str, duration_s: float) -> None:
+        q = self._q.copy()
+        self._queue.append(_Segment(name, duration_s, lambda s, q=q: q))
+
+    def _ik(self, xyz: np.ndarray, yaw: float, tilt: float) -> np.ndarray:
+        q5 = arm_ik(xyz, yaw, tilt)
+        for extra in (0.1, 0.2, 0.3):  # tilt a bit more at the edge of the reach
+            if q5 is not None:
+                break
+            tilt += extra
+            q5 = arm_ik(xyz, yaw, tilt)
+        if q5 is None:
+            raise RuntimeError(f"expert: no IK solution for grasp point {np.round(xyz, 3)} m")
+        self._grasp_tilt = tilt
+        return q5
+
+    def _queue_pick(self, tcp: np.ndarray) -> None:
+        env, st = self.env, self.style
+        self.phase = "approach"
+        self._q = env.targets.astype(np.float64)  # start from where the servos are heading
+        opening = st.gripper_open
+        if tcp[2] < 0.05:
+            # Low (e.g. a missed grasp): open and rise straight up before moving sideways.
+            self._grasp_tilt = grasp_tilt(math.hypot(tcp[0], tcp[1]))
+            self._gripper_move("open", opening, 0.3)
+            up = tcp.copy()
+            up[2] = max(st.pregrasp_z, tcp[2] + 0.04)
+            self._cart_move_from_current("rise", tcp, up, opening, 0.5)
+        bag = env.bag_pos()
+        yaw = env.bag_yaw()
+        r = math.hypot(bag[0], bag[1])
+        target = np.array([bag[0] + st.grasp_offset[0], bag[1] + st.grasp_offset[1], 0.0])
+        tilt = grasp_tilt(r)
+        if tilt > 0:
+            # Tilted: the roll also tilts the fingers' axis, so grasp across whichever side of
+            # the bag needs the least roll (the long side fits the fully open gripper).
+            pan = math.atan2(bag[1], bag[0])
+            across_long = abs(abs(wrap_angle(pan - yaw)) - math.pi / 2) < math.pi / 4
+            if across_long:
+                yaw += math.pi / 2
+                opening = max(opening, 1.6)
+        self._grasp_yaw = yaw
+        above = target.copy()
+        above[2] = st.pregrasp_z
+        q_above = self._ik(above, yaw, tilt)
+        self._joint_move("to_pregrasp", np.array([*q_above, opening]), base_s=0.6)
+        self._pause("settle", st.pause_s)
+        grasp = target.copy()
+        grasp[2] = st.grasp_z
+        self._cart_move("descend", above, grasp, opening, 0.55)
+        self._pause("settle", 0.1)
+        self._gripper_move("close", GRIPPER_CLOSED, 0.3)
+        self._pause("squeeze", 0.25)
+        lift = grasp.copy()
+        lift[2] = st.lift_z
+        self._cart_move("lift", grasp, lift, GRIPPER_CLOSED, 0.5)
+        self._queue.append(_Segment("check", 0.0, lambda s, q=self._q.copy(): q))
+        self.phase = "lift"
+
+    def _cart_move_from_current(self, name: str, p0: np.ndarray, p1: np.ndarray,
+                                gripper: float, duration_s: float) -> None:
+        """Vertical move from the current pose, keeping the current wrist roll as the yaw."""
+        q_now = self._q
+        pan = math.atan2(p0[1], p0[0])
+        self._grasp_yaw = pan - float(q_now[4])
+        self._cart_move(name, p0.copy(), p1.copy(), gripper, duration_s)
+
+    def _queue_place(self) -> None:
+        env, st = self.env, self.style
+        self.phase = "place"
+        mug = env.mug_pos()
+        carry = np.array([mug[0] + st.release_offset[0], mug[1] + st.release_offset[1],
+                          st.carry_z])
+        # Keep the roll that holds the bag; only the position changes.
+        yaw = self._grasp_yaw
+        q_carry = self._ik(carry, yaw, 0.0)
+        self._joint_move("carry", np.array([*q_carry, GRIPPER_CLOSED]), base_s=0.8)
+        self._grasp_yaw, self._grasp_tilt = yaw, 0.0
+        release = carry.copy()
+        release[2] = st.release_z
+        self._cart_move("lower", carry, release, GRIPPER_CLOSED, 0.35)
+        self._queue.append(_Segment("check", 0.0, lambda s, q=self._q.copy(): q))
+
+    def _queue_release(self) -> None:
+        st = self.style
+        self.phase = "release"
+        self._gripper_move("open", st.gripper_open, 0.3)
+        self._pause("let_go", 0.35)
+        self._queue.append(_Segment("check", 0.0, lambda s, q=self._q.copy(): q))
+
+    def _queue_retreat(self) -> None:
+        self.phase = "retreat"
+        tcp = self.env.tcp_pos()
+        up = tcp.copy()
+        up[2] = tcp[2] + 0.05
+        self._cart_move_from_current("retreat_up", tcp, up, self.style.gripper_open, 0.4)
+        home = HOME_Q.copy()
+        self._joint_move("home", home, base_s=0.8)
+        self._queue.append(_Segment("check", 0.0, lambda s, q=self._q.copy(): q))
+
+
+def run_episode(env: TeaBagEnv, expert: ScriptedExpert, max_steps: int,
+                render: bool = False, tail_s: float = 0.5,
+                on_frame: Callable[[dict[str, Any], np.ndarray], None] | None = None
+                ) -> dict[str, Any]:
+    """Roll the expert out from the env's current state until done (+ ``tail_s``) or max_steps.
+
+    ``on_frame(obs, action)`` is called for each (observation, action) pair in order, as a
+    dataset wants them: the observation *before* the action is applied.
+    """
+    obs = env.observe(render=render)
+    expert.reset()
+    tail = int(round(tail_s * env.cfg.fps))
+    steps = 0
+    done_at = None
+    while steps < max_steps:
+        action = expert.act(obs)
+        if on_frame is not None:
+            on_frame(obs, action)
+        obs = env.step(action, render=render)
+        steps += 1
+        if expert.failed:
+            break
+        if expert.done and done_at is None:
+            done_at = steps
+        if done_at is not None and steps - done_at >= tail:
+            break
+    return {"steps": steps, "success": env.is_success(), "attempts": expert.attempts + 1,
+            "expert_done": expert.done, "expert_failed": expert.failed}
+
