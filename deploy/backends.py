@@ -1,0 +1,159 @@
+"""Inference backends behind one small interface: ONNX Runtime and LiteRT (board side, no torch).
+
+``open_backend(path, options)`` picks the runtime from the file suffix (``.onnx`` -> ONNX Runtime,
+``.tflite`` -> LiteRT) or from ``options.backend``. A backend has ``input_names``,
+``output_names`` and ``run(feeds) -> {name: array}``; that is all a stage actor uses.
+
+Knobs that matter on an i.MX 95 (6x A55): intra-op threads, which cores those threads sit on
+(ORT ``session.intra_op_thread_affinities``), spinning off when cores are shared with the
+executor, graph optimisation level; for LiteRT an external delegate library given by path
+(the NPU: VX delegate ``/usr/lib/libvx_delegate.so`` or Neutron ``libneutron_delegate.so``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+OPT_LEVELS = ("disable", "basic", "extended", "all")
+
+
+@dataclass
+class BackendOptions:
+    backend: str = "auto"                 # auto | onnxruntime | litert
+    threads: int = 2                      # intra-op threads (LiteRT: num_threads)
+    inter_op_threads: int = 1
+    cpu_affinity: list[int] | None = None  # cores for the intra-op threads (ORT), e.g. [2, 3]
+    opt_level: str = "all"                # ORT graph optimisation: disable|basic|extended|all
+    allow_spinning: bool = False          # ORT busy-wait; off: cores are shared with other actors
+    delegate: str | None = None           # LiteRT external delegate .so (NPU), by path
+    delegate_options: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.backend not in ("auto", "onnxruntime", "litert"):
+            raise ValueError(f"backend must be auto|onnxruntime|litert, got {self.backend!r}")
+        if self.threads < 1:
+            raise ValueError(f"threads must be >= 1, got {self.threads}")
+        if self.opt_level not in OPT_LEVELS:
+            raise ValueError(f"opt_level must be one of {'|'.join(OPT_LEVELS)}, got {self.opt_level!r}")
+        if self.cpu_affinity is not None and not all(
+                isinstance(c, int) and c >= 0 for c in self.cpu_affinity):
+            raise ValueError(f"cpu_affinity must be a list of core numbers, got {self.cpu_affinity!r}")
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> "BackendOptions":
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = sorted(set(params) - known)
+        if unknown:
+            raise ValueError(f"unknown backend option(s) {unknown}; known: {sorted(known)}")
+        return cls(**params)
+
+
+class InferenceBackend(Protocol):
+    input_names: list[str]
+    output_names: list[str]
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+
+
+class OnnxRuntimeBackend:
+    """One ``onnxruntime.InferenceSession`` on the CPU execution provider."""
+
+    def __init__(self, path: str | Path, options: BackendOptions) -> None:
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = options.threads
+        so.inter_op_num_threads = options.inter_op_threads
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.graph_optimization_level = {
+            "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        }[options.opt_level]
+        so.add_session_config_entry("session.intra_op.allow_spinning",
+                                    "1" if options.allow_spinning else "0")
+        if options.cpu_affinity and options.threads > 1:
+            # ORT pins threads 2..n (the calling thread is the first); one entry per extra thread.
+            cores = options.cpu_affinity
+            pins = [str(cores[(i + 1) % len(cores)] + 1) for i in range(options.threads - 1)]
+            so.add_session_config_entry("session.intra_op_thread_affinities", ";".join(pins))
+        self.path = str(path)
+        self.session = ort.InferenceSession(self.path, so, providers=["CPUExecutionProvider"])
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        missing = [n for n in self.input_names if n not in feeds]
+        if missing:
+            raise KeyError(f"{self.path}: missing inputs {missing} (have {sorted(feeds)})")
+        outs = self.session.run(None, {n: feeds[n] for n in self.input_names})
+        return dict(zip(self.output_names, outs))
+
+
+def _litert_interpreter_module():
+    try:
+        from ai_edge_litert import interpreter
+    except ImportError:  # the old standalone runtime; breaks with numpy 2 (SETUP-NOTES)
+        from tflite_runtime import interpreter  # type: ignore[no-redef]
+    return interpreter
+
+
+class LiteRTBackend:
+    """LiteRT interpreter; optional external delegate (e.g. the i.MX 95 NPU) loaded by path."""
+
+    def __init__(self, path: str | Path, options: BackendOptions) -> None:
+        interp_mod = _litert_interpreter_module()
+        delegates = []
+        if options.delegate:
+            if not Path(options.delegate).exists():
+                raise FileNotFoundError(
+                    f"LiteRT delegate library {options.delegate!r} not found; on an i.MX 95 BSP it "
+                    f"is /usr/lib/libvx_delegate.so or /usr/lib/libneutron_delegate.so")
+            delegates.append(interp_mod.load_delegate(options.delegate, options.delegate_options))
+        self.path = str(path)
+        self.interpreter = interp_mod.Interpreter(model_path=self.path, num_threads=options.threads,
+                                                  experimental_delegates=delegates or None)
+        self.interpreter.allocate_tensors()
+        self._inputs = self.interpreter.get_input_details()
+        self._outputs = self.interpreter.get_output_details()
+        self.input_names = [_clean(d["name"]) for d in self._inputs]
+        self.output_names = [_clean(d["name"]) for d in self._outputs]
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        for name, det in zip(self.input_names, self._inputs):
+            if name not in feeds:
+                raise KeyError(f"{self.path}: missing input {name!r} (have {sorted(feeds)})")
+            arr = np.ascontiguousarray(feeds[name], dtype=det["dtype"])
+            if tuple(arr.shape) != tuple(det["shape"]):
+                raise ValueError(f"{self.path}: input {name!r} has shape {arr.shape}, "
+                                 f"the model takes {tuple(det['shape'])}")
+            self.interpreter.set_tensor(det["index"], arr)
+        self.interpreter.invoke()
+        return {name: self.interpreter.get_tensor(det["index"]).copy()
+                for name, det in zip(self.output_names, self._outputs)}
+
+
+def _clean(name: str) -> str:
+    # converters like "serving_default_images:0"; ours writes plain names
+    return name.split(":")[0].removeprefix("serving_default_")
+
+
+def open_backend(path: str | Path, options: BackendOptions | None = None) -> InferenceBackend:
+    options = options or BackendOptions()
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"model file {path} does not exist")
+    kind = options.backend
+    if kind == "auto":
+        kind = {".onnx": "onnxruntime", ".tflite": "litert"}.get(path.suffix)
+        if kind is None:
+            raise ValueError(f"{path}: cannot tell the backend from suffix {path.suffix!r} "
+                             f"(expected .onnx or .tflite)")
+    if kind == "onnxruntime":
+        return OnnxRuntimeBackend(path, options)
+    return LiteRTBackend(path, options)
