@@ -330,3 +330,64 @@ def run_episode(env: TeaBagEnv, expert: ScriptedExpert, max_steps: int,
     return {"steps": steps, "success": env.is_success(), "attempts": expert.attempts + 1,
             "expert_done": expert.done, "expert_failed": expert.failed}
 
+
+
+@dataclass
+class ExpertEval:
+    """Success of the scripted expert per cluster (no rendering: physics and expert only)."""
+
+    per_cluster: dict[int, tuple[int, int]]  # cluster -> (successes, episodes)
+    per_kind: dict[str, tuple[int, int]]  # "" (normal) / recovery kind -> (successes, episodes)
+    failures: list[dict[str, Any]]
+    mean_steps: float
+    seconds: float
+
+    @property
+    def worst_cluster_rate(self) -> float:
+        return min(s / n for s, n in self.per_cluster.values()) if self.per_cluster else 0.0
+
+    @property
+    def overall_rate(self) -> float:
+        s = sum(v[0] for v in self.per_cluster.values())
+        n = sum(v[1] for v in self.per_cluster.values())
+        return s / n if n else 0.0
+
+
+def evaluate_expert(specs: list, scene_cfg: Any = None, max_episode_s: float = 12.0,
+                    progress: Callable[[int, int], None] | None = None) -> ExpertEval:
+    """Roll the expert out on every spec (its own seed) and count successes."""
+    import time
+
+    from edgevla.training.sim import SceneConfig
+
+    env = TeaBagEnv(scene_cfg or SceneConfig())
+    expert = ScriptedExpert(env)
+    per_cluster: dict[int, list[int]] = {}
+    per_kind: dict[str, list[int]] = {}
+    failures: list[dict[str, Any]] = []
+    steps_total = 0
+    t0 = time.perf_counter()
+    max_steps = int(round(max_episode_s * env.cfg.fps))
+    try:
+        for i, spec in enumerate(specs):
+            env.reset(spec)
+            res = run_episode(env, expert, max_steps=max_steps)
+            steps_total += res["steps"]
+            for table, key in ((per_cluster, spec.cluster), (per_kind, spec.recovery_kind)):
+                row = table.setdefault(key, [0, 0])
+                row[0] += int(res["success"])
+                row[1] += 1
+            if not res["success"]:
+                failures.append({"index": spec.index, "cluster": spec.cluster,
+                                 "position_index": spec.position_index,
+                                 "recovery_kind": spec.recovery_kind, "seed": spec.seed,
+                                 "phase": expert.phase, "attempts": res["attempts"],
+                                 "bag_xy": [round(float(v), 3) for v in env.bag_pos()[:2]]})
+            if progress is not None:
+                progress(i + 1, len(specs))
+    finally:
+        env.close()
+    return ExpertEval(per_cluster={k: tuple(v) for k, v in sorted(per_cluster.items())},
+                      per_kind={k: tuple(v) for k, v in per_kind.items()}, failures=failures,
+                      mean_steps=steps_total / max(1, len(specs)),
+                      seconds=time.perf_counter() - t0)

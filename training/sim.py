@@ -462,3 +462,30 @@ class TeaBagEnv:
 
 def _yaw_quat(yaw: float) -> tuple[float, float, float, float]:
     return (math.cos(yaw / 2), 0.0, 0.0, math.sin(yaw / 2))
+
+
+def measure_render(cfg: SceneConfig, frames: int = 30) -> dict[str, float]:
+    """Mean ms per frame: each camera alone, all cameras together, and one control step of
+    physics; the first render (GL context and buffers) is excluded."""
+    import time
+
+    env = TeaBagEnv(cfg)
+    try:
+        env.render()
+        out: dict[str, float] = {}
+        for cam in cfg.cameras:
+            t0 = time.perf_counter()
+            for _ in range(frames):
+                env.render_camera(cam)
+            out[f"{cam}_ms"] = (time.perf_counter() - t0) / frames * 1e3
+        t0 = time.perf_counter()
+        for _ in range(frames):
+            env.render()
+        out["all_cameras_ms"] = (time.perf_counter() - t0) / frames * 1e3
+        t0 = time.perf_counter()
+        for _ in range(frames):
+            env.step(HOME_Q, render=False)
+        out["physics_step_ms"] = (time.perf_counter() - t0) / frames * 1e3
+        return out
+    finally:
+        env.close()

@@ -1,0 +1,120 @@
+"""Summarise a recorded dataset: episodes, frames, clusters, recovery share, split.
+
+Reads through lerobot's `LeRobotDataset` only (the per-episode protocol metadata are ordinary
+per-frame columns, see `dataset_record`), so it also describes datasets recorded elsewhere
+as long as they carry those columns; without them only the LeRobot totals are shown.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgevla.training.dataset_record import META_KEYS, RECOVERY_KIND_CODES, REPO_ID, SPLIT_CODES
+
+
+@dataclass
+class ClusterSummary:
+    cluster: int
+    split: str
+    episodes: int = 0
+    recovery: int = 0
+    frames: int = 0
+
+
+@dataclass
+class DatasetSummary:
+    root: str
+    fps: int
+    episodes: int
+    frames: int
+    features: dict[str, tuple[int, ...]]
+    splits: dict[str, str]
+    clusters: list[ClusterSummary] = field(default_factory=list)
+    recovery_episodes: int = 0
+    recovery_kinds: dict[str, int] = field(default_factory=dict)
+    split_episodes: dict[str, int] = field(default_factory=dict)
+    tasks: list[str] = field(default_factory=list)
+
+    @property
+    def recovery_share(self) -> float:
+        return self.recovery_episodes / self.episodes if self.episodes else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "root": self.root, "fps": self.fps, "episodes": self.episodes, "frames": self.frames,
+            "features": {k: list(v) for k, v in self.features.items()}, "splits": self.splits,
+            "recovery_episodes": self.recovery_episodes, "recovery_share": self.recovery_share,
+            "recovery_kinds": self.recovery_kinds, "split_episodes": self.split_episodes,
+            "tasks": self.tasks,
+            "clusters": [vars(c) for c in self.clusters],
+        }
+
+
+def summarize(root: str | os.PathLike[str], repo_id: str = REPO_ID) -> DatasetSummary:
+    from edgevla.training.torch_setup import ensure_torchvision
+
+    ensure_torchvision()
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    root = Path(root)
+    if not (root / "meta" / "info.json").is_file():
+        raise FileNotFoundError(f"{root}: not a LeRobot dataset (no meta/info.json)")
+    ds = LeRobotDataset(repo_id, root=root)
+    feats = {k: tuple(v["shape"]) for k, v in ds.meta.features.items()}
+    tasks = [str(t) for t in ds.meta.tasks.index] if ds.meta.tasks is not None else []
+    out = DatasetSummary(root=str(root), fps=int(ds.fps), episodes=int(ds.num_episodes),
+                         frames=int(ds.num_frames), features=feats,
+                         splits=dict(ds.meta.info.get("splits", {})), tasks=tasks)
+    if not all(k in ds.meta.features for k in META_KEYS):
+        return out
+    cols = ["episode_index", *META_KEYS]
+    table = ds.hf_dataset.select_columns(cols).with_format("numpy")[:]
+    ep = np.asarray(table["episode_index"]).reshape(-1)
+    first = np.unique(ep, return_index=True)[1]
+    per_ep = {k: np.asarray(table[k]).reshape(-1)[first] for k in META_KEYS}
+    frames_per_ep = np.bincount(ep)[np.unique(ep)]
+    kind_names = {v: k for k, v in RECOVERY_KIND_CODES.items()}
+    split_names = {v: k for k, v in SPLIT_CODES.items()}
+    clusters: dict[int, ClusterSummary] = {}
+    for i in range(len(first)):
+        c = int(per_ep["episode.cluster"][i])
+        split = split_names.get(int(per_ep["episode.split"][i]), "?")
+        s = clusters.setdefault(c, ClusterSummary(cluster=c, split=split))
+        s.episodes += 1
+        s.frames += int(frames_per_ep[i])
+        out.split_episodes[split] = out.split_episodes.get(split, 0) + 1
+        if per_ep["episode.recovery"][i]:
+            s.recovery += 1
+            out.recovery_episodes += 1
+            kind = kind_names.get(int(per_ep["episode.recovery_kind"][i]), "?")
+            out.recovery_kinds[kind] = out.recovery_kinds.get(kind, 0) + 1
+    out.clusters = [clusters[c] for c in sorted(clusters)]
+    return out
+
+
+def format_summary(s: DatasetSummary) -> str:
+    """Human-readable text (rich-free so it can go to logs too)."""
+    lines = [
+        f"dataset {s.root}",
+        f"  {s.episodes} episodes, {s.frames} frames at {s.fps} fps "
+        f"({s.frames / max(1, s.episodes) / s.fps:.1f} s per episode on average)",
+        f"  tasks: {', '.join(repr(t) for t in s.tasks)}",
+        f"  splits: {s.splits}   episodes per split: {s.split_episodes}",
+        f"  recovery episodes: {s.recovery_episodes} ({100 * s.recovery_share:.1f}%) "
+        f"{s.recovery_kinds}",
+        "  features: " + ", ".join(f"{k} {list(v)}" for k, v in s.features.items()
+                                   if not k.startswith("episode.") and k not in
+                                   ("timestamp", "frame_index", "episode_index", "index",
+                                    "task_index")),
+    ]
+    if s.clusters:
+        lines.append("  cluster  split  episodes  recovery  frames")
+        for c in s.clusters:
+            lines.append(f"  {c.cluster:7d}  {c.split:5s}  {c.episodes:8d}  {c.recovery:8d}  "
+                         f"{c.frames:6d}")
+    return "\n".join(lines)
