@@ -68,6 +68,12 @@ TRAILER = _EMPTY_FOOTER + MCAP_MAGIC  # 37 bytes
 _PAD_BODY = b"edgevla-checkpoint".ljust(len(TRAILER) - 9, b"\0")
 PAD_RECORD = struct.pack("<BQ", 0x80, len(_PAD_BODY)) + _PAD_BODY
 assert len(PAD_RECORD) == len(TRAILER) == 37
+_PAGE = 4096
+
+
+def pad_record(n: int) -> bytes:
+    """A private record of exactly ``n`` >= 9 bytes (skipped by readers)."""
+    return struct.pack("<BQ", 0x80, n - 9) + b"\0" * (n - 9)
 
 
 # --------------------------------------------------------------------------------------------
@@ -226,17 +232,32 @@ class CheckpointFile:
         else:
             body, tail = data, TRAILER
         body_end = start + len(body)
-        self._pwrite_all(TRAILER, body_end)  # 1: a valid end of file beyond the gap
+        temp_end = body_end
+        if not final:
+            # Keep the trailer inside one page: a write within a page is all-or-nothing under
+            # SIGKILL, so the file never ends in half a footer.
+            r = body_end % _PAGE
+            if r + len(TRAILER) > _PAGE:
+                n = _PAGE - r if _PAGE - r >= 9 else _PAGE - r + _PAGE
+                body = body + pad_record(n)
+                body_end += n
+                temp_end = body_end
+        else:
+            # the temporary end goes to the next page boundary after the real one; the file is
+            # cut back to the real end at the very last step
+            temp_end = -(-(body_end + len(TRAILER)) // _PAGE) * _PAGE
+        self._pwrite_all(TRAILER, temp_end)  # 1: a valid end of file beyond the gap
         self._pwrite_all(body, start)  # 2: fill the gap (a kill here leaves the old end in force)
         if self._has_trailer:
             self._pwrite_all(PAD_RECORD, self._end)  # 3: the old end becomes a skipped record
-        if tail is not TRAILER:
-            self._pwrite_all(tail, body_end)  # final: the real footer with its summary
+        if final:
+            self._pwrite_all(tail, body_end)  # 4: the real footer with its summary
+            os.ftruncate(self._fd, body_end + len(tail))  # 5: drop the temporary end
         if self._fsync:
             os.fsync(self._fd)
         self._pending.clear()
         self._end = body_end
-        self._has_trailer = True
+        self._has_trailer = not final
 
     def close(self) -> None:
         if not self.closed:
@@ -280,6 +301,7 @@ class McapRecording:
         self._schemas: dict[tuple[str, int], int] = {}
         self._channels: dict[tuple[str, str, int], int] = {}
         self.messages = 0
+        self.committed = 0  # messages a SIGKILL now would not lose
         self.t_first_log_ns: int | None = None
         self.file.commit()  # an empty but valid file from the first moment
 
@@ -328,6 +350,7 @@ class McapRecording:
         """Close the chunk in progress and commit: everything so far survives a SIGKILL."""
         self.writer.flush()
         self.file.commit()
+        self.committed = self.messages
 
     def commit_finished_chunks(self) -> None:
         """Commit chunks the writer already closed (by size) without cutting the open one."""
@@ -341,6 +364,7 @@ class McapRecording:
         try:
             self.writer.finish()
             self.file.commit(final=True)
+            self.committed = self.messages
         finally:
             self.file.close()
 
@@ -493,10 +517,11 @@ class RecorderActor(Actor):
         self.cfg = RecorderConfig.from_params(dict(params))
         self._rec: McapRecording | None = None
         self._files: list[str] = []
-        self._t_open_ns = 0
-        self._t_flush_ns = 0
+        self._t_open_ns: int | None = None
+        self._t_flush_ns: int | None = None
         self._t_retry_ns = 0
         self.recorded = 0
+        self._committed_closed = 0
         self.bytes = 0
         self.dropped_write_error = 0
         self.error: str | None = None
@@ -519,8 +544,8 @@ class RecorderActor(Actor):
             self._fail(exc, "open", now_ns)
             return False
         self._files.append(str(path))
-        self._t_open_ns = now_ns or 0
-        self._t_flush_ns = now_ns or 0
+        self._t_open_ns = now_ns  # None until the first step tells the time
+        self._t_flush_ns = now_ns
         if self.error is not None:
             log.warning("%s: recording again into %s", self.name, path)
         self.error = None
@@ -541,6 +566,7 @@ class RecorderActor(Actor):
                 self._rec.file.close()  # the file stays valid up to its last commit
             except OSError:
                 pass
+            self._committed_closed += self._rec.committed
             self._rec = None
         self._t_retry_ns = (now_ns or 0) + int(self.cfg.retry_s * 1e9)
 
@@ -556,6 +582,7 @@ class RecorderActor(Actor):
             rec.close()
         except OSError as exc:
             self._fail(exc, "close", None)
+        self._committed_closed += rec.committed
 
     # -- the step
     def _wanted(self, topic: str) -> bool:
@@ -578,13 +605,21 @@ class RecorderActor(Actor):
         if self._rec is None:
             self.dropped_write_error += len(msgs)
             return None
+        if self._t_open_ns is None:
+            self._t_open_ns = self._t_flush_ns = now
+        if msgs and ((self.cfg.max_bytes and self._rec.size >= self.cfg.max_bytes) or (
+                self.cfg.max_seconds and now - self._t_open_ns >= self.cfg.max_seconds * 1e9)):
+            self._rotate(now)  # before writing: no empty file at the end of a recording
+            if self._rec is None:
+                self.dropped_write_error += len(msgs)
+                return None
         try:
             for topic, msg in msgs:
                 t_recv = getattr(msg, "t_recv_ns", None) or now
                 self.bytes += self._rec.write_message(topic, msg, t_recv)
                 self.recorded += 1
                 self._per_topic[topic] = self._per_topic.get(topic, 0) + 1
-            if now - self._t_flush_ns >= self.cfg.flush_ms * 1e6:
+            if now - (self._t_flush_ns or 0) >= self.cfg.flush_ms * 1e6:
                 self._rec.flush()
                 self._t_flush_ns = now
             else:
@@ -593,9 +628,6 @@ class RecorderActor(Actor):
             self.dropped_write_error += len(msgs)  # upper bound: the open chunk is lost too
             self._fail(exc, "write", now)
             return None
-        if (self.cfg.max_bytes and self._rec.size >= self.cfg.max_bytes) or (
-                self.cfg.max_seconds and now - self._t_open_ns >= self.cfg.max_seconds * 1e9):
-            self._rotate(now)
         return None
 
     def write_trace(self, actor: str, record: bytes, t_ns: int) -> None:
@@ -610,6 +642,8 @@ class RecorderActor(Actor):
     def stats(self) -> dict[str, Any]:
         return {
             "recorded": self.recorded,
+            # recorded messages already safe against a SIGKILL (the rest sits in the open chunk)
+            "committed": self._committed_closed + (self._rec.committed if self._rec else 0),
             "bytes": self.bytes,
             "file": str(self._rec.path) if self._rec else None,
             "files": list(self._files),
