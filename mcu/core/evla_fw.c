@@ -258,8 +258,9 @@ void evla_fw_tick(evla_fw_t *fw, uint64_t now_us)
         /* torque off: the command follows the arm so ENABLE starts where it stands */
         evla_motion_reset(&fw->mo, fw->measured, now_us);
     } else {
+        /* frames are stamped on arrival and may be up to a tick ahead of now_us */
         if (fw->mode == EVLA_MODE_RUNNING && fw->cfg.watchdog_ms &&
-            now_us - fw->last_rx_us > (uint64_t)fw->cfg.watchdog_ms * 1000u) {
+            now_us > fw->last_rx_us + (uint64_t)fw->cfg.watchdog_ms * 1000u) {
             evla_motion_hold(&fw->mo);
             fw->mode = EVLA_MODE_HOLDING;
             fw->faults_latched |= EVLA_FAULT_WATCHDOG;
