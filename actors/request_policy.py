@@ -1,0 +1,119 @@
+"""When the executor asks upstream for a new observation / inference, and why. Pure logic.
+
+Two modes (``request_mode`` in the executor params):
+
+* ``threshold`` (default) – like LeRobot's ``chunk_size_threshold``: request when the executable
+  horizon left (end of coverage minus ``now + link_latency``) is at most ``request_threshold``
+  times the newest chunk's horizon. Unlike LeRobot's client, which sends an observation on every
+  tick below the threshold (and relies on a server-side filter), one request is outstanding at a
+  time: it is re-sent only after a newer chunk arrives or after ``request_timeout_ms``.
+* ``rate`` – request every ``1 / request_rate_hz`` seconds, whatever the horizon.
+
+In both modes the executor requests at ``startup_period_ms`` until the first chunk arrives, and
+immediately while it is starving. Every decision carries its reason; counts per reason go to stats.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+REASONS = ("startup", "horizon_below_threshold", "fixed_rate", "retry_timeout", "starving")
+
+
+@dataclass(frozen=True)
+class RequestConfig:
+    mode: str = "threshold"
+    threshold: float = 0.5  # fraction of the newest chunk's horizon
+    rate_hz: float = 0.0
+    timeout_ms: float = 1000.0
+    startup_period_ms: float = 200.0
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("threshold", "rate"):
+            raise ValueError(f"executor params: request_mode must be 'threshold' or 'rate', "
+                             f"got {self.mode!r}")
+        if not 0.0 <= self.threshold <= 1.0:
+            raise ValueError(f"executor params: request_threshold must be in [0, 1], "
+                             f"got {self.threshold}")
+        if self.mode == "rate" and not (self.rate_hz > 0 and math.isfinite(self.rate_hz)):
+            raise ValueError(f"executor params: request_rate_hz must be > 0 with "
+                             f"request_mode 'rate', got {self.rate_hz}")
+        if not self.timeout_ms > 0 or not self.startup_period_ms > 0:
+            raise ValueError("executor params: request_timeout_ms and request_startup_period_ms "
+                             "must be > 0")
+
+    @classmethod
+    def from_params(cls, p: dict[str, Any]) -> RequestConfig:
+        rate = float(p.get("request_rate_hz", 0.0) or 0.0)
+        mode = str(p.get("request_mode", "rate" if rate > 0 else "threshold"))
+        return cls(mode=mode, threshold=float(p.get("request_threshold", 0.5)), rate_hz=rate,
+                   timeout_ms=float(p.get("request_timeout_ms", 1000.0)),
+                   startup_period_ms=float(p.get("request_startup_period_ms", 200.0)))
+
+
+@dataclass(frozen=True)
+class RequestDecision:
+    reason: str
+    horizon_left_ns: int
+
+
+class RequestPolicy:
+    def __init__(self, cfg: RequestConfig) -> None:
+        self.cfg = cfg
+        self._last_request_ns: int | None = None
+        self._outstanding = False
+        self.counts: dict[str, int] = {r: 0 for r in REASONS}
+        self.last: RequestDecision | None = None
+
+    def set_rate_hz(self, hz: float) -> None:
+        """Governor / `edgevla scale` knob: switches to fixed-rate requests at ``hz``."""
+        self.cfg = RequestConfig(mode="rate", threshold=self.cfg.threshold, rate_hz=float(hz),
+                                 timeout_ms=self.cfg.timeout_ms,
+                                 startup_period_ms=self.cfg.startup_period_ms)
+
+    def set_threshold(self, threshold: float) -> None:
+        self.cfg = RequestConfig(mode=self.cfg.mode, threshold=float(threshold),
+                                 rate_hz=self.cfg.rate_hz, timeout_ms=self.cfg.timeout_ms,
+                                 startup_period_ms=self.cfg.startup_period_ms)
+
+    def on_chunk_accepted(self) -> None:
+        """A newer chunk arrived: the outstanding request is answered."""
+        self._outstanding = False
+
+    def decide(self, now_ns: int, *, horizon_left_ns: int, chunk_horizon_ns: int,
+               have_chunk: bool, starving: bool) -> RequestDecision | None:
+        since = None if self._last_request_ns is None else now_ns - self._last_request_ns
+        cfg = self.cfg
+        reason: str | None = None
+        if not have_chunk:
+            if since is None or since >= cfg.startup_period_ms * 1e6:
+                reason = "startup"
+        elif cfg.mode == "rate":
+            if since is None or since >= 1e9 / cfg.rate_hz:
+                reason = "fixed_rate"
+        elif starving:
+            if not self._outstanding or since is None or since >= cfg.timeout_ms * 1e6:
+                reason = "starving"
+        elif horizon_left_ns <= cfg.threshold * chunk_horizon_ns:
+            if not self._outstanding:
+                reason = "horizon_below_threshold"
+            elif since is None or since >= cfg.timeout_ms * 1e6:
+                reason = "retry_timeout"
+        if reason is None:
+            return None
+        self._last_request_ns = now_ns
+        self._outstanding = True
+        self.counts[reason] += 1
+        self.last = RequestDecision(reason, int(horizon_left_ns))
+        return self.last
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "requests": dict(self.counts),
+            "request_mode": self.cfg.mode,
+            "last_request_reason": self.last.reason if self.last else None,
+            "last_request_horizon_left_ms": (self.last.horizon_left_ns / 1e6
+                                             if self.last else None),
+        }
