@@ -31,6 +31,11 @@ Rotation: ``max_bytes`` / ``max_seconds`` start a new file; files are named ``ou
 ``out.1.mcap``, ``out.2.mcap`` ... (the next free index), which is also what a recorder restarted
 by the supervisor does: it never truncates an existing recording.
 
+Writing happens on a writer thread (``writer_thread``): ``step`` only encodes and enqueues, so
+a slow disk never stalls the actor loop, its heartbeats or the bus. The queue is bounded
+(``max_queue_mb``); past it the recorder drops new messages, counts them
+(``dropped_queue_full``) and says "falling behind" in `stats()` and the log.
+
 Disk full: any OSError while writing (ENOSPC, EDQUOT, EIO) closes the current file where its last
 commit left it (still valid), records the error in `stats()` and the log (once per error kind),
 counts the messages it could not write, and retries a new file every ``retry_s``. ``step``
@@ -44,6 +49,8 @@ import json
 import logging
 import os
 import struct
+import threading
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -465,6 +472,10 @@ TRACE_PREFIX = "_trace/"
 # the actor
 
 
+def _frames_nbytes(frames: Any) -> int:
+    return sum(memoryview(f).nbytes for f in frames[1:]) if isinstance(frames, list) else 0
+
+
 @dataclass
 class RecorderConfig:
     """``params:`` of a recorder actor (all optional except ``path``)."""
@@ -479,6 +490,8 @@ class RecorderConfig:
     max_seconds: float = 0.0  # rotate after this long (0: never)
     retry_s: float = 5.0  # after a write error, try a new file this often
     fsync: bool = False  # fsync each commit (power-loss safety; costs throughput)
+    writer_thread: bool = True  # write off the actor loop (False: inline, for tests)
+    max_queue_mb: float = 512.0  # messages waiting for the disk before the recorder drops
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> "RecorderConfig":
@@ -529,7 +542,22 @@ class RecorderActor(Actor):
         self._per_topic: dict[str, int] = {}
         self._topics = None if not self.cfg.topics or "*" in self.cfg.topics else set(self.cfg.topics)
         self._exclude = set(self.cfg.exclude)
+        self.dropped_queue_full = 0
+        self._behind: str | None = None
+        self._behind_logged = False
+        self._clock: Clock | None = None
+        self._queue: deque = deque()
+        self._queued_bytes = 0
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
         self._open(None)
+        if self.cfg.writer_thread:
+            # Disk writes happen off the actor loop, so a slow disk never stalls heartbeats or
+            # the bus; the queue is bounded (max_queue_mb) and overflow is counted, not hidden.
+            self._thread = threading.Thread(target=self._writer_loop, name="mcap-writer",
+                                            daemon=True)
+            self._thread.start()
 
     # -- file management
     def _open(self, now_ns: int | None) -> bool:
@@ -584,7 +612,7 @@ class RecorderActor(Actor):
             self._fail(exc, "close", None)
         self._committed_closed += rec.committed
 
-    # -- the step
+    # -- the step: cheap (encode, enqueue); the writer thread does the disk work
     def _wanted(self, topic: str) -> bool:
         if topic in self._exclude:
             return False
@@ -592,31 +620,84 @@ class RecorderActor(Actor):
 
     def step(self, clock: Clock, inputs: dict[str, Any]) -> None:
         now = clock.now_ns()
-        msgs: list[tuple[str, Message]] = []
+        self._clock = clock
+        items: list[tuple[int, str, Any, int]] = []  # (t_pub, topic, frames, t_recv)
         for topic, value in inputs.items():
             if not self._wanted(topic):
                 continue
             for msg in (value if isinstance(value, list) else [value]):
-                msgs.append((topic, msg))
-        # causal order across topics within one step
-        msgs.sort(key=lambda tm: tm[1].t_pub_ns)
+                t_recv = getattr(msg, "t_recv_ns", None) or now
+                items.append((msg.t_pub_ns, topic, encode(topic, msg), t_recv))
+        items.sort(key=lambda it: it[0])  # causal order across topics within one step
+        if self._thread is None:
+            self._write_batch(now, items)
+            return None
+        nbytes = sum(_frames_nbytes(it[2]) for it in items)
+        with self._cond:
+            if self._queued_bytes + nbytes > self.cfg.max_queue_mb * 1e6 and self._queue:
+                self.dropped_queue_full += len(items)
+                self._behind = (f"recorder falling behind: {self._queued_bytes / 1e6:.0f} MB "
+                                f"queued (max_queue_mb {self.cfg.max_queue_mb:g}); dropping "
+                                f"messages (the disk is slower than the streams)")
+                if not self._behind_logged:
+                    self._behind_logged = True
+                    log.error("%s: %s", self.name, self._behind)
+                return None
+            self._queue.append((now, items, nbytes))
+            self._queued_bytes += nbytes
+            self._cond.notify()
+        return None
+
+    def _writer_loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._stopping:
+                    if not self._cond.wait(timeout=self.cfg.flush_ms / 1000):
+                        break  # idle for flush_ms: commit what is open
+                if not self._queue:
+                    if self._stopping:
+                        return
+                    batch = None
+                else:
+                    batch = self._queue.popleft()
+                    self._queued_bytes -= batch[2]
+            if batch is None:
+                self._idle_flush()
+                continue
+            self._write_batch(batch[0], batch[1])
+
+    def _idle_flush(self) -> None:
+        rec = self._rec
+        if rec is None or rec.committed == rec.messages or self._clock is None:
+            return
+        try:
+            rec.flush()
+            self._t_flush_ns = self._clock.now_ns()
+        except OSError as exc:
+            self._fail(exc, "write", self._clock.now_ns())
+
+    def _write_batch(self, now: int, items: list[tuple[int, str, Any, int]]) -> None:
         if self._rec is None and now >= self._t_retry_ns:
             self._open(now)
         if self._rec is None:
-            self.dropped_write_error += len(msgs)
-            return None
+            self.dropped_write_error += sum(1 for it in items if it[1] is not None)
+            return
         if self._t_open_ns is None:
             self._t_open_ns = self._t_flush_ns = now
-        if msgs and ((self.cfg.max_bytes and self._rec.size >= self.cfg.max_bytes) or (
+        if items and ((self.cfg.max_bytes and self._rec.size >= self.cfg.max_bytes) or (
                 self.cfg.max_seconds and now - self._t_open_ns >= self.cfg.max_seconds * 1e9)):
             self._rotate(now)  # before writing: no empty file at the end of a recording
             if self._rec is None:
-                self.dropped_write_error += len(msgs)
-                return None
+                self.dropped_write_error += len(items)
+                return
         try:
-            for topic, msg in msgs:
-                t_recv = getattr(msg, "t_recv_ns", None) or now
-                self.bytes += self._rec.write_message(topic, msg, t_recv)
+            for _, topic, frames, t_recv in items:
+                if topic is None:  # a step trace: frames = (actor, record)
+                    actor, record = frames
+                    self._rec.write_raw(TRACE_PREFIX + actor, "step_trace", record, t_recv,
+                                        t_recv)
+                    continue
+                self.bytes += self._rec.write_frames(frames, t_recv)
                 self.recorded += 1
                 self._per_topic[topic] = self._per_topic.get(topic, 0) + 1
             if now - (self._t_flush_ns or 0) >= self.cfg.flush_ms * 1e6:
@@ -625,19 +706,18 @@ class RecorderActor(Actor):
             else:
                 self._rec.commit_finished_chunks()
         except OSError as exc:
-            self.dropped_write_error += len(msgs)  # upper bound: the open chunk is lost too
+            self.dropped_write_error += len(items)  # upper bound: the open chunk is lost too
             self._fail(exc, "write", now)
-            return None
-        return None
 
     def write_trace(self, actor: str, record: bytes, t_ns: int) -> None:
         """Step traces from the in-process driver (see `inprocess`): topic ``_trace/<actor>``."""
-        if self._rec is None:
+        item = [(t_ns, None, (actor, record), t_ns)]
+        if self._thread is None:
+            self._write_batch(t_ns, item)
             return
-        try:
-            self._rec.write_raw(TRACE_PREFIX + actor, "step_trace", record, t_ns, t_ns)
-        except OSError as exc:
-            self._fail(exc, "write", t_ns)
+        with self._cond:
+            self._queue.append((t_ns, item, 0))
+            self._cond.notify()
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -648,9 +728,17 @@ class RecorderActor(Actor):
             "file": str(self._rec.path) if self._rec else None,
             "files": list(self._files),
             "dropped_write_error": self.dropped_write_error,
-            "error": self.error,
+            "dropped_queue_full": self.dropped_queue_full,
+            "queued_mb": round(self._queued_bytes / 1e6, 1),
+            "error": self.error or self._behind,
             "per_topic": dict(self._per_topic),
         }
 
     def close(self) -> None:
+        if self._thread is not None:
+            with self._cond:
+                self._stopping = True
+                self._cond.notify()
+            self._thread.join()
+            self._thread = None
         self._close_current()

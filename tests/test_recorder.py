@@ -238,12 +238,41 @@ def test_topic_selection(tmp_path):
     assert _plain_count(tmp_path / "sel.mcap") == [("commands", 1)]
 
 
-# ------------------------------------------------------------------ disk full
+# ------------------------------------------------------------------ slow disk, disk full
+
+def test_a_slow_disk_never_stalls_the_step_and_overflow_is_counted(tmp_path, monkeypatch):
+    """The writer thread takes the disk time; past max_queue_mb the recorder drops and says so."""
+    import threading
+
+    gate = threading.Event()
+    real = os.pwrite
+
+    def stuck_pwrite(fd, data, offset):
+        gate.wait(20)  # a disk that does not answer
+        return real(fd, data, offset)
+
+    rec = RecorderActor("recorder")
+    rec.setup({"path": str(tmp_path / "slow.mcap"), "max_queue_mb": 0.05, "flush_ms": 1})
+    monkeypatch.setattr(recmod.os, "pwrite", stuck_pwrite)
+    clock = VirtualClock(0)
+    t0 = time.monotonic()
+    for i in range(1, 41):  # 40 frames of 2.3 kB while the disk is stuck
+        clock.advance_ns(10_000_000)
+        rec.step(clock, {"cam/top": [_frame(i)]})
+    stepping_s = time.monotonic() - t0
+    s = rec.stats()
+    gate.set()
+    rec.close()
+    assert stepping_s < 10, "step waited for the disk"  # the disk alone would take 20 s
+    assert s["dropped_queue_full"] > 0 and "falling behind" in s["error"]
+    kept = [q for _, q in _plain_count(tmp_path / "slow.mcap")]
+    assert len(kept) + s["dropped_queue_full"] == 40 and kept == sorted(kept)
+
 
 def test_disk_full_is_reported_and_the_recorder_keeps_going(tmp_path, monkeypatch, caplog):
     path = tmp_path / "full.mcap"
     rec = RecorderActor("recorder")
-    rec.setup({"path": str(path), "flush_ms": 1, "retry_s": 1.0})
+    rec.setup({"path": str(path), "flush_ms": 1, "retry_s": 1.0, "writer_thread": False})
     clock = VirtualClock(0)
     for i in range(1, 11):
         clock.advance_ns(5_000_000)
