@@ -1,0 +1,135 @@
+"""Acceptance: record a tiny dataset through lerobot's API and read it back with LeRobot only.
+
+2 clusters x 2 episodes (one normal, one recovery each) at 32x32 and 10 fps, the held-out
+cluster among them. The read path below uses lerobot (and numpy) only, no project code.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.train
+
+pytest.importorskip("mujoco")
+pytest.importorskip("lerobot")
+
+VAL_CLUSTER = 6
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory):
+    from edgevla.training.dataset_record import record_dataset
+    from edgevla.training.protocol import ProtocolConfig, make_protocol, select_episodes
+    from edgevla.training.sim import SceneConfig
+
+    cfg = ProtocolConfig(val_cluster=VAL_CLUSTER)
+    specs = select_episodes(make_protocol(cfg), clusters=[2, VAL_CLUSTER], per_cluster=2)
+    root = tmp_path_factory.mktemp("ds") / "sim_teabag"
+    report = record_dataset(root, cfg, SceneConfig(width=32, height=32, fps=10),
+                            episodes=specs, progress=False)
+    return root, specs, report
+
+
+def _column(ds, key):
+    return np.asarray(ds.hf_dataset.select_columns([key]).with_format("numpy")[key])
+
+
+@pytest.fixture(scope="module")
+def full(recorded):
+    return _load(recorded[0])
+
+
+def _load(root, **kw):
+    from edgevla.training.torch_setup import ensure_torchvision
+
+    ensure_torchvision()  # the torchvision op shim this machine needs before lerobot
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    return LeRobotDataset("edgevla/sim_teabag", root=root, **kw)
+
+
+def test_reads_back_with_lerobot_only(recorded, full):
+    root, specs, report = recorded
+    assert report.episodes == 4 and not report.failed_episodes
+    ds = full
+    assert ds.fps == 10 and ds.num_episodes == 4 and ds.num_frames == report.frames
+    item = ds[0]
+    for cam in ("top", "gripper", "left"):
+        assert tuple(item[f"observation.images.{cam}"].shape) == (3, 32, 32)
+        assert float(item[f"observation.images.{cam}"].max()) <= 1.0
+    assert tuple(item["observation.state"].shape) == (6,)
+    assert tuple(item["action"].shape) == (6,)
+    assert item["task"] == "put the tea bag in the mug"
+    assert ds.meta.features["observation.state"]["names"][5] == "gripper"
+    # episodes are whole demonstrations: 10 fps, a few seconds each, ending with the release
+    lengths = np.bincount(_column(ds, "episode_index"))
+    assert lengths.min() >= 30 and lengths.max() <= 120
+
+
+def test_split_holds_out_the_validation_cluster(recorded, full):
+    root, _, _ = recorded
+    splits = full.meta.info["splits"]
+    assert splits == {"train": "0:2", "val": "2:4"}
+    lo, hi = (int(v) for v in splits["train"].split(":"))
+    train = _load(root, episodes=list(range(lo, hi)))
+    clusters = set(_column(train, "episode.cluster").reshape(-1).tolist())
+    assert clusters == {2} and VAL_CLUSTER not in clusters
+    lo, hi = (int(v) for v in splits["val"].split(":"))
+    val = _load(root, episodes=list(range(lo, hi)))
+    assert set(_column(val, "episode.cluster").reshape(-1).tolist()) == {VAL_CLUSTER}
+    assert set(_column(val, "episode.split").reshape(-1).tolist()) == {1}
+
+
+def test_per_episode_metadata_survives_reload(recorded, full):
+    root, specs, _ = recorded
+    ds = full
+    ep = _column(ds, "episode_index").reshape(-1)
+    first = np.unique(ep, return_index=True)[1]
+    col = {k: _column(ds, k).reshape(-1)[first]
+           for k in ("episode.cluster", "episode.position_index", "episode.recovery")}
+    expected = sorted(specs, key=lambda s: s.split != "train")
+    assert col["episode.cluster"].tolist() == [s.cluster for s in expected]
+    assert col["episode.position_index"].tolist() == [s.position_index for s in expected]
+    assert col["episode.recovery"].tolist() == [int(s.recovery) for s in expected]
+    assert col["episode.recovery"].mean() == 0.5  # recovery share of this selection
+    info = json.loads((root / "meta" / "info.json").read_text())
+    assert [e["cluster"] for e in info["edgevla"]["episodes"]] == col["episode.cluster"].tolist()
+
+
+def test_actions_lead_states(full):
+    # the action recorded with an observation is the target the robot then moves toward
+    ds = full
+    ep0 = _column(ds, "episode_index") == 0
+    states = _column(ds, "observation.state")[ep0]
+    actions = _column(ds, "action")[ep0]
+    err_next = np.abs(actions[:-1] - states[1:])[:, :5].mean()
+    err_prev = np.abs(actions[1:] - states[:-1])[:, :5].mean()
+    assert err_next < err_prev
+
+
+def test_info_summary_map_and_contact_sheet(recorded, capsys):
+    from edgevla.actors.cli import main
+    from edgevla.training.dataset_info import summarize
+
+    root, _, report = recorded
+    s = summarize(root)
+    assert s.episodes == 4 and s.recovery_episodes == 2 and s.recovery_share == 0.5
+    assert [(c.cluster, c.split, c.episodes) for c in s.clusters] == [(2, "train", 2),
+                                                                     (VAL_CLUSTER, "val", 2)]
+    for png in (report.map_png, report.contact_sheet_png):
+        assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    assert main(["dataset", "info", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "4 episodes" in out and "recovery episodes: 2 (50.0%)" in out
+    assert main(["dataset", "info", str(root / "nope")]) == 2
+
+
+def test_record_refuses_an_existing_folder(recorded):
+    from edgevla.training.dataset_record import record_dataset
+
+    root, specs, _ = recorded
+    with pytest.raises(FileExistsError, match="already exists"):
+        record_dataset(root, episodes=specs[:1], progress=False)
