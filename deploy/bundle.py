@@ -57,7 +57,7 @@ class StageSpec:
         if precision is None and backend is None:
             return self.variants[self.default]
         for key, var in self.variants.items():
-            if (precision is None or var.precision == precision) and (
+            if (precision is None or precision in (key, var.precision)) and (
                     backend is None or var.backend == backend):
                 return var
         have = ", ".join(f"{k} ({v.backend}/{v.precision})" for k, v in self.variants.items())
@@ -265,12 +265,10 @@ def board_graph(manifest: Manifest, target: BoardTarget, model_dir: str,
                              "params": {"model": model_dir, "threads": len(inf) - half or 1},
                              "cpu_affinity": inf[half:] or inf}
     else:
-        npu = {"backend": "litert", "delegate": target.npu_delegate} if target.npu_delegate else {}
         actors["vision"] = {"kind": "vision", "inputs": {**frame_inputs, "state": "robot/state",
                                                          "request": "policy/request"},
                             "outputs": {"features": "policy/features"},
-                            "params": {"model": model_dir, "threads": half,
-                                       "npu_hint": npu},
+                            "params": {"model": model_dir, "threads": half},
                             "cpu_affinity": inf[:half]}
         actors["prefill"] = {"kind": "prefill", "inputs": {"features": "policy/features"},
                              "outputs": {"prefix": "policy/prefix"},
@@ -284,12 +282,16 @@ def board_graph(manifest: Manifest, target: BoardTarget, model_dir: str,
                              "cpu_affinity": inf[half:] or inf}
     actors["executor"] = {"kind": "executor", "inputs": {"chunks": "policy/chunks",
                                                          "state": "robot/state"},
-                          "outputs": {"command": "robot/command", "request": "policy/request"},
+                          "outputs": {"command": "robot/command", "request": "policy/request",
+                                      "state": "robot/state"},
                           "params": {"control_hz": 100, "link": "rpmsg",
                                      "port": target.rpmsg_tty},
-                          "cpu_affinity": list(target.rt_cores), "priority": "realtime"}
-    return {"name": f"{manifest.policy}-{target.name}", "profile": "board",
-            "clock": "wall", "actors": actors}
+                          "cpu_affinity": list(target.rt_cores), "nice": -10}
+    return {"name": f"{manifest.policy}-{target.name}",
+            "description": f"{manifest.policy} on {target.name}: executor + M7 bridge on core(s) "
+                           f"{list(target.rt_cores)}, inference on {inf}, I/O on "
+                           f"{list(target.io_cores)}",
+            "actors": actors}
 
 
 def write_board_bundle(model_dir: str | Path, out: str | Path, target: str = "imx95",

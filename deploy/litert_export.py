@@ -40,7 +40,8 @@ class _Writer:
                   np.dtype(np.int32): s.TensorType.INT32}[np.dtype(dtype)]
         if data is not None:
             b = s.BufferT()
-            b.data = np.ascontiguousarray(data, dtype=dtype).tobytes()
+            # a uint8 ndarray packs with one memcpy (CreateNumpyVector); bytes pack byte by byte
+            b.data = np.ascontiguousarray(data, dtype=dtype).reshape(-1).view(np.uint8)
             self.buffers.append(b)
             t.buffer = len(self.buffers) - 1
         else:

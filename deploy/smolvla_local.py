@@ -153,3 +153,54 @@ def make_tiny_smolvla(vlm_folder: str | Path, image_hw: tuple[int, int] = (64, 6
     # lerobot inits these in fp32 but random-init Linear weights make activations tiny; the
     # defaults are fine for parity, the model is eval-only.
     return policy.eval()
+
+
+_TINY: dict[str, Any] = {}
+
+
+def tiny_bundle(kind: str, **export_kw) -> tuple[Any, Path]:
+    """(policy, bundle dir) for a tiny ACT or SmolVLA, built once per process (tests, quick bench).
+
+    Bundles live in a temporary folder removed at interpreter exit.
+    """
+    import atexit
+    import shutil
+    import tempfile
+
+    if kind in _TINY:
+        return _TINY[kind]
+    from edgevla.deploy.exporter import export_bundle, synthetic_samples
+
+    root = _TINY.get("_root")
+    if root is None:
+        root = Path(tempfile.mkdtemp(prefix="edgevla-tiny-"))
+        atexit.register(shutil.rmtree, root, True)
+        _TINY["_root"] = root
+    if kind == "act":
+        policy = make_tiny_act(image_hw=(64, 64))
+    elif kind == "smolvla":
+        policy = make_tiny_smolvla(write_tiny_smolvlm(root / "vlm"))
+    else:
+        raise ValueError(f"tiny_bundle: kind must be act or smolvla, got {kind!r}")
+    stats = tiny_stats(policy)
+    export_bundle(policy, root / kind, stats=stats, samples=synthetic_samples(policy, 4),
+                  model_id=f"tiny-{kind}", **export_kw)
+    _TINY[kind] = (policy, root / kind)
+    return _TINY[kind]
+
+
+def tiny_stats(policy) -> dict[str, dict[str, Any]]:
+    """Plausible dataset statistics: joints within about +-1.5 rad, ImageNet image stats."""
+    import numpy as np
+
+    rng = np.random.default_rng(7)
+    s = {"observation.state": {"mean": rng.uniform(-0.3, 0.3, STATE_DIM), "std": rng.uniform(0.2, 0.6, STATE_DIM),
+                               "min": np.full(STATE_DIM, -1.5), "max": np.full(STATE_DIM, 1.5)},
+         "action": {"mean": rng.uniform(-0.3, 0.3, ACTION_DIM), "std": rng.uniform(0.2, 0.6, ACTION_DIM),
+                    "min": np.full(ACTION_DIM, -1.5), "max": np.full(ACTION_DIM, 1.5)}}
+    for k in policy.config.image_features:
+        # lerobot keeps image stats as (3, 1, 1) so they broadcast over H, W
+        s[k] = {"mean": np.array([0.485, 0.456, 0.406]).reshape(3, 1, 1),
+                "std": np.array([0.229, 0.224, 0.225]).reshape(3, 1, 1),
+                "min": np.zeros((3, 1, 1)), "max": np.ones((3, 1, 1))}
+    return s
