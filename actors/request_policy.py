@@ -10,7 +10,7 @@ Two modes (``request_mode`` in the executor params):
 * ``rate`` – request every ``1 / request_rate_hz`` seconds, whatever the horizon.
 
 In both modes the executor requests at ``startup_period_ms`` until the first chunk arrives, and
-immediately while it is starving. Every decision carries its reason; counts per reason go to stats.
+once more as soon as it starts starving. Every decision carries its reason; counts per reason go to stats.
 """
 
 from __future__ import annotations
@@ -64,6 +64,7 @@ class RequestPolicy:
         self.cfg = cfg
         self._last_request_ns: int | None = None
         self._outstanding = False
+        self._was_starving = False
         self.counts: dict[str, int] = {r: 0 for r in REASONS}
         self.last: RequestDecision | None = None
 
@@ -94,13 +95,17 @@ class RequestPolicy:
             if since is None or since >= 1e9 / cfg.rate_hz:
                 reason = "fixed_rate"
         elif starving:
-            if not self._outstanding or since is None or since >= cfg.timeout_ms * 1e6:
+            # once when starvation starts (an earlier request may have been lost), then at the
+            # retry timeout while it lasts
+            if (not self._was_starving or not self._outstanding or since is None
+                    or since >= cfg.timeout_ms * 1e6):
                 reason = "starving"
         elif horizon_left_ns <= cfg.threshold * chunk_horizon_ns:
             if not self._outstanding:
                 reason = "horizon_below_threshold"
             elif since is None or since >= cfg.timeout_ms * 1e6:
                 reason = "retry_timeout"
+        self._was_starving = starving
         if reason is None:
             return None
         self._last_request_ns = now_ns
