@@ -163,7 +163,7 @@ class ScriptedExpert:
         self._queue_pick(self.env.tcp_pos())
 
     def _duration(self, q0: np.ndarray, q1: np.ndarray, base_s: float,
-                  max_vel: float = 1.6) -> float:
+                  max_vel: float = 2.2) -> float:
         # Min-jerk peaks at 1.875x the mean velocity: size the move so the peak stays bounded.
         dist = float(np.max(np.abs(q1[:5] - q0[:5])))
         return max(base_s, 1.875 * dist / max_vel) / self.style.speed
