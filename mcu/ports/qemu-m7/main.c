@@ -33,6 +33,13 @@ typedef struct {
 #define SYST_RVR (*(volatile uint32_t *)0xE000E014u)
 #define SYST_CVR (*(volatile uint32_t *)0xE000E018u)
 #define NVIC_ISER0 (*(volatile uint32_t *)0xE000E100u)
+
+/* CMSDK APB dual timer, timer 1 */
+#define DT1_LOAD (*(volatile uint32_t *)0x40002000u)
+#define DT1_VALUE (*(volatile uint32_t *)0x40002004u)
+#define DT1_CONTROL (*(volatile uint32_t *)0x40002008u)
+#define DT_CTRL_ENABLE 0x80u
+#define DT_CTRL_32BIT 0x02u
 #define UART0RX_IRQn 0
 
 #define RX_RING 2048u /* power of two */
@@ -66,14 +73,16 @@ void UART0RX_Handler(void)
     UART0->INTSTATUS = UART_INT_RX;
 }
 
+static uint64_t g_timer_counts;
+static uint32_t g_timer_last;
+
+/* Main context only. The 32-bit down counter wraps every 171 s; we read it every ms. */
 static uint64_t now_us(void)
 {
-    uint32_t ms, cvr;
-    do {
-        ms = g_ms;
-        cvr = SYST_CVR;
-    } while (ms != g_ms);
-    return (uint64_t)ms * 1000u + (SYST_RVR - cvr) / (SYSCLK_HZ / 1000000u);
+    uint32_t v = DT1_VALUE;
+    g_timer_counts += (uint32_t)(g_timer_last - v);
+    g_timer_last = v;
+    return g_timer_counts / (SYSCLK_HZ / 1000000u);
 }
 
 static void link_write(void *ctx, const uint8_t *d, size_t n)
@@ -98,6 +107,10 @@ int main(void)
     UART0->CTRL = UART_CTRL_TXEN | UART_CTRL_RXEN | UART_CTRL_RXIRQ;
     NVIC_ISER0 = 1u << UART0RX_IRQn;
 
+    DT1_LOAD = 0xFFFFFFFFu;
+    DT1_CONTROL = DT_CTRL_ENABLE | DT_CTRL_32BIT; /* free-running, no interrupt, /1 */
+    g_timer_last = DT1_VALUE;
+
     SYST_RVR = SYSCLK_HZ / EVLA_TICK_HZ - 1u;
     SYST_CVR = 0;
     SYST_CSR = 0x7u; /* enable, interrupt, core clock */
@@ -108,9 +121,10 @@ int main(void)
     evla_port_t port = {0, link_write, servo_write};
     evla_fw_init(&g_fw, &port, &cfg, now_us());
 
-    uint32_t ticks_done = g_ms;
+    uint64_t next_tick_us = 1000u;
     uint8_t chunk[64];
     for (;;) {
+        uint32_t systicks = g_ms; /* a SysTick after this point must not be slept through */
         int work = 0;
         size_t n = 0;
         while (g_rx_tail != g_rx_head && n < sizeof chunk) {
@@ -121,9 +135,12 @@ int main(void)
             evla_fw_link_rx(&g_fw, chunk, n, now_us());
             work = 1;
         }
-        while (ticks_done != g_ms) {
-            ticks_done++;
-            evla_fw_tick(&g_fw, (uint64_t)ticks_done * 1000u);
+        uint64_t now = now_us();
+        if (now > next_tick_us + 100000u) /* far behind (debugger, host stall): skip */
+            next_tick_us = now - now % 1000u;
+        while (next_tick_us <= now) {
+            evla_fw_tick(&g_fw, next_tick_us);
+            next_tick_us += 1000u;
             evla_servo_sim_step_1ms(&g_servos);
             size_t sn = evla_servo_sim_take(&g_servos, chunk, sizeof chunk);
             while (sn) {
@@ -135,7 +152,7 @@ int main(void)
         if (!work) {
             /* sleep until the next interrupt; PRIMASK closes the check-then-sleep race */
             __asm volatile("cpsid i" ::: "memory");
-            if (g_rx_tail == g_rx_head && ticks_done == g_ms)
+            if (g_rx_tail == g_rx_head && systicks == g_ms)
                 __asm volatile("wfi");
             __asm volatile("cpsie i" ::: "memory");
         }
