@@ -85,3 +85,17 @@ def test_run_episode_reports(env):
     res = run_episode(env, ScriptedExpert(env), max_steps=int(12 * env.cfg.fps))
     assert res["success"] and res["expert_done"] and not res["expert_failed"]
     assert res["steps"] < 12 * env.cfg.fps
+
+
+def test_expert_eval_command(tmp_path, capsys):
+    import json
+
+    from edgevla.actors.cli import main
+
+    path = tmp_path / "eval.json"
+    rc = main(["dataset", "expert-eval", "--episodes-per-cluster", "1", "--only-clusters", "3",
+               "--json", str(path)])
+    out = capsys.readouterr().out
+    assert rc == 0 and "overall 100.0%" in out
+    data = json.loads(path.read_text())
+    assert data["per_cluster"] == {"3": [1, 1]} and data["worst_cluster_rate"] == 1.0

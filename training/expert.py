@@ -124,7 +124,7 @@ class ScriptedExpert:
 
     def _plan(self) -> None:
         """Decide the next phase from the scene state and queue its segments."""
-        env, st = self.env, self.style
+        env = self.env
         bag, tcp = env.bag_pos(), env.tcp_pos()
         holding = env.finger_bag_contacts() == 2 and np.linalg.norm(bag - tcp) < 0.03
         if self.phase in ("start", "approach", "retry"):
@@ -149,7 +149,6 @@ class ScriptedExpert:
             self.phase = "done"
             q = self._q.copy()
             self._queue.append(_Segment("hold", 0.2, lambda s, q=q: q))
-        del st
 
     def _retry(self) -> None:
         self.attempts += 1

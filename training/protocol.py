@@ -10,6 +10,7 @@ arm's right, outside every square. Pure numpy: no mujoco needed to plan or to dr
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -198,8 +199,6 @@ def select_episodes(specs: list[EpisodeSpec], clusters: list[int] | None = None,
         out.extend(eps)
     if limit is not None:
         out = out[:limit]
-    import dataclasses
-
     return [dataclasses.replace(s, index=i) for i, s in enumerate(out)]
 
 
