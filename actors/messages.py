@@ -16,6 +16,7 @@ Array-valued fields are either ``np.ndarray`` or ``dict[str, np.ndarray]`` (flat
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -213,7 +214,13 @@ def _field_kinds(cls: type[Message]) -> list[tuple[str, str | None]]:
     return kinds
 
 
+_DTYPE_STR = {d: d.str for d in _WIRE_DTYPES.values()}
+_PACKER = msgpack.Packer(use_bin_type=True)
+
+
 def _as_wire_array(name: str, arr: Any) -> np.ndarray:
+    if type(arr) is np.ndarray and arr.dtype in _DTYPE_STR and arr.flags.c_contiguous:
+        return arr  # the common case, checked cheaply: this runs per array per message
     a = np.asarray(arr)
     if a.dtype.str not in _WIRE_DTYPES:
         # Normalise byte order / equivalent spellings, reject object and string arrays.
@@ -236,7 +243,7 @@ def encode(topic: str, msg: Message) -> list[Any]:
 
     def add(name: str, value: Any) -> None:
         a = _as_wire_array(name, value)
-        arrays_meta.append([name, a.dtype.str, list(a.shape)])
+        arrays_meta.append([name, _DTYPE_STR[a.dtype], list(a.shape)])
         buffers.append(a)
 
     for name, kind in _field_kinds(type(msg)):
@@ -264,12 +271,13 @@ def encode(topic: str, msg: Message) -> list[Any]:
         "f": scalars,
         "a": arrays_meta,
     }
-    return [topic.encode(), msgpack.packb(header, use_bin_type=True), *buffers]
+    return [topic.encode(), _PACKER.pack(header), *buffers]
 
 
 def decode_header(raw: bytes | memoryview) -> dict[str, Any]:
     try:
-        header = msgpack.unpackb(bytes(raw), raw=False, strict_map_key=True)
+        header = msgpack.unpackb(raw if isinstance(raw, bytes) else bytes(raw), raw=False,
+                                 strict_map_key=True)
     except Exception as exc:  # msgpack raises several unrelated types
         raise MalformedMessage("bad_header", f"msgpack: {exc}") from None
     if not isinstance(header, dict):
@@ -281,8 +289,13 @@ def decode(frames: list[Any]) -> tuple[str, Message]:
     """``[topic, header, *buffers]`` -> (topic, message). Arrays view the received buffers."""
     if len(frames) < 2:
         raise MalformedMessage("frame_count", f"{len(frames)} frames, need at least 2")
-    topic = bytes(frames[0]).decode("utf-8", "replace")
-    header = decode_header(frames[1])
+    return decode_parts(bytes(frames[0]), frames[1], frames[2:])
+
+
+def decode_parts(topic_raw: bytes, header_raw: Any, buffers: list[Any]) -> tuple[str, Message]:
+    """Like `decode`, for callers that received the topic and header separately."""
+    topic = topic_raw.decode("utf-8", "replace")
+    header = decode_header(header_raw)
     if header.get("v") != SCHEMA_VERSION:
         raise MalformedMessage("schema_version", f"version {header.get('v')!r}, "
                                f"this runtime speaks {SCHEMA_VERSION}")
@@ -293,11 +306,11 @@ def decode(frames: list[Any]) -> tuple[str, Message]:
     scalars = header.get("f")
     if not isinstance(meta, list) or not isinstance(scalars, dict):
         raise MalformedMessage("bad_header", "missing 'a' or 'f'")
-    if len(meta) != len(frames) - 2:
+    if len(meta) != len(buffers):
         raise MalformedMessage("frame_count",
-                               f"header lists {len(meta)} arrays, got {len(frames) - 2} buffers")
+                               f"header lists {len(meta)} arrays, got {len(buffers)} buffers")
     arrays: dict[str, np.ndarray] = {}
-    for entry, buf in zip(meta, frames[2:]):
+    for entry, buf in zip(meta, buffers):
         arrays[entry[0] if isinstance(entry, list) and entry else "?"] = _array_from(entry, buf)
     kwargs: dict[str, Any] = {}
     try:
@@ -339,7 +352,7 @@ def _array_from(entry: Any, buf: Any) -> np.ndarray:
             or not all(isinstance(s, int) and s >= 0 for s in shape)):
         raise MalformedMessage("bad_shape", f"shape {shape!r}")
     mv = memoryview(buf.buffer if hasattr(buf, "buffer") else buf)
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    expected = math.prod(shape) * dtype.itemsize
     if mv.nbytes != expected:
         raise MalformedMessage("buffer_size", f"{entry[0]}: {mv.nbytes} bytes, "
                                f"{dtype_str}{shape} needs {expected}")
