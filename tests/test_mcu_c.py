@@ -85,3 +85,18 @@ def test_core_has_no_platform_includes():
     for f in core.glob("*.c"):
         if f.name != "evla_proto_format.c":
             assert "<stdio.h>" not in f.read_text(), f.name
+
+
+@pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None,
+                    reason="gcc-arm-none-eabi not installed (make install adds it)")
+def test_imx95_port_typechecks_against_sdk_stand_ins():
+    r = subprocess.run(["make", "-s", "-C", str(mcu_dir()), "imx95-check"], capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_imx95_build_without_sdk_explains_itself():
+    r = subprocess.run(["make", "-s", "-C", str(mcu_dir()), "imx95"], capture_output=True,
+                       text=True)
+    assert r.returncode != 0
+    assert "SDK_DIR" in r.stdout + r.stderr and "README" in r.stdout + r.stderr
