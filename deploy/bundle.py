@@ -247,7 +247,7 @@ def board_graph(manifest: Manifest, target: BoardTarget, model_dir: str,
     executor and MCU bridge pinned to their own core."""
     inf = list(target.inference_cores)
     half = max(1, len(inf) // 2)
-    cams = {f"cam_{c}": {"kind": "camera", "outputs": {"frame": f"frames/{c}"},
+    cams = {f"cam_{c}": {"kind": "camera", "outputs": {"frames": f"frames/{c}"},
                          "params": {"camera": c, "device": f"/dev/video{i}",
                                     "width": manifest.image_hw[1], "height": manifest.image_hw[0]},
                          "rate_hz": manifest.fps, "cpu_affinity": list(target.io_cores)}
@@ -280,17 +280,18 @@ def board_graph(manifest: Manifest, target: BoardTarget, model_dir: str,
                                         "denoise_steps": denoise_steps or
                                         int(manifest.extra.get("num_steps", 10))},
                              "cpu_affinity": inf[half:] or inf}
-    actors["executor"] = {"kind": "executor", "inputs": {"chunks": "policy/chunks",
-                                                         "state": "robot/state"},
-                          "outputs": {"command": "robot/command", "request": "policy/request",
-                                      "state": "robot/state"},
-                          "params": {"control_hz": 100, "link": "rpmsg",
-                                     "port": target.rpmsg_tty},
+    actors["executor"] = {"kind": "executor", "rate_hz": 100,
+                          "inputs": {"chunks": "policy/chunks", "state": "robot/state"},
+                          "outputs": {"commands": "robot/commands", "requests": "policy/request",
+                                      "control": "executor/control"},
+                          "params": {"mcu_port": target.rpmsg_tty, "strategy": "crossfade"},
                           "cpu_affinity": list(target.rt_cores), "nice": -10}
     return {"name": f"{manifest.policy}-{target.name}",
             "description": f"{manifest.policy} on {target.name}: executor + M7 bridge on core(s) "
-                           f"{list(target.rt_cores)}, inference on {inf}, I/O on "
-                           f"{list(target.io_cores)}",
+                          f"{list(target.rt_cores)}, inference on {inf}, I/O on "
+                          f"{list(target.io_cores)}",
+            # measured joint state arrives from the M7 link (bridge), outside this graph's actors
+            "external_topics": ["robot/state"],
             "actors": actors}
 
 

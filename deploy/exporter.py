@@ -271,3 +271,28 @@ def read_stats(ckpt: Path) -> dict[str, dict[str, np.ndarray]] | None:
 
 def stats_to_json(stats: dict[str, dict[str, np.ndarray]]) -> str:
     return json.dumps({k: {s: np.asarray(v).tolist() for s, v in d.items()} for k, d in stats.items()})
+
+
+def samples_from_dataset(root: str | Path, policy, n: int) -> list[Sample]:
+    """``n`` observations spread over a local LeRobot dataset (calibration and parity inputs)."""
+    from edgevla.training.torch_setup import ensure_torchvision
+
+    ensure_torchvision()
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    root = Path(root)
+    info = json.loads((root / "meta" / "info.json").read_text()) if (root / "meta" / "info.json").is_file() else {}
+    repo_id = info.get("repo_id") or f"local/{root.name}"
+    ds = LeRobotDataset(repo_id, root=root)
+    cams = camera_names(policy)
+    missing = [c for c in cams if f"observation.images.{c}" not in ds.features]
+    if missing:
+        raise ValueError(f"{root}: dataset has no camera(s) {missing} that the policy reads")
+    idx = np.linspace(0, len(ds) - 1, num=max(1, n)).astype(int)
+    out = []
+    for i in idx:
+        item = ds[int(i)]
+        frames = {c: (item[f"observation.images.{c}"].permute(1, 2, 0).numpy() * 255).round()
+                  .clip(0, 255).astype(np.uint8) for c in cams}
+        out.append(Sample(frames, item["observation.state"].numpy().astype(np.float32)))
+    return out

@@ -1,0 +1,150 @@
+"""`edgevla export` and `edgevla bundle` (torch/lerobot imported inside the handlers only)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "export", help="export a policy to a model bundle (ONNX/LiteRT stages, quantized variants)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Split a lerobot ACT or SmolVLA checkpoint into stages (ACT: vision, decoder; "
+                    "SmolVLA: vision, prefill, denoise), export each to ONNX, write int8/int4 "
+                    "variants and (ACT vision) a LiteRT .tflite, check every stage against "
+                    "PyTorch and the composed pipeline against lerobot, and write manifest.json.",
+        epilog="examples:\n"
+               "  edgevla export --policy outputs/train/act/checkpoints/last/pretrained_model "
+               "--out models/act\n"
+               "  edgevla export --policy CKPT --precision vision=int8,prefill=int4,denoise=fp32\n"
+               "  edgevla export --tiny smolvla --out /tmp/tiny   # random weights, no checkpoint")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--policy", metavar="CKPT", help="lerobot pretrained_model folder")
+    src.add_argument("--tiny", choices=("act", "smolvla"),
+                     help="build a tiny random-weight policy instead (tests, demos)")
+    p.add_argument("--out", metavar="DIR", help="bundle directory (default: models/<policy>)")
+    p.add_argument("--precision", default="", metavar="SPEC",
+                   help="per-stage precision, e.g. vision=int8,prefill=int4,denoise=fp32 "
+                        "(fp32|int8|int8-dynamic|int8-static|int4; default: vision/prefill int8, "
+                        "denoise/decoder fp32)")
+    p.add_argument("--fps", type=float, default=30.0, help="dataset fps: action i runs at t0 + i/fps")
+    p.add_argument("--task", default="pick up the bag and place it in the box",
+                   help="language instruction baked into the SmolVLA bundle")
+    p.add_argument("--dataset", metavar="ROOT",
+                   help="LeRobot dataset folder for int8 calibration and the parity check "
+                        "(default: synthetic dataset-like frames)")
+    p.add_argument("--samples", type=int, default=8, help="calibration/parity samples (default 8)")
+    p.add_argument("--no-litert", action="store_true", help="skip the LiteRT vision variant")
+    p.add_argument("--no-check", action="store_true", help="skip the parity check")
+    p.set_defaults(func=_export)
+
+    b = sub.add_parser(
+        "bundle", help="package a model bundle for a board: graph, systemd units, README, tarball",
+        description="Write a board bundle: model/ (the model bundle), graph.yaml (executor + M7 "
+                    "bridge pinned apart from the inference cores), systemd units for the "
+                    "supervisor and the M7 firmware (remoteproc), install.sh and README.md. "
+                    "Run it on the board with `edgevla run BUNDLE`.")
+    b.add_argument("--target", default="imx95", help="board profile: imx95 (default), imx8mp")
+    b.add_argument("--model", required=True, metavar="DIR", help="model bundle from `edgevla export`")
+    b.add_argument("--out", required=True, metavar="DIR", help="new directory for the board bundle")
+    b.add_argument("--firmware", metavar="ELF", help="M7 firmware image to include")
+    b.add_argument("--denoise-steps", type=int, help="SmolVLA denoising steps in the graph")
+    b.add_argument("--no-tar", action="store_true", help="do not also write DIR.tar.gz")
+    b.set_defaults(func=_bundle)
+
+
+def _export(args) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from rich.console import Console
+    from rich.table import Table
+
+    from edgevla.deploy import exporter, parity
+    from edgevla.deploy.pipeline import StageChoice
+    from edgevla.deploy.quantize import parse_precision_spec
+
+    console = Console()
+    if args.tiny:
+        from edgevla.deploy import smolvla_local as sl
+
+        out = Path(args.out or f"models/tiny-{args.tiny}")
+        if args.tiny == "act":
+            policy = sl.make_tiny_act()
+        else:
+            policy = sl.make_tiny_smolvla(sl.write_tiny_smolvlm(out.parent / f"{out.name}-vlm"))
+        stats = sl.tiny_stats(policy)
+        model_id = f"tiny-{args.tiny}"
+    else:
+        with console.status(f"loading {args.policy}"):
+            policy, stats = exporter.load_policy(args.policy)
+        if stats is None:
+            console.print("[yellow]warning: no normaliser stats in the checkpoint; the bundle "
+                          "feeds raw values[/]")
+        out = Path(args.out or f"models/{exporter.policy_type(policy)}")
+        model_id = Path(args.policy).resolve().parent.name + "-" + exporter.policy_type(policy)
+    kind = exporter.policy_type(policy)
+    stages = exporter.DEFAULT_PRECISION[kind]
+    try:
+        precision = parse_precision_spec(args.precision, stages) if args.precision else None
+    except ValueError as exc:
+        console.print(f"[red]{exc}[/]")
+        return 2
+    samples = (exporter.samples_from_dataset(args.dataset, policy, args.samples) if args.dataset
+               else exporter.synthetic_samples(policy, args.samples))
+    with console.status("exporting") as st:
+        manifest = exporter.export_bundle(
+            policy, out, stats=stats, precision=precision, fps=args.fps, task=args.task,
+            samples=samples, litert=not args.no_litert, model_id=model_id,
+            progress=lambda s: st.update(s))
+    table = Table(title=f"{kind} bundle -> {out}")
+    for c in ("stage", "variant", "backend", "precision", "MB", "default", "err vs torch (rel)"):
+        table.add_column(c)
+    report: dict = {}
+    if not args.no_check:
+        check = samples[: min(3, len(samples))]
+        with console.status("checking parity"):
+            for key in ("fp32", "int8", "int4"):
+                prec = {s: key for s, spec in manifest.stages.items() if key in spec.variants}
+                if prec:
+                    report[key] = parity.stage_parity(policy, out, check, prec, random_inputs=False)
+            chosen = {s: StageChoice(spec.default) for s, spec in manifest.stages.items()}
+            report["composed_fp32_vs_lerobot"] = parity.composed_parity(
+                policy, stats, out, check, {s: StageChoice("fp32", "onnxruntime")
+                                             for s in manifest.stages}).as_dict()
+            report["composed_chosen_vs_fp32"] = parity.composed_parity(
+                policy, stats, out, check, chosen, reference="fp32").as_dict()
+        (out / "parity.json").write_text(json.dumps(report, indent=1))
+    for s, spec in manifest.stages.items():
+        for key, var in spec.variants.items():
+            e = report.get(key, {}).get(s, {}).get("dataset_rel") if key in report else None
+            table.add_row(s, key, var.backend, var.precision, f"{var.size_bytes / 1e6:.2f}",
+                          "*" if key == spec.default else "", "" if e is None else f"{e:.2e}")
+    console.print(table)
+    if report:
+        a = report["composed_fp32_vs_lerobot"]
+        q = report["composed_chosen_vs_fp32"]
+        console.print(f"fp32 pipeline vs lerobot: max action error {a['action_max_abs']:.2e} rad; "
+                      f"chosen precisions vs fp32: {q['action_max_abs']:.2e} rad "
+                      f"({100 * q['action_max_frac_range']:.3f}% of joint range)")
+        if a["action_max_abs"] > parity.ACTION_TOL_FP32_RAD:
+            console.print(f"[red]parity check failed: fp32 pipeline differs from lerobot by more "
+                          f"than {parity.ACTION_TOL_FP32_RAD} rad[/]")
+            return 1
+    return 0
+
+
+def _bundle(args) -> int:
+    from edgevla.deploy.bundle import BundleError, write_board_bundle
+
+    try:
+        out = write_board_bundle(args.model, args.out, target=args.target, firmware=args.firmware,
+                                 tarball=not args.no_tar, denoise_steps=args.denoise_steps)
+    except (BundleError, FileNotFoundError) as exc:
+        print(f"edgevla bundle: {exc}")
+        return 2
+    print(f"board bundle written to {out}" + ("" if args.no_tar else f" and {out}.tar.gz"))
+    print(f"on the board: sudo {out.name}/install.sh && systemctl start edgevla "
+          f"(or: edgevla run {out.name})")
+    return 0
