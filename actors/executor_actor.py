@@ -135,9 +135,8 @@ class ExecutorActor(Actor):
                 out["control"] = control
         tick = self.core.tick(now)
         if tick is not None:
-            src = next((c for c in self.core.chunks if c.seq == tick.chunk_seq), None)
             self._seq += 1
-            cmd = JointCommand(seq=self._seq, t_capture_ns=src.t_capture_ns if src else 0,
+            cmd = JointCommand(seq=self._seq, t_capture_ns=tick.t_capture_ns,
                                t_pub_ns=now, producer=self.name, t_target_ns=tick.t_target_ns,
                                positions=tick.positions, starved=tick.starved,
                                chunk_seq=tick.chunk_seq)
@@ -199,9 +198,10 @@ class ExecutorActor(Actor):
 
     def _forward(self, cmd: JointCommand) -> None:
         if self.link is None:
-            log.debug("%s: t=%d %s%s", self.name, cmd.t_target_ns,
-                      np.array2string(cmd.positions, precision=4),
-                      " (hold)" if cmd.starved else "")
+            if log.isEnabledFor(logging.DEBUG):  # formatting costs more than the whole tick
+                log.debug("%s: t=%d %s%s", self.name, cmd.t_target_ns,
+                          np.array2string(cmd.positions, precision=4),
+                          " (hold)" if cmd.starved else "")
             return
         try:
             ok = self.link.send_waypoints([cmd.t_target_ns], cmd.positions.reshape(1, -1))
