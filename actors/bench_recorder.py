@@ -224,6 +224,8 @@ def run(quick: bool = False) -> BenchResult:
     summary = {
         "dropped_messages": holes,
         "keeps_up": holes == 0 and not live.get("recorder_error"),
+        # the recorder itself: no loss once the camera keeps more than 4 frames for it
+        "recorder_keeps_up_hwm32": holes32 == 0 and not live32.get("recorder_error"),
         "source_late_ticks": live["late_ticks"],
         "lost_in_source_bursts": live["lost_in_source_bursts"],
         "dropped_messages_hwm32": holes32,

@@ -139,6 +139,9 @@ def _replay_step(args, rp, msgs, traces, graph, overrides) -> int:
         res = rp.replay_step(msgs, graph, args.replace, traces=traces, overrides=overrides,
                              delivery_ns=int(args.delivery_us * 1000), progress=update)
     span = (res.t_end_ns - res.t_start_ns) / 1e9
+    for actor, topics in res.missing_inputs.items():
+        con.print(f"[yellow]warning:[/] {actor} reads {', '.join(topics)}: not in the recording "
+                  f"(recorded with --topics?), so it never got them")
     con.print(f"stepped {', '.join(f'{a} x{res.steps[a]} ({res.tick_source[a]})' for a in res.live)}"
               f" over {span:.3f} s of recording")
     report = {"live": res.live, "steps": res.steps, "tick_source": res.tick_source,

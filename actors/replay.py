@@ -124,6 +124,7 @@ class StepReplay:
     tick_source: dict[str, str]
     t_start_ns: int
     t_end_ns: int
+    missing_inputs: dict[str, list[str]] = field(default_factory=dict)  # actor -> topics
 
 
 def _tick_times(name: str, spec: ActorSpec, cls: type[Actor], traces: dict[str, list[int]],
@@ -189,10 +190,13 @@ def replay_step(messages: list[RecordedMessage], graph: Any, replace: Iterable[s
     for p in g.published:
         if p.source:
             replayed.setdefault(p.topic, []).append(p)
+    missing = {name: sorted(t for t in spec.inputs.values()
+                            if t != "*" and t not in by_topic and t not in suppressed)
+               for name, spec in live.items()}
     return StepReplay(live=list(live), suppressed_topics=suppressed, replayed=replayed,
                       recorded={t: by_topic.get(t, []) for t in suppressed},
                       steps=dict(g.steps), tick_source=source, t_start_ns=t_start,
-                      t_end_ns=t_end)
+                      t_end_ns=t_end, missing_inputs={k: v for k, v in missing.items() if v})
 
 
 # ------------------------------------------------------------------------------ compare

@@ -218,3 +218,12 @@ def test_compare_pairs_in_order_and_counts_missing():
     assert (d.recorded, d.replayed, d.compared, d.identical_frames) == (3, 2, 2, 1)
     assert d.max_abs_diff == 0.5 and d.mean_abs_diff == pytest.approx(0.25)
     assert not d.bit_identical
+
+
+def test_inputs_missing_from_the_recording_are_reported(recording):
+    msgs, traces = load_recording(recording, topics=["chunks", "commands"])
+    res = replay_step(msgs, pipeline_graph(None), ["executor"], traces=traces, kinds=KINDS)
+    assert res.missing_inputs == {"executor": ["robot/state"]}
+    full, traces = load_recording(recording)
+    assert replay_step(full, pipeline_graph(None), ["executor"], traces=traces,
+                       kinds=KINDS).missing_inputs == {}
