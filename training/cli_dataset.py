@@ -94,6 +94,8 @@ def add_parser(sub: Any) -> None:
                         description="Summarise a LeRobot dataset recorded by `dataset record`.")
     i.add_argument("dir", help="dataset folder")
     i.add_argument("--json", action="store_true", help="print JSON instead of text")
+    i.add_argument("--contact-sheet", default=None, metavar="PNG",
+                   help="also draw sample frames (episodes x moments, all cameras) to PNG")
     i.set_defaults(func=_cmd_info)
 
     e = dsub.add_parser(
@@ -163,6 +165,10 @@ def _cmd_info(args: argparse.Namespace) -> int:
         print(f"edgevla dataset info: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(s.to_dict(), indent=2) if args.json else format_summary(s))
+    if args.contact_sheet:
+        from edgevla.training.dataset_info import contact_sheet
+
+        print(f"contact sheet: {contact_sheet(args.dir, args.contact_sheet)}", file=sys.stderr)
     return 0
 
 

@@ -118,3 +118,60 @@ def format_summary(s: DatasetSummary) -> str:
             lines.append(f"  {c.cluster:7d}  {c.split:5s}  {c.episodes:8d}  {c.recovery:8d}  "
                          f"{c.frames:6d}")
     return "\n".join(lines)
+
+
+def contact_sheet(root: str | os.PathLike[str], path: str, max_episodes: int = 6,
+                  moments: int = 4, repo_id: str = REPO_ID) -> str:
+    """PNG grid read back from the dataset: rows = sample episodes (spread over clusters,
+    recovery ones included), columns = moments from first to last frame, each cell the cameras
+    side by side. Reading through LeRobotDataset also proves the frames decode."""
+    from edgevla.training.torch_setup import ensure_torchvision
+
+    ensure_torchvision()
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    ds = LeRobotDataset(repo_id, root=Path(root))
+    cams = [k for k in ds.meta.camera_keys]
+    ep = np.asarray(ds.hf_dataset.select_columns(["episode_index"]).with_format("numpy")[:]
+                    ["episode_index"]).reshape(-1)
+    starts = {int(e): int(i) for e, i in zip(*np.unique(ep, return_index=True))}
+    counts = np.bincount(ep)
+    has_meta = all(k in ds.meta.features for k in META_KEYS)
+    labels: dict[int, str] = {}
+    if has_meta:
+        cols = ds.hf_dataset.select_columns(list(META_KEYS)).with_format("numpy")[:]
+        kind_names = {v: k for k, v in RECOVERY_KIND_CODES.items()}
+        for e, i in starts.items():
+            kind = kind_names.get(int(np.asarray(cols["episode.recovery_kind"][i]).reshape(-1)[0]),
+                                  "")
+            labels[e] = (f"ep {e}: cluster {int(np.asarray(cols['episode.cluster'][i]).ravel()[0])}"
+                         + (f", {kind}" if kind else ""))
+    normal = [e for e in starts if "," not in labels.get(e, "")]
+    recov = [e for e in starts if "," in labels.get(e, "")]
+    n_rec = min(len(recov), max_episodes // 3)
+    pick_n = [normal[int(i)] for i in np.linspace(0, len(normal) - 1,
+                                                   min(len(normal), max_episodes - n_rec))]
+    pick_r = [recov[int(i)] for i in np.linspace(0, len(recov) - 1, n_rec)] if n_rec else []
+    chosen = sorted(set(pick_n + pick_r))
+    fig, axes = plt.subplots(len(chosen), moments, figsize=(moments * 3.6, len(chosen) * 1.3),
+                             dpi=110, squeeze=False)
+    for row, e in enumerate(chosen):
+        for col in range(moments):
+            k = int(round(col * (counts[e] - 1) / max(1, moments - 1)))
+            item = ds[starts[e] + k]
+            tiles = [(item[c].numpy().transpose(1, 2, 0) * 255).clip(0, 255).astype(np.uint8)
+                     for c in cams]
+            ax = axes[row][col]
+            ax.imshow(np.concatenate(tiles, axis=1))
+            ax.axis("off")
+            ax.set_title(f"{labels.get(e, f'ep {e}')}  t={k / ds.fps:.1f}s", fontsize=6)
+    fig.suptitle(f"{ds.meta.tasks.index[0] if ds.meta.tasks is not None else ''} — cameras: "
+                 + " | ".join(c.split('.')[-1] for c in cams), fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -35,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from edgevla.training.protocol import ProtocolConfig, draw_map, make_protocol
-from edgevla.training.sim import CAMERAS, JOINT_NAMES, TASK, EpisodeSpec, SceneConfig
+from edgevla.training.sim import JOINT_NAMES, TASK, EpisodeSpec, SceneConfig
 
 REPO_ID = "edgevla/sim_teabag"
 ROBOT_TYPE = "so101_sim"
@@ -154,7 +153,6 @@ def record_dataset(out_dir: str | os.PathLike[str], protocol_cfg: ProtocolConfig
     )
     env = TeaBagEnv(scene_cfg)
     expert = ScriptedExpert(env)
-    sheet_frames: list[tuple[str, dict[str, np.ndarray]]] = []
     recorded: list[EpisodeSpec] = []
     stats_rows: list[dict[str, Any]] = []
     try:
@@ -179,10 +177,6 @@ def record_dataset(out_dir: str | os.PathLike[str], protocol_cfg: ProtocolConfig
                         stats_rows.append({"index": report.episodes - 1, "spec_index": spec.index,
                                            "frames": n, "expert_attempts": expert.attempts + 1,
                                            "rerun": attempt})
-                        if len(sheet_frames) < 12 and (spec.recovery or len(sheet_frames) < 8):
-                            sheet_frames.append((f"c{spec.cluster} p{spec.position_index}"
-                                                 f"{' ' + spec.recovery_kind if spec.recovery else ''}",
-                                                 env.render()))
                         ok = True
                         break
                     ds.clear_episode_buffer()
@@ -212,8 +206,11 @@ def record_dataset(out_dir: str | os.PathLike[str], protocol_cfg: ProtocolConfig
     write_info(ds.meta.info, ds.root)
     report.seconds_total = time.perf_counter() - t_start
     report.map_png = draw_map(recorded or specs, protocol_cfg, str(out / "protocol_map.png"))
-    if contact_sheet and sheet_frames:
-        report.contact_sheet_png = write_contact_sheet(sheet_frames, str(out / "contact_sheet.png"))
+    if contact_sheet and recorded:
+        from edgevla.training.dataset_info import contact_sheet as draw_sheet
+
+        report.contact_sheet_png = draw_sheet(out, str(out / "contact_sheet.png"),
+                                              repo_id=repo_id)
     return report
 
 
@@ -258,29 +255,6 @@ def _record_one(ds: Any, env: Any, expert: Any, spec: EpisodeSpec,
         if done_at is not None and n - done_at >= tail:
             break
     return n, bool(env.is_success() and not expert.failed), (t_render, t_phys, t_write)
-
-
-def write_contact_sheet(frames: list[tuple[str, dict[str, np.ndarray]]], path: str,
-                        cols: int = 4) -> str:
-    """PNG grid of sample frames (all cameras side by side per sample, labelled)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = math.ceil(len(frames) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 4.2, rows * 1.6), dpi=110,
-                             squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, (label, images) in zip(axes.flat, frames):
-        ax.imshow(np.concatenate([images[c] for c in CAMERAS if c in images], axis=1))
-        ax.set_title(f"{label}   ({' | '.join(c for c in CAMERAS if c in images)})", fontsize=7)
-    fig.suptitle(f"{TASK!r}: last frame of sample episodes", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
 
 
 def _jsonable(obj: Any) -> Any:
