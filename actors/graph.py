@@ -61,6 +61,7 @@ class ActorConfig:
     cpu_affinity: tuple[int, ...] = ()
     nice: int = 0
     params: dict[str, Any] = field(default_factory=dict)
+    after: tuple[str, ...] = ()  # start only once these actors are up (first heartbeat)
     line: int = 0
 
     @property
@@ -119,7 +120,7 @@ class GraphConfig:
         """Producers before consumers (cycles broken by file order); stop in reverse."""
         producers = self.producers()
         deps = {a.name: {producers[t] for p, t in a.inputs.items()
-                         if t in producers and producers[t] != a.name}
+                         if t in producers and producers[t] != a.name} | set(a.after)
                 for a in self.actors.values()}
         order: list[str] = []
         visiting: set[str] = set()
@@ -198,7 +199,7 @@ def _parse_yaml(text: str, path: str) -> tuple[Any, _Lines]:
 # ---------------------------------------------------------------- validation
 
 _ACTOR_FIELDS = {"kind", "inputs", "outputs", "rate_hz", "replicas", "max_replicas", "restart",
-                 "heartbeat_timeout_s", "cpu_affinity", "nice", "params", "enabled"}
+                 "heartbeat_timeout_s", "cpu_affinity", "nice", "params", "enabled", "after"}
 _TOP_FIELDS = {"name", "actors", "network", "defaults", "external_topics", "description"}
 _RESTART_FIELDS = {"policy", "max_restarts", "backoff_s", "backoff_max_s", "reset_after_s"}
 _NETWORK_FIELDS = {"transport", "host", "base_port", "curve", "keys_dir"}
@@ -345,10 +346,16 @@ def _actor(c: _Checker, name: str, raw: Any, defaults: dict) -> ActorConfig | No
     if nice is not None and not -20 <= nice <= 19:
         c.err(f"{dotted}.nice", f"must be between -20 and 19, got {nice}")
     params = c.mapping(f"{dotted}.params", merged.get("params", {}) or {})
+    after = merged.get("after", []) or []
+    if isinstance(after, str):
+        after = [after]
+    if not isinstance(after, list) or not all(isinstance(x, str) for x in after):
+        c.err(f"{dotted}.after", f"must be a list of actor names, got {after!r}")
+        after = []
     return ActorConfig(name=name, kind=kind, inputs=inputs, outputs=outputs, rate_hz=rate,
                        replicas=replicas, max_replicas=max_replicas, restart=restart,
                        heartbeat_timeout_s=float(hb), cpu_affinity=affinity, nice=nice or 0,
-                       params=params, line=line)
+                       params=params, after=tuple(after), line=line)
 
 
 def parse_graph(text: str, path: str = "<memory>") -> GraphConfig:
@@ -408,6 +415,11 @@ def parse_graph(text: str, path: str = "<memory>") -> GraphConfig:
                       f"by actor {seen[topic]!r}: one producer per topic")
             seen[topic] = a.name
     for a in actors.values():
+        for i, dep in enumerate(a.after):
+            if dep not in actors or dep == a.name:
+                hint = difflib.get_close_matches(dep, sorted(actors), n=1)
+                c.err(f"actors.{a.name}.after", f"names {dep!r}, which is not another actor of "
+                      f"this graph{f' (did you mean {hint[0]!r}?)' if hint else ''}")
         for port, topic in a.inputs.items():
             if topic != "*" and topic not in seen and topic not in external:
                 hint = difflib.get_close_matches(topic, sorted(seen), n=1)

@@ -23,6 +23,7 @@ KINDS: dict[str, str] = {
     "executor": "edgevla.actors.executor_actor:ExecutorActor",
     "sim": "edgevla.training.sim_actor:SimPlantActor",
     "recorder": "edgevla.actors.recorder:RecorderActor",
+    "mcu_firmware": "edgevla.actors.mcu_actor:McuFirmwareActor",
 }
 
 

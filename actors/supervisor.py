@@ -149,7 +149,7 @@ class Supervisor:
         image_topics = [t for t in outputs.values() if "frame" in t or "cam" in t
                         or t in ("top", "gripper", "left")]
         return ProcessSpec(
-            actor=a.name, replica=index, kind=a.kind, params=a.params,
+            actor=a.name, replica=index, kind=a.kind, params=self._expand(a.params),
             inputs=({"*": "*"} if a.all_inputs else dict(a.inputs)), outputs=outputs,
             rate_hz=self.rate_overrides.get(a.name, a.rate_hz), sub_endpoints=sub_eps,
             pull_endpoints=pull_eps, pub_endpoints=pub_eps,
@@ -159,6 +159,19 @@ class Supervisor:
             supervisor_pid=os.getpid(), all_topics=self.graph.topics(),
             image_topics=image_topics, cpu_affinity=list(a.cpu_affinity), nice=a.nice,
             curve=self.curve)
+
+    def _expand(self, value: Any) -> Any:
+        """``${RUN_DIR}`` / ``${GRAPH_DIR}`` in parameters: per-run paths (ptys, sockets, logs)."""
+        if isinstance(value, str):
+            graph_dir = str(Path(self.graph.path).resolve().parent) \
+                if self.graph.path != "<memory>" else os.getcwd()
+            return value.replace("${RUN_DIR}", str(self.run_dir)).replace("${GRAPH_DIR}",
+                                                                          graph_dir)
+        if isinstance(value, dict):
+            return {k: self._expand(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self._expand(v) for v in value]
+        return value
 
     # ------------------------------------------------------------------ lifecycle
     def _make_replica(self, a: ActorConfig, index: int) -> Replica:
@@ -185,8 +198,17 @@ class Supervisor:
         for name in self.graph.start_order():
             a = self.graph.actors[name]
             self.replicas[name] = [self._make_replica(a, i) for i in range(a.replicas)]
+        self._start_ready()
+
+    def _is_up(self, name: str) -> bool:
+        return any(r.state == "running" and r.last_heartbeat_at for r in self.replicas[name])
+
+    def _start_ready(self) -> None:
+        """Start pending actors whose `after:` dependencies are up (setup done, heartbeating)."""
+        for name in self.graph.start_order():
             for r in self.replicas[name]:
-                self._spawn(r)
+                if r.state == "pending" and all(self._is_up(d) for d in r.actor.after):
+                    self._spawn(r)
 
     def all_replicas(self) -> list[Replica]:
         return [r for rs in self.replicas.values() for r in rs]
@@ -233,6 +255,8 @@ class Supervisor:
             for _, msg in self.control_sub.drain_all():
                 if isinstance(msg, Command):
                     self._apply_governor(msg)
+        if any(r.state == "pending" for r in self.all_replicas()):
+            self._start_ready()
         for r in self.all_replicas():
             if r.state in ("running", "hung", "stopping") and r.popen is not None:
                 code = r.popen.poll()
