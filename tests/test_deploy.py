@@ -1,0 +1,228 @@
+"""Model bundle format, normalisation, backends, board bundle and the export/bundle CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tarfile
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from edgevla.deploy.backends import BackendOptions, open_backend
+from edgevla.deploy.bundle import (BundleError, Normalization, load_manifest, write_board_bundle)
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+# ------------------------------------------------------------------------------ normalisation
+
+floats = st.floats(-10, 10, allow_nan=False, width=32)
+
+
+@settings(max_examples=60, deadline=None)
+@given(x=st.lists(floats, min_size=6, max_size=6), mean=st.lists(floats, min_size=6, max_size=6),
+       std=st.lists(st.floats(0.015625, 5, width=32), min_size=6, max_size=6))
+def test_mean_std_roundtrip(x, mean, std):
+    n = Normalization(mode="mean_std", mean=mean, std=std)
+    x = np.asarray(x, np.float32)
+    y = n.normalize(x)
+    np.testing.assert_allclose(y, (x - np.float32(mean)) / (np.float32(std) + 1e-8), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(n.unnormalize(y), x, rtol=1e-4, atol=1e-3)
+
+
+@settings(max_examples=60, deadline=None)
+@given(lo=st.lists(st.floats(-5, 0, width=32), min_size=3, max_size=3),
+       span=st.lists(st.floats(0.125, 5, width=32), min_size=3, max_size=3))
+def test_min_max_maps_range_to_unit_interval(lo, span):
+    lo = np.asarray(lo, np.float32)
+    hi = lo + np.asarray(span, np.float32)
+    n = Normalization(mode="min_max", min=lo.tolist(), max=hi.tolist())
+    np.testing.assert_allclose(n.normalize(lo), -1, atol=1e-4)
+    np.testing.assert_allclose(n.normalize(hi), 1, atol=1e-4)
+    mid = (lo + hi) / 2
+    np.testing.assert_allclose(n.unnormalize(n.normalize(mid)), mid, atol=1e-4)
+
+
+def test_identity_and_bad_mode():
+    x = np.arange(3, dtype=np.float32)
+    assert np.array_equal(Normalization(mode="identity").normalize(x), x)
+    with pytest.raises(BundleError, match="normalization mode"):
+        Normalization(mode="zscore")
+
+
+# --------------------------------------------------------------------------------- manifest
+
+@pytest.fixture(scope="module")
+def act_bundle():
+    pytest.importorskip("torch")
+    from edgevla.deploy.smolvla_local import tiny_bundle
+
+    return tiny_bundle("act")[1]
+
+
+def _broken_copy(src, tmp_path, edit):
+    dst = tmp_path / "b"
+    shutil.copytree(src, dst)
+    d = json.loads((dst / "manifest.json").read_text())
+    edit(d)
+    (dst / "manifest.json").write_text(json.dumps(d))
+    return dst
+
+
+@pytest.mark.train
+@pytest.mark.parametrize("edit,match", [
+    (lambda d: d.pop("chunk_size"), "missing field 'chunk_size'"),
+    (lambda d: d.update(format="other"), "format must be"),
+    (lambda d: d.update(version=99), "version 99 unsupported"),
+    (lambda d: d.update(policy="diffusion"), "policy: expected one of"),
+    (lambda d: d.update(fps=0), "fps: must be > 0"),
+    (lambda d: d["stages"].pop("decoder"), "missing field 'decoder'"),
+    (lambda d: d["stages"]["vision"].update(default="int3"), "default: 'int3' is not one of"),
+    (lambda d: d["stages"]["vision"]["variants"]["fp32"].update(file="nope.onnx"), "does not exist"),
+    (lambda d: d["stages"]["vision"]["variants"]["fp32"].update(precision="fp8"), "precision"),
+    (lambda d: d["image_norm"].pop("top"), "no stats for camera"),
+    (lambda d: d.update(chunk_size="20"), "chunk_size: expected int"),
+])
+def test_manifest_errors_name_the_field(act_bundle, tmp_path, edit, match):
+    bad = _broken_copy(act_bundle, tmp_path, edit)
+    with pytest.raises(BundleError, match=match) as exc:
+        load_manifest(bad)
+    assert "manifest.json" in str(exc.value)
+
+
+@pytest.mark.train
+def test_manifest_contents(act_bundle):
+    m = load_manifest(act_bundle)
+    assert m.policy == "act" and m.cameras == ["top", "gripper", "left"]
+    assert m.dt_ns == round(1e9 / m.fps)
+    assert m.stages["vision"].default == "int8" and m.stages["decoder"].default == "fp32"
+    assert m.stages["vision"].pick(backend="litert").file.endswith(".tflite")
+    raw = json.loads((act_bundle / "manifest.json").read_text())
+    assert raw["dt_ns"] == m.dt_ns and raw["format"] == "edgevla-model-bundle"
+    with pytest.raises(BundleError, match="no variant"):
+        m.stages["decoder"].pick(precision="int4")
+
+
+# ---------------------------------------------------------------------------------- backends
+
+def test_backend_options_validation():
+    with pytest.raises(ValueError, match="backend must be"):
+        BackendOptions(backend="tensorrt")
+    with pytest.raises(ValueError, match="threads"):
+        BackendOptions(threads=0)
+    with pytest.raises(ValueError, match="opt_level"):
+        BackendOptions(opt_level="max")
+    with pytest.raises(ValueError, match="unknown backend option"):
+        BackendOptions.from_params({"thread": 2})
+
+
+def test_backend_file_errors(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        open_backend(tmp_path / "missing.onnx")
+    (tmp_path / "m.pt").write_bytes(b"x")
+    with pytest.raises(ValueError, match="suffix"):
+        open_backend(tmp_path / "m.pt")
+
+
+@pytest.mark.train
+def test_onnxruntime_options_and_litert_delegate_path(act_bundle, tmp_path):
+    m = load_manifest(act_bundle)
+    path = act_bundle / m.stages["decoder"].variants["fp32"].file
+    x = {"cam_tokens": np.ones((3, 4, 64), np.float32), "state": np.zeros((1, 6), np.float32)}
+    ref = open_backend(path, BackendOptions(threads=1, opt_level="disable")).run(x)["actions"]
+    pinned = open_backend(path, BackendOptions(threads=2, cpu_affinity=[0, 1], opt_level="all"))
+    np.testing.assert_allclose(pinned.run(x)["actions"], ref, atol=1e-5)
+    with pytest.raises(KeyError, match="missing inputs"):
+        pinned.run({"state": x["state"]})
+    tfl = act_bundle / m.stages["vision"].pick(backend="litert").file
+    lite = open_backend(tfl, BackendOptions(threads=1))
+    assert lite.input_names == ["images"] and lite.output_names == ["cam_tokens"]
+    with pytest.raises(ValueError, match="shape"):
+        lite.run({"images": np.zeros((1, 3, 64, 64), np.float32)})
+    with pytest.raises(FileNotFoundError, match="libneutron_delegate"):
+        open_backend(tfl, BackendOptions(delegate=str(tmp_path / "libvx_delegate.so")))
+
+
+# ------------------------------------------------------------------------------ board bundle
+
+@pytest.mark.train
+def test_board_bundle(act_bundle, tmp_path):
+    import yaml
+
+    fw = tmp_path / "m7.elf"
+    fw.write_bytes(b"\x7fELF")
+    out = write_board_bundle(act_bundle, tmp_path / "board", target="imx95", firmware=fw)
+    for f in ("graph.yaml", "README.md", "install.sh", "model/manifest.json",
+              "systemd/edgevla.service", "systemd/edgevla-m7.service", "firmware/edgevla_m7.elf"):
+        assert (out / f).is_file(), f
+    load_manifest(out / "model")  # every variant was copied
+    g = yaml.safe_load((out / "graph.yaml").read_text())
+    a = g["actors"]
+    rt = set(a["executor"]["cpu_affinity"])
+    for name in ("vision", "decoder"):
+        assert not rt & set(a[name]["cpu_affinity"]), name  # executor pinned apart from inference
+        assert a[name]["params"]["model"] == "model"
+    assert set().union(*(set(x["cpu_affinity"]) for x in a.values())) <= set(range(6))
+    m7 = (out / "systemd/edgevla-m7.service").read_text()
+    assert "/sys/class/remoteproc/remoteproc0/firmware" in m7 and "echo start" in m7
+    sup = (out / "systemd/edgevla.service").read_text()
+    assert "edgevla run /opt/edgevla/bundle" in sup and "Requires=edgevla-m7.service" in sup
+    with tarfile.open(str(out) + ".tar.gz") as tar:
+        assert "board/graph.yaml" in tar.getnames()
+    with pytest.raises(BundleError, match="not empty"):
+        write_board_bundle(act_bundle, out)
+    with pytest.raises(BundleError, match="unknown target"):
+        write_board_bundle(act_bundle, tmp_path / "x", target="rpi5")
+    # the graph validates against the runtime's loader, except kinds not written yet
+    from edgevla.actors.graph import GraphError, load_graph
+
+    try:
+        load_graph(out)
+    except GraphError as exc:
+        others = [p for p in exc.problems if "cannot be loaded" not in p]
+        assert not others, others
+
+
+# ------------------------------------------------------------------------------------- CLI
+
+@pytest.mark.train
+def test_cli_export_from_checkpoint_then_bundle(tmp_path, capsys):
+    """A lerobot checkpoint folder (weights + preprocessor stats) -> model bundle -> board bundle."""
+    import torch  # noqa: F401
+    from lerobot.policies.factory import make_pre_post_processors
+
+    from edgevla.actors.cli import main
+    from edgevla.deploy.exporter import read_stats
+    from edgevla.deploy.parity import _torch_stats
+    from edgevla.deploy.smolvla_local import make_tiny_act, tiny_stats
+
+    policy = make_tiny_act(image_hw=(48, 48), cameras=("top", "gripper"), chunk_size=10)
+    stats = tiny_stats(policy)
+    ckpt = tmp_path / "ckpt" / "pretrained_model"
+    policy.save_pretrained(ckpt)
+    pre, post = make_pre_post_processors(policy.config, dataset_stats=_torch_stats(stats))
+    pre.save_pretrained(ckpt)
+    post.save_pretrained(ckpt)
+    read = read_stats(ckpt)
+    np.testing.assert_allclose(read["observation.state"]["mean"], stats["observation.state"]["mean"],
+                               rtol=1e-6)
+    out = tmp_path / "model"
+    rc = main(["export", "--policy", str(ckpt.parent), "--out", str(out), "--samples", "2",
+               "--no-litert", "--precision", "vision=int8-dynamic,decoder=int8"])
+    text = capsys.readouterr().out
+    assert rc == 0, text
+    m = load_manifest(out)
+    assert m.cameras == ["top", "gripper"] and m.chunk_size == 10
+    assert m.stages["decoder"].default == "int8"
+    np.testing.assert_allclose(m.action_norm.mean, stats["action"]["mean"], rtol=1e-6)
+    rep = json.loads((out / "parity.json").read_text())
+    assert rep["composed_fp32_vs_lerobot"]["action_max_abs"] < 1e-4
+    assert main(["export", "--policy", str(ckpt), "--precision", "denoise=int8",
+                 "--out", str(tmp_path / "x")]) == 2
+    assert main(["bundle", "--model", str(out), "--out", str(tmp_path / "board"), "--no-tar"]) == 0
+    assert (tmp_path / "board" / "graph.yaml").is_file()
+    assert main(["bundle", "--model", str(tmp_path), "--out", str(tmp_path / "b2")]) == 2
