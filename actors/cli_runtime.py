@@ -130,7 +130,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from edgevla.actors.demo import run_demo
 
     return run_demo(out_dir=Path(args.out), duration_s=args.duration, profile=args.profile,
-                    qemu=args.qemu)
+                    qemu=args.qemu, mode=args.mode, episodes=args.episodes, model=args.model)
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
@@ -193,4 +193,10 @@ def add_parser(sub) -> None:
     p.add_argument("--profile", default="sim", choices=("sim", "skeleton"),
                    help="sim: the full graph; skeleton: synthetic cameras and dummy stages")
     p.add_argument("--qemu", action="store_true", help="use the QEMU Cortex-M7 firmware build")
+    p.add_argument("--mode", default="async", choices=("async", "sync", "both"),
+                   help="async: infer while executing; sync: capture -> infer -> execute; "
+                        "both: run each and compare idle fraction, task time and success")
+    p.add_argument("--episodes", type=int, default=0,
+                   help="stop after this many episodes (default: run for --duration)")
+    p.add_argument("--model", help="model bundle directory (default: models/default)")
     p.set_defaults(func=_cmd_demo)

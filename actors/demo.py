@@ -32,7 +32,8 @@ def run_skeleton(out_dir: Path, duration_s: float) -> int:
 
 
 def run_demo(out_dir: Path, duration_s: float | None = None, profile: str = "sim",
-             qemu: bool = False) -> int:
+             qemu: bool = False, mode: str = "async", episodes: int = 0,
+             model: str | None = None) -> int:
     if profile == "sim":
         try:
             from edgevla.actors.demo_sim import run_sim_demo
@@ -41,5 +42,6 @@ def run_demo(out_dir: Path, duration_s: float | None = None, profile: str = "sim
                 raise
             Console().print("[yellow]sim profile not available yet: running the skeleton[/]")
         else:
-            return run_sim_demo(out_dir, duration_s, qemu=qemu)
+            return run_sim_demo(out_dir, duration_s, qemu=qemu, mode=mode, episodes=episodes,
+                                model=model)
     return run_skeleton(out_dir, duration_s or 10.0)
