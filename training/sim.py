@@ -465,8 +465,8 @@ def _yaw_quat(yaw: float) -> tuple[float, float, float, float]:
 
 
 def measure_render(cfg: SceneConfig, frames: int = 30) -> dict[str, float]:
-    """Mean ms per frame: each camera alone, all cameras together, and one control step of
-    physics; the first render (GL context and buffers) is excluded."""
+    """Mean ms per frame: each camera alone, all cameras together (wall and CPU time), and one
+    control step of physics; the first render (GL context and buffers) is excluded."""
     import time
 
     env = TeaBagEnv(cfg)
@@ -478,10 +478,13 @@ def measure_render(cfg: SceneConfig, frames: int = 30) -> dict[str, float]:
             for _ in range(frames):
                 env.render_camera(cam)
             out[f"{cam}_ms"] = (time.perf_counter() - t0) / frames * 1e3
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for _ in range(frames):
             env.render()
         out["all_cameras_ms"] = (time.perf_counter() - t0) / frames * 1e3
+        # CPU time of this process (all its threads, llvmpipe's included): less sensitive to
+        # other processes on a shared machine than wall time
+        out["all_cameras_cpu_ms"] = (time.process_time() - c0) / frames * 1e3
         t0 = time.perf_counter()
         for _ in range(frames):
             env.step(HOME_Q, render=False)
