@@ -19,7 +19,7 @@ from edgevla.actors.blending import STRATEGIES, BlendConfig
 from edgevla.actors.executor_core import ExecutorConfig, ExecutorCore, SafetyLimits
 
 MS = 1_000_000
-PROPS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROPS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @dataclass
