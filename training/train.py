@@ -45,6 +45,7 @@ class TrainConfig:
     seed: int = 0
     lr: float | None = None  # None: the policy config's own optimizer_lr
     grad_clip_norm: float = 10.0
+    time_budget_s: float | None = None  # stop (and checkpoint) early once this much time has passed
     episodes: list[int] | None = None  # None: the dataset's "train" split (all if it has none)
     # Extra keyword arguments for the lerobot policy config (e.g. dim_model, chunk_size).
     policy_overrides: dict[str, Any] = field(default_factory=dict)
@@ -178,7 +179,8 @@ def _optimizer_and_scheduler(policy, total_steps: int):
 # ------------------------------------------------------------------------------- checkpoints
 
 
-def save_checkpoint(out: Path, step: int, policy, pre, post, optimizer, scheduler) -> Path:
+def save_checkpoint(out: Path, step: int, policy, pre, post, optimizer, scheduler,
+                    info: dict[str, Any] | None = None) -> Path:
     from lerobot.utils.train_utils import save_training_state
 
     ckpt = out / "checkpoints" / f"{step:06d}"
@@ -190,6 +192,8 @@ def save_checkpoint(out: Path, step: int, policy, pre, post, optimizer, schedule
     if vlm and Path(vlm).is_dir():
         # Keep the tiny SmolVLM config/tokenizer next to the weights so the folder is self-contained.
         shutil.copytree(vlm, pretrained / "vlm", dirs_exist_ok=True)
+    # What lerobot's config does not hold but a runtime needs: control rate, task string, source.
+    (pretrained / "edgevla.json").write_text(json.dumps({**(info or {}), "step": step}, indent=1))
     save_training_state(ckpt, step, optimizer, scheduler)
     last = out / "checkpoints" / "last"
     if last.is_symlink() or last.exists():
@@ -295,7 +299,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
             raise FileNotFoundError(f"--resume: {last} does not exist (nothing to resume in {out})")
         saved = json.loads((out / "train_config.json").read_text())
         # The saved run defines the model; the caller may only extend steps / change cadence.
-        for name in ("steps", "save_every", "log_every", "num_workers"):
+        for name in ("steps", "save_every", "log_every", "num_workers", "time_budget_s"):
             saved[name] = getattr(cfg, name)
         cfg = TrainConfig(**saved)
     elif last.exists():
@@ -310,6 +314,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
     optimizer, scheduler = _optimizer_and_scheduler(policy, cfg.steps)
 
     step = 0
+    previous_s = 0.0  # training time of earlier sessions of this run (resume)
     losses: list[tuple[int, float]] = []
     if resume:
         ckpt = last.resolve()
@@ -322,8 +327,13 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
         step, optimizer, scheduler = load_training_state(ckpt, optimizer, scheduler)
         loss_file = out / "loss.json"
         if loss_file.is_file():
-            losses = [tuple(x) for x in json.loads(loss_file.read_text())["losses"] if x[0] <= step]
+            history = json.loads(loss_file.read_text())
+            losses = [tuple(x) for x in history["losses"] if x[0] <= step]
+            previous_s = float(history.get("seconds_total", 0.0))
 
+    tasks = list(getattr(meta, "tasks", None).index) if getattr(meta, "tasks", None) is not None else []
+    info = {"policy": cfg.policy, "fps": int(meta.fps), "image_hw": list(dataset_image_hw(meta)),
+            "task": tasks[0] if tasks else "put the tea bag in the mug", "dataset": str(cfg.dataset)}
     delta = resolve_delta_timestamps(policy.config, meta)
     dataset = LeRobotDataset(
         repo_id=meta.repo_id,
@@ -374,12 +384,18 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
                 bar.update(task, completed=step, loss=f"{sum(recent) / len(recent):.4f}")
             else:
                 bar.update(task, completed=step)
-            if step % cfg.save_every == 0 or step == cfg.steps:
-                ckpt_path = save_checkpoint(out, step, policy, pre, post, optimizer, scheduler)
-                (out / "loss.json").write_text(json.dumps({"losses": losses}))
+            out_of_time = cfg.time_budget_s is not None and time.monotonic() - t0 > cfg.time_budget_s
+            if step % cfg.save_every == 0 or step == cfg.steps or out_of_time:
+                ckpt_path = save_checkpoint(out, step, policy, pre, post, optimizer, scheduler, info)
+                (out / "loss.json").write_text(json.dumps(
+                    {"losses": losses, "seconds_total": previous_s + time.monotonic() - t0}))
                 plot_losses(losses, out / "loss.png", f"{cfg.policy} on {Path(cfg.dataset).name}")
+            if out_of_time:
+                bar.console.print(f"time budget of {cfg.time_budget_s:.0f} s reached at step {step}; "
+                                  f"continue later with --resume")
+                break
     seconds = time.monotonic() - t0
-    (out / "loss.json").write_text(json.dumps({"losses": losses, "seconds_this_session": seconds}))
+    (out / "loss.json").write_text(json.dumps({"losses": losses, "seconds_total": previous_s + seconds}))
     plot_losses(losses, out / "loss.png", f"{cfg.policy} on {Path(cfg.dataset).name}")
     head = [v for _, v in losses[: max(1, min(10, len(losses) // 5))]]
     tail = [v for _, v in losses[-max(1, min(10, len(losses) // 5)) :]]

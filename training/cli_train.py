@@ -1,0 +1,305 @@
+"""`edgevla train`, `edgevla eval`, `edgevla train-default`.
+
+torch, lerobot and mujoco are imported inside the handlers only (the CLI must start fast).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+
+def _offline_env() -> None:
+    # Nothing here may reach a hub; local caches only (Makefile sets the same).
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("MUJOCO_GL", "egl")
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "train",
+        help="fine-tune lerobot ACT or SmolVLA on a LeRobot dataset (CPU, resumable)",
+        description=(
+            "Train lerobot 0.4.4's ACT or SmolVLA (real classes, processors and dataset loader) on a "
+            "local LeRobot dataset. Defaults mirror the reference recipe (batch 8, checkpoint every "
+            "--save-every steps, ACT chunk 100, SmolVLA chunk 50) with model sizes that train on a "
+            "2-core CPU. Writes OUT/checkpoints/NNNNNN/pretrained_model (reloadable offline), "
+            "OUT/loss.json and OUT/loss.png. Run again with --resume to continue from "
+            "OUT/checkpoints/last (e.g. with a larger --steps)."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--policy", choices=("act", "smolvla"), default=None, help="policy type (default act)")
+    p.add_argument("--dataset", default=None, help="LeRobot dataset folder (meta/info.json inside)")
+    p.add_argument("--out", default=None, help="run folder for checkpoints, loss curve and config")
+    p.add_argument("--steps", type=int, default=None, help="total optimizer steps (default 2000)")
+    p.add_argument("--batch-size", type=int, default=None, help="batch size (default 8, as the reference)")
+    p.add_argument("--save-every", type=int, default=None, help="checkpoint period in steps (default 500)")
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default: the policy config's)")
+    p.add_argument("--num-workers", type=int, default=None, help="dataloader worker processes (default 1)")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--config", default=None,
+                   help="YAML/JSON file of TrainConfig fields (policy_overrides: {dim_model: 256, ...}); "
+                        "command-line flags win")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one lerobot policy config field, e.g. --set chunk_size=50 (repeatable)")
+    p.add_argument("--resume", action="store_true", help="continue OUT/checkpoints/last")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (logs, CI)")
+    p.set_defaults(func=cmd_train)
+
+    e = sub.add_parser(
+        "eval",
+        help="closed-loop success in the sim (test / held-out val / global), results table",
+        description=(
+            "Roll a policy out in the simulated tea-bag scene from the protocol's start positions "
+            "(a different seed than recording): test = training clusters, val = the held-out "
+            "cluster, global = both. --mode sync captures, infers and executes the whole chunk; "
+            "--mode async runs the executor core (blending, staleness by time) on a virtual clock "
+            "with the inference latency simulated. Writes results.md and results.json."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    e.add_argument("--policy", required=True, help="training run / checkpoint folder, or exported bundle")
+    e.add_argument("--episodes", type=int, default=20, help="test episodes (and val episodes unless --val-episodes)")
+    e.add_argument("--val-episodes", type=int, default=None)
+    e.add_argument("--mode", choices=("sync", "async", "both"), default="sync")
+    e.add_argument("--latency-ms", type=float, default=None,
+                   help="async: simulated inference latency (default: measured median here)")
+    e.add_argument("--strategy", default="crossfade", help="async: executor blending strategy")
+    e.add_argument("--max-seconds", type=float, default=15.0, help="episode time limit (sim seconds)")
+    e.add_argument("--protocol-seed", type=int, default=1000, help="seed of the evaluation start positions")
+    e.add_argument("--out", default="out/eval", help="folder for results.md/json, contact sheet, videos")
+    e.add_argument("--contact-sheet", action="store_true", help="write contact_sheet.png of every episode")
+    e.add_argument("--videos", action="store_true", help="write an mp4 per episode (3 cameras side by side)")
+    e.add_argument("--no-progress", action="store_true")
+    e.set_defaults(func=cmd_eval)
+
+    d = sub.add_parser(
+        "train-default",
+        help="record the default dataset, train the shipped small ACT, evaluate, export",
+        description=(
+            "The recipe of models/default: record the protocol's dataset with `edgevla dataset "
+            "record`, train a small ACT, evaluate it closed loop (sync and async), export it through "
+            "deploy/ when available, and write OUT/README.md with the measured numbers and times."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    d.add_argument("--out", default="models/default")
+    d.add_argument("--work", default="out/train-default", help="scratch folder (dataset, run, eval)")
+    d.add_argument("--steps", type=int, default=None, help="override the recipe's step count")
+    d.add_argument("--episodes", type=int, default=None, help="eval episodes per split (recipe default)")
+    d.add_argument("--dataset", default=None, help="reuse an already recorded dataset instead of recording")
+    d.add_argument("--resume", action="store_true", help="continue an interrupted run in --work")
+    d.set_defaults(func=cmd_train_default)
+
+
+def _parse_sets(items: list[str]) -> dict:
+    import yaml
+
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise SystemExit(f"--set expects KEY=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def cmd_train(args) -> int:
+    _offline_env()
+    from edgevla.training.train import TrainConfig, train
+
+    flags = {
+        "policy": args.policy, "dataset": args.dataset, "out": args.out, "steps": args.steps,
+        "batch_size": args.batch_size, "save_every": args.save_every, "lr": args.lr,
+        "num_workers": args.num_workers, "seed": args.seed,
+    }
+    try:
+        cfg = TrainConfig.from_file(args.config, **flags) if args.config else TrainConfig(
+            **{k: v for k, v in flags.items() if v is not None})
+        if args.set:
+            cfg.policy_overrides = {**cfg.policy_overrides, **_parse_sets(args.set)}
+        if not cfg.dataset or not cfg.out:
+            print("edgevla train: --dataset and --out are required", file=sys.stderr)
+            return 2
+        result = train(cfg, resume=args.resume, progress=not args.no_progress)
+    except (ValueError, FileNotFoundError, FileExistsError) as exc:
+        print(f"edgevla train: {exc}", file=sys.stderr)
+        return 2
+    print(f"trained {cfg.policy} {result.steps_done} steps in {result.seconds:.0f} s; loss "
+          f"{result.first_loss:.4f} -> {result.last_loss:.4f}")
+    print(f"checkpoint: {result.last_checkpoint}/pretrained_model   loss curve: {result.out / 'loss.png'}")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    _offline_env()
+    from rich.console import Console
+    from rich.markdown import Markdown
+
+    from edgevla.training.evaluate import EvalConfig, evaluate, open_policy, write_outputs
+
+    modes = ("sync", "async") if args.mode == "both" else (args.mode,)
+    keep = args.contact_sheet or args.videos
+    try:
+        policy = open_policy(args.policy)
+        reports, shown = [], []
+        for mode in modes:
+            cfg = EvalConfig(episodes=args.episodes, val_episodes=args.val_episodes, mode=mode,
+                             latency_ms=args.latency_ms, strategy=args.strategy,
+                             max_seconds=args.max_seconds, protocol_seed=args.protocol_seed,
+                             frames_every=3 if keep else 0)
+            report, episodes = evaluate(args.policy, cfg, progress=not args.no_progress, policy=policy)
+            reports.append(report)
+            shown = shown or episodes
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"edgevla eval: {exc}", file=sys.stderr)
+        return 2
+    paths = write_outputs(reports, Path(args.out), contact=shown if keep else None, videos=args.videos,
+                          fps=policy.fps)
+    Console().print(Markdown(paths["markdown"].read_text()))
+    print("written: " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+def cmd_train_default(args) -> int:
+    _offline_env()
+    recipe = DefaultRecipe()
+    if args.steps is not None:
+        recipe.steps = args.steps
+    if args.episodes is not None:
+        recipe.eval_episodes = args.episodes
+    try:
+        summary = run_recipe(recipe, out=Path(args.out), work=Path(args.work), dataset=args.dataset,
+                             resume=args.resume)
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        print(f"edgevla train-default: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(summary, indent=1))
+    return 0
+
+
+# ------------------------------------------------------------------------ the default model
+
+
+@dataclass
+class DefaultRecipe:
+    """How models/default is made. Sized for the 2-core CPU this project is developed on."""
+
+    # dataset: the reference protocol (11 clusters x (10 + 2 recovery)), cluster 6 held out and
+    # not recorded at all, at the recorder's default 96x96 and 30 fps
+    record_args: tuple[str, ...] = ("--only-clusters", "0,1,2,3,4,5,7,8,9,10")
+    steps: int = 3000
+    batch_size: int = 8
+    save_every: int = 250
+    lr: float = 2e-4
+    time_budget_s: float = 3000.0  # stop and keep the last checkpoint after 50 minutes
+    policy_overrides: dict = field(default_factory=dict)  # ActSize defaults (dim 128, chunk 100)
+    eval_episodes: int = 20
+    export_precision: str = "vision=fp32,decoder=fp32"
+
+
+def _run(cmd: list[str], log: Path) -> None:
+    # Each stage is the project's own CLI, so the recipe is exactly what a person would type.
+    with log.open("a") as fh:
+        fh.write("$ " + " ".join(cmd) + "\n")
+        fh.flush()
+        rc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, check=False).returncode
+    if rc != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed with exit code {rc}; see {log}")
+
+
+def run_recipe(recipe: DefaultRecipe, out: Path, work: Path, dataset: str | None = None,
+               resume: bool = False) -> dict:
+    """record -> train -> eval (sync + async) -> export -> write `out` (README, config, results)."""
+    exe = shutil.which("edgevla") or str(Path(sys.executable).with_name("edgevla"))
+    work.mkdir(parents=True, exist_ok=True)
+    log = work / "train-default.log"
+    times: dict[str, float] = {}
+    commands: list[str] = []
+
+    t = time.monotonic()
+    ds = Path(dataset) if dataset else work / "dataset"
+    if not dataset and not (ds / "meta" / "info.json").is_file():
+        cmd = [exe, "dataset", "record", "--out", str(ds), "--no-progress", *recipe.record_args]
+        commands.append(" ".join(cmd[1:]))
+        _run(cmd, log)
+    times["record_s"] = time.monotonic() - t
+
+    t = time.monotonic()
+    run_dir = work / "run"
+    cfg_file = work / "train_config.yaml"
+    import yaml
+
+    cfg_file.write_text(yaml.safe_dump({
+        "policy": "act", "dataset": str(ds), "out": str(run_dir), "steps": recipe.steps,
+        "batch_size": recipe.batch_size, "save_every": recipe.save_every, "lr": recipe.lr,
+        "time_budget_s": recipe.time_budget_s, "policy_overrides": dict(recipe.policy_overrides),
+    }))
+    cmd = [exe, "train", "--config", str(cfg_file), "--no-progress"]
+    if resume or (run_dir / "checkpoints" / "last").exists():
+        cmd.append("--resume")
+    commands.append(" ".join(cmd[1:]))
+    _run(cmd, log)
+    times["train_s"] = time.monotonic() - t
+
+    t = time.monotonic()
+    eval_dir = work / "eval"
+    cmd = [exe, "eval", "--policy", str(run_dir), "--episodes", str(recipe.eval_episodes), "--mode", "both",
+           "--out", str(eval_dir), "--contact-sheet", "--no-progress"]
+    commands.append(" ".join(cmd[1:]))
+    _run(cmd, log)
+    times["eval_s"] = time.monotonic() - t
+
+    return package_default_model(run_dir, eval_dir, out, recipe, commands, times, work, exe, log)
+
+
+def package_default_model(run_dir: Path, eval_dir: Path, out: Path, recipe: DefaultRecipe,
+                          commands: list[str], times: dict[str, float], work: Path, exe: str,
+                          log: Path) -> dict:
+    """Copy the checkpoint (and the export when deploy/ provides one) into `out` with its papers."""
+    from edgevla.training.train import resolve_pretrained_dir
+
+    ckpt = resolve_pretrained_dir(run_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    target = out / "checkpoint"
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(ckpt, target)
+    export_note = ""
+    bundle = out / "bundle"
+    t = time.monotonic()
+    try:
+        if bundle.exists():
+            shutil.rmtree(bundle)
+        cmd = [exe, "export", "--policy", str(ckpt), "--out", str(bundle), "--precision", recipe.export_precision]
+        _run(cmd, log)
+        commands.append(" ".join(cmd[1:]))
+        times["export_s"] = time.monotonic() - t
+    except RuntimeError as exc:
+        export_note = f"export through deploy/ failed or is not available yet: {exc}"
+        if bundle.exists():
+            shutil.rmtree(bundle)
+    results = json.loads((eval_dir / "results.json").read_text())
+    for name in ("results.md", "results.json", "contact_sheet.png"):
+        if (eval_dir / name).is_file():
+            shutil.copy2(eval_dir / name, out / name)
+    for name in ("loss.png", "train_config.json"):
+        if (run_dir / name).is_file():
+            shutil.copy2(run_dir / name, out / name)
+    history = json.loads((run_dir / "loss.json").read_text())
+    summary = {
+        "checkpoint": str(target), "bundle": str(bundle) if bundle.exists() else None,
+        "export_note": export_note, "steps": history["losses"][-1][0] if history["losses"] else 0,
+        "train_seconds_total": history.get("seconds_total"), "times_s": times, "commands": commands,
+        "results": results["rows"], "recipe": asdict(recipe),
+    }
+    (out / "recipe.json").write_text(json.dumps(summary, indent=1))
+    return summary
