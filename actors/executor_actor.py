@@ -64,8 +64,12 @@ def _default_link_factory(port: str) -> Any:
     # imported here: the bridge is optional and the executor must run without it
     from edgevla.firmware_bridge.link import McuLink
 
-    link = McuLink(port)
-    return link.start() if hasattr(link, "start") else link
+    link = McuLink(port).start()
+    try:  # estimate the M7 clock now, so the first tick does not wait for ping round trips
+        link.sync_clock()
+    except Exception as exc:  # noqa: BLE001 - the link retries on its own; keep going
+        log.warning("M7 clock sync on %s failed (%s); retrying on first send", port, exc)
+    return link
 
 
 class ExecutorActor(Actor):
