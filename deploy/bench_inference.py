@@ -1,0 +1,260 @@
+"""`edgevla bench inference`: lerobot eager vs ONNX FP32 vs selective quantization, per stage and
+end to end, for ACT and SmolVLA small configs, 2 threads (torch and ONNX Runtime alike).
+
+Eager end to end is lerobot's own path (pre-processor -> predict_action_chunk -> post-processor);
+per-stage eager times run the PyTorch stage modules the graphs were exported from. Our end to end
+is `StageModel.predict` (numpy pre/post-processing included). Action errors are measured against
+the fp32 pipeline (itself equal to lerobot to ~1e-7 rad, see tests/test_export.py) on the same
+noise, as max |error| in rad and as a fraction of each joint's range.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+THREADS = 2
+
+
+def _median_ms(fn, reps: int, warmup: int = 1) -> float:
+    for _ in range(warmup):
+        fn()
+    ts = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        ts.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(ts)
+
+
+def _policies(quick: bool, root: Path):
+    from edgevla.deploy import smolvla_local as sl
+
+    if quick:
+        act = sl.make_tiny_act(image_hw=(64, 64))
+        vlm = sl.write_tiny_smolvlm(root / "vlm")
+        smol = sl.make_tiny_smolvla(vlm)
+        return act, smol, "tiny (ACT d=64 64px; SmolVLA text 64/vision 48 at 64px)"
+    act = sl.make_tiny_act(image_hw=(96, 96), chunk_size=50, dim_model=256,
+                           n_heads=8, dim_feedforward=1024, n_encoder_layers=4)
+    size = sl.SmolVLMSize(text_hidden=256, text_layers=4, text_heads=4, text_kv_heads=2,
+                          vision_hidden=192, vision_layers=4, vision_heads=4, image_size=128)
+    vlm = sl.write_tiny_smolvlm(root / "vlm", size)
+    smol = sl.make_tiny_smolvla(vlm, image_hw=(128, 128), chunk_size=50)
+    return act, smol, ("small (ACT d=256 4 enc layers 3x96px chunk 50; SmolVLA text 256x4, "
+                       "vision 192x4 at 3x128px, chunk 50, 10 steps)")
+
+
+def _bench_policy(policy, stats, bundle: Path, samples, reps: int, rows: list, summary: dict,
+                  console) -> None:
+    import torch
+
+    from edgevla.deploy import export_act, export_smolvla
+    from edgevla.deploy.backends import BackendOptions
+    from edgevla.deploy.parity import composed_parity, lerobot_chunk, stage_parity
+    from edgevla.deploy.pipeline import StageChoice, StageModel
+
+    kind = policy.name
+    opts = BackendOptions(threads=THREADS)
+    man_stages = ("vision", "decoder") if kind == "act" else ("vision", "prefill", "denoise")
+    fp32 = StageModel(bundle, choices={s: StageChoice("fp32", "onnxruntime") for s in man_stages},
+                      options=opts)
+    m = fp32.manifest
+    sel_prec = {s: m.stages[s].default for s in man_stages}
+    sel = StageModel(bundle, choices={s: StageChoice(p) for s, p in sel_prec.items()}, options=opts)
+    smp = samples[0]
+    task = m.extra.get("task", "")
+    noise = fp32.sample_noise(np.random.default_rng(0)) if kind == "smolvla" else None
+    steps = fp32.num_steps
+
+    def row(stage, backend, precision, ms, eager_ms, **kw):
+        r = {"policy": kind, "stage": stage, "backend": backend, "precision": precision,
+             "latency_ms": round(ms, 3),
+             "speedup_vs_eager": round(eager_ms / ms, 2) if eager_ms else None}
+        r.update(kw)
+        rows.append(r)
+
+    def size_mb(stage, key):
+        return round(m.stages[stage].variants[key].size_bytes / 1e6, 2)
+
+    # ---- per stage inputs (same for every backend)
+    imgs = fp32.images_tensor(smp.frames)
+    feats = fp32.features(smp.frames, smp.state)
+    eager: dict[str, float] = {}
+    with torch.no_grad():
+        if kind == "act":
+            lo = export_act.layout_of(policy)
+            vis, dec = export_act.VisionStage(policy).eval(), export_act.DecoderStage(policy, lo).eval()
+            ti = torch.from_numpy(imgs)
+            tok = vis(ti)
+            st = torch.from_numpy(feats["state"][None])
+            eager["vision"] = _median_ms(lambda: vis(ti), reps)
+            eager["decoder"] = _median_ms(lambda: dec(tok, st), reps)
+            calls = {"vision": lambda mdl: mdl.vision(imgs),
+                     "decoder": lambda mdl: mdl.act_decode(feats)}
+        else:
+            lo = export_smolvla.SmolVLALayout(**{k: tuple(v) if isinstance(v, list) else v
+                                                 for k, v in m.extra["layout"].items()})
+            vis = export_smolvla.VisionStage(policy, lo).eval()
+            pre = export_smolvla.PrefillStage(policy, lo).eval()
+            den = export_smolvla.DenoiseStage(policy, lo).eval()
+            ti = torch.from_numpy(imgs)
+            tok = vis(ti)
+            lt = torch.tensor(m.extra["lang_tokens"])[None]
+            lm = torch.tensor(m.extra["lang_mask"])[None]
+            st = torch.from_numpy(feats["state"][None])
+            prefix_t = pre(tok, lt, lm, st)
+            x = torch.from_numpy(noise)
+            ts = torch.tensor([1.0])
+            eager["vision"] = _median_ms(lambda: vis(ti), reps)
+            eager["prefill"] = _median_ms(lambda: pre(tok, lt, lm, st), reps)
+            eager["denoise"] = steps * _median_ms(lambda: den(x, ts, *prefix_t), reps)
+            prefix = fp32.prefill(feats)
+            calls = {"vision": lambda mdl: mdl.vision(imgs),
+                     "prefill": lambda mdl: mdl.prefill(feats),
+                     "denoise": lambda mdl: mdl.denoise(prefix, noise, steps)}
+    for s in man_stages:
+        note = f"{steps} steps" if s == "denoise" else ""
+        row(s, "torch", "eager", eager[s], eager[s], note=note)
+        row(s, "onnxruntime", "fp32", _median_ms(lambda: calls[s](fp32), reps), eager[s],
+            size_mb=size_mb(s, "fp32"), note=note)
+        for key, var in m.stages[s].variants.items():
+            if key == "fp32":
+                continue
+            one = StageModel(bundle, (s,), {s: StageChoice(key)}, options=opts)
+            if kind == "smolvla" and s == "denoise":
+                fn = (lambda mm=one: mm.denoise(prefix, noise, steps))
+            elif s == "prefill":
+                fn = (lambda mm=one: mm.prefill(feats))
+            elif s == "decoder":
+                fn = (lambda mm=one: mm.act_decode(feats))
+            else:
+                fn = (lambda mm=one: mm.vision(imgs))
+            row(s, var.backend, var.precision, _median_ms(fn, reps), eager[s],
+                size_mb=size_mb(s, key), note=note)
+
+    # ---- stage output error of every quantized variant (dataset-like inputs)
+    for key in ("int8", "int4"):
+        prec = {s: key for s in man_stages if key in m.stages[s].variants}
+        if not prec:
+            continue
+        errs = stage_parity(policy, bundle, samples[:2], prec, random_inputs=False)
+        for r in rows:
+            if r["policy"] == kind and r["stage"] in prec and r["precision"] == m.stages[
+                    r["stage"]].variants[key].precision and r["backend"] == "onnxruntime":
+                r["out_rel_err"] = round(errs[r["stage"]]["dataset_rel"], 5)
+
+    # ---- end to end
+    def lerobot_e2e():
+        return lerobot_chunk(policy, stats, smp, task, noise)
+
+    e2e_eager = _median_ms(lerobot_e2e, reps)
+    row("end-to-end", "lerobot", "eager", e2e_eager, e2e_eager)
+    e2e_fp32 = _median_ms(lambda: fp32.predict(smp.frames, smp.state, noise=noise), reps)
+    row("end-to-end", "onnxruntime", "fp32", e2e_fp32, e2e_eager,
+        action_err_rad=_err(policy, stats, bundle, samples, None)[0])
+    variants = {"selective": sel_prec}
+    if kind == "smolvla":
+        variants["sel+int4"] = dict(sel_prec, prefill="int4")
+        variants["denoise-int8"] = dict(sel_prec, denoise="int8")
+    else:
+        variants["all-int8"] = {s: "int8" for s in man_stages}
+    results = {}
+    for name, prec in variants.items():
+        mdl = StageModel(bundle, choices={s: StageChoice(p) for s, p in prec.items()}, options=opts)
+        ms = _median_ms(lambda: mdl.predict(smp.frames, smp.state, noise=noise), reps)
+        err_rad, err_frac = _err(policy, stats, bundle, samples, prec)
+        results[name] = (ms, err_frac)
+        row("end-to-end", "onnxruntime", name, ms, e2e_eager, action_err_rad=err_rad,
+            action_err_pct_range=round(100 * err_frac, 4),
+            note=",".join(f"{s}={p}" for s, p in prec.items()))
+    if kind == "act":
+        summary["act_eager_ms"] = round(e2e_eager, 2)
+        summary["act_onnx_fp32_ms"] = round(e2e_fp32, 2)
+        summary["act_speedup_vs_eager"] = round(e2e_eager / e2e_fp32, 2)
+        summary["act_int8_speedup_vs_eager"] = round(e2e_eager / results["selective"][0], 2)
+    else:
+        summary["smolvla_eager_ms"] = round(e2e_eager, 2)
+        summary["smolvla_onnx_fp32_ms"] = round(e2e_fp32, 2)
+        summary["smolvla_selective_ms"] = round(results["selective"][0], 2)
+        summary["smolvla_speedup_vs_eager"] = round(e2e_eager / results["selective"][0], 2)
+        summary["smolvla_fp32_speedup_vs_eager"] = round(e2e_eager / e2e_fp32, 2)
+        summary["quant_action_error"] = results["selective"][1]
+        summary["quant_int4_action_error"] = results["sel+int4"][1]
+        summary["denoise_quant_action_error"] = results["denoise-int8"][1]
+        summary["denoise_quant_worse"] = results["denoise-int8"][1] > results["selective"][1]
+    console(f"{kind}: eager {e2e_eager:.1f} ms, onnx fp32 {e2e_fp32:.1f} ms, "
+            f"selective {results['selective'][0]:.1f} ms")
+
+
+def _err(policy, stats, bundle, samples, prec) -> tuple[float, float]:
+    from edgevla.deploy.parity import composed_parity
+    from edgevla.deploy.pipeline import StageChoice
+
+    if prec is None:  # fp32 pipeline vs lerobot itself
+        stages = ("vision", "decoder") if policy.name == "act" else ("vision", "prefill", "denoise")
+        rep = composed_parity(policy, stats, bundle, samples[:2],
+                              {s: StageChoice("fp32", "onnxruntime") for s in stages})
+        return float(f"{rep.action_max_abs:.3g}"), rep.action_max_frac_range
+    rep = composed_parity(policy, stats, bundle, samples, {s: StageChoice(p) for s, p in prec.items()},
+                          reference="fp32")
+    return float(f"{rep.action_max_abs:.3g}"), rep.action_max_frac_range
+
+
+def run(quick: bool = False):
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    # No busy-waiting OpenMP threads: ONNX Runtime runs with spinning off (BackendOptions), and on
+    # a shared 2-core machine spinning torch threads measured 10x slower (2.3 s vs 0.19 s for the
+    # tiny ACT chunk). Takes effect only if torch is not imported yet in this process.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    import torch
+    from rich.console import Console
+
+    from edgevla.actors.bench import BenchResult
+    from edgevla.deploy import smolvla_local as sl
+    from edgevla.deploy.exporter import export_bundle, synthetic_samples
+
+    console = Console(stderr=True)
+    torch.set_num_threads(THREADS)
+    rows: list[dict[str, Any]] = []
+    summary: dict[str, Any] = {"threads": THREADS,
+                               "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "")}
+    reps = 5 if quick else 15
+    with tempfile.TemporaryDirectory(prefix="edgevla-bench-") as tmp:
+        root = Path(tmp)
+        act, smol, desc = _policies(quick, root)
+        for policy in (act, smol):
+            stats = sl.tiny_stats(policy)
+            with console.status(f"exporting {policy.name}"):
+                t0 = time.perf_counter()
+                export_bundle(policy, root / policy.name, stats=stats,
+                              samples=synthetic_samples(policy, 4 if quick else 8),
+                              model_id=f"bench-{policy.name}")
+                summary[f"{policy.name}_export_s"] = round(time.perf_counter() - t0, 1)
+            samples = synthetic_samples(policy, 3 if quick else 6, seed=99)
+            with console.status(f"timing {policy.name}"):
+                _bench_policy(policy, stats, root / policy.name, samples, reps, rows, summary,
+                              console.print)
+    notes = [
+        f"config: {desc}; random weights; torch and ONNX Runtime both at {THREADS} threads; "
+        f"median of {reps} runs; timings on a shared machine are noisy: read the ratios",
+        "eager end-to-end = lerobot pre-processor + predict_action_chunk + post-processor; "
+        "per-stage eager = the PyTorch stage modules the graphs were exported from",
+        "action errors vs the fp32 pipeline on the same noise (fp32 vs lerobot: first end-to-end "
+        "onnx row); *_action_error summary keys are max |error| / joint range (0.05 = 5%)",
+        "targets: act_speedup_vs_eager >= 3, smolvla_speedup_vs_eager >= 3 with "
+        "quant_action_error <= 0.05, denoise_quant_action_error > quant_action_error",
+    ]
+    cols = ["policy", "stage", "backend", "precision", "latency_ms", "speedup_vs_eager", "size_mb",
+            "out_rel_err", "action_err_rad", "action_err_pct_range", "note"]
+    for r in rows:  # short names keep the printed table readable
+        r["stage"] = {"end-to-end": "e2e"}.get(r["stage"], r["stage"])
+        r["backend"] = {"onnxruntime": "ort"}.get(r["backend"], r["backend"])
+    return BenchResult(title="inference: lerobot eager vs ONNX fp32 vs selective quantization",
+                       rows=rows, summary=summary, columns=cols, notes=notes)
