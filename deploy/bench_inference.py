@@ -154,8 +154,21 @@ def _bench_policy(policy, stats, bundle: Path, samples, reps: int, rows: list, s
     def lerobot_e2e():
         return lerobot_chunk(policy, stats, smp, task, noise)
 
-    e2e_eager = _median_ms(lerobot_e2e, reps)
-    row("end-to-end", "lerobot", "eager", e2e_eager, e2e_eager)
+    e2e_eager_proc = _median_ms(lerobot_e2e, reps)
+    # model only (lerobot's processors excluded): the conservative baseline the summary uses
+    from edgevla.deploy.parity import _processors
+
+    pre_p, _ = _processors(policy, stats)
+    batch = _lerobot_batch(policy, smp, task)
+    with torch.no_grad():
+        b = pre_p(batch)
+        tn = torch.from_numpy(noise) if noise is not None else None
+        model_only = ((lambda: policy.predict_action_chunk(dict(b), noise=tn.clone()))
+                      if kind == "smolvla" else (lambda: policy.predict_action_chunk(dict(b))))
+        e2e_eager = _median_ms(model_only, reps)
+    row("end-to-end", "lerobot", "eager", e2e_eager_proc, e2e_eager,
+        note="+ lerobot pre/post-processors")
+    row("end-to-end", "lerobot", "eager", e2e_eager, e2e_eager, note="predict_action_chunk only")
     e2e_fp32 = _median_ms(lambda: fp32.predict(smp.frames, smp.state, noise=noise), reps)
     row("end-to-end", "onnxruntime", "fp32", e2e_fp32, e2e_eager,
         action_err_rad=_err(policy, stats, bundle, samples, None)[0])
@@ -174,6 +187,7 @@ def _bench_policy(policy, stats, bundle: Path, samples, reps: int, rows: list, s
         row("end-to-end", "onnxruntime", name, ms, e2e_eager, action_err_rad=err_rad,
             action_err_pct_range=round(100 * err_frac, 4),
             note=",".join(f"{s}={p}" for s, p in prec.items()))
+    summary[f"{kind}_eager_with_processors_ms"] = round(e2e_eager_proc, 2)
     if kind == "act":
         summary["act_eager_ms"] = round(e2e_eager, 2)
         summary["act_onnx_fp32_ms"] = round(e2e_fp32, 2)
@@ -191,6 +205,19 @@ def _bench_policy(policy, stats, bundle: Path, samples, reps: int, rows: list, s
         summary["denoise_quant_worse"] = results["denoise-int8"][1] > results["selective"][1]
     console(f"{kind}: eager {e2e_eager:.1f} ms, onnx fp32 {e2e_fp32:.1f} ms, "
             f"selective {results['selective'][0]:.1f} ms")
+
+
+def _lerobot_batch(policy, smp, task: str) -> dict:
+    import torch
+
+    from edgevla.deploy.exporter import camera_names
+
+    batch: dict[str, Any] = {
+        f"observation.images.{c}": torch.from_numpy(smp.frames[c]).permute(2, 0, 1).float() / 255
+        for c in camera_names(policy)}
+    batch["observation.state"] = torch.from_numpy(np.asarray(smp.state, np.float32))
+    batch["task"] = task
+    return batch
 
 
 def _err(policy, stats, bundle, samples, prec) -> tuple[float, float]:
@@ -244,8 +271,9 @@ def run(quick: bool = False):
     notes = [
         f"config: {desc}; random weights; torch and ONNX Runtime both at {THREADS} threads; "
         f"median of {reps} runs; timings on a shared machine are noisy: read the ratios",
-        "eager end-to-end = lerobot pre-processor + predict_action_chunk + post-processor; "
-        "per-stage eager = the PyTorch stage modules the graphs were exported from",
+        "speedups vs eager use lerobot's predict_action_chunk alone (its processors excluded, "
+        "ours included: numpy normalisation/resize); the row '+ lerobot pre/post-processors' "
+        "is the full lerobot path; per-stage eager = the PyTorch stage modules exported",
         "action errors vs the fp32 pipeline on the same noise (fp32 vs lerobot: first end-to-end "
         "onnx row); *_action_error summary keys are max |error| / joint range (0.05 = 5%)",
         "targets: act_speedup_vs_eager >= 3, smolvla_speedup_vs_eager >= 3 with "

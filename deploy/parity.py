@@ -55,13 +55,8 @@ def action_range(model: StageModel, ref_actions: np.ndarray | None = None) -> np
 def lerobot_chunk(policy, stats, sample: Sample, task: str, noise: np.ndarray | None = None) -> np.ndarray:
     """lerobot's own path: preprocessor -> predict_action_chunk -> postprocessor, joint units."""
     import torch
-    from lerobot.policies.factory import make_pre_post_processors
 
-    key = id(policy)
-    cache = lerobot_chunk.__dict__.setdefault("_proc", {})
-    if key not in cache:
-        cache[key] = make_pre_post_processors(policy.config, dataset_stats=_torch_stats(stats))
-    pre, post = cache[key]
+    pre, post = _processors(policy, stats)
     batch: dict[str, Any] = {
         f"observation.images.{c}": torch.from_numpy(sample.frames[c]).permute(2, 0, 1).float() / 255
         for c in camera_names(policy)}
@@ -75,6 +70,20 @@ def lerobot_chunk(policy, stats, sample: Sample, task: str, noise: np.ndarray | 
         else:
             out = policy.predict_action_chunk(b)
         return post(out)[0].numpy()
+
+
+_PROCESSORS: dict[int, Any] = {}
+
+
+def _processors(policy, stats):
+    """lerobot's pre/post-processor pipelines for a policy (built once per policy object)."""
+    from lerobot.policies.factory import make_pre_post_processors
+
+    key = id(policy)
+    if key not in _PROCESSORS:
+        _PROCESSORS[key] = (policy, make_pre_post_processors(policy.config,
+                                                             dataset_stats=_torch_stats(stats)))
+    return _PROCESSORS[key][1]
 
 
 def _torch_stats(stats):
