@@ -226,3 +226,16 @@ def test_cli_export_from_checkpoint_then_bundle(tmp_path, capsys):
     assert main(["bundle", "--model", str(out), "--out", str(tmp_path / "board"), "--no-tar"]) == 0
     assert (tmp_path / "board" / "graph.yaml").is_file()
     assert main(["bundle", "--model", str(tmp_path), "--out", str(tmp_path / "b2")]) == 2
+
+
+def test_preprocess_image_resizes_and_scales():
+    from edgevla.deploy.pipeline import preprocess_image
+
+    frame = np.full((120, 160, 3), 255, np.uint8)
+    frame[..., 1] = 0
+    x = preprocess_image(frame, (48, 64))
+    assert x.shape == (3, 48, 64) and x.dtype == np.float32
+    np.testing.assert_allclose(x[0], 1.0)
+    np.testing.assert_allclose(x[1], 0.0)
+    with pytest.raises(ValueError, match="HxWx3"):
+        preprocess_image(np.zeros((4, 4), np.uint8), (4, 4))
