@@ -177,12 +177,21 @@ class ScriptedExpert:
 
     def _cart_move(self, name: str, p0: np.ndarray, p1: np.ndarray, gripper: float,
                    duration_s: float) -> None:
-        yaw, tilt = self._grasp_yaw, self._grasp_tilt
+        yaw, tilt0 = self._grasp_yaw, self._grasp_tilt
         fallback = self._q.copy()
+        # At the edge of the reach the end point may need the gripper tilted outward a little
+        # more (e.g. lifting far from the base runs into the wrist_flex limit): blend the
+        # tilt along the move rather than jumping at the point where IK starts failing.
+        tilt1 = tilt0
+        for extra in np.arange(0.0, 0.61, 0.05):
+            if arm_ik(p1, yaw, tilt0 + extra) is not None:
+                tilt1 = tilt0 + float(extra)
+                break
+        self._grasp_tilt = tilt1
 
         def path(s: float, p0=p0, p1=p1) -> np.ndarray:
-            p = p0 + (p1 - p0) * min_jerk(s)
-            q5 = arm_ik(p, yaw, tilt)
+            u = min_jerk(s)
+            q5 = arm_ik(p0 + (p1 - p0) * u, yaw, tilt0 + (tilt1 - tilt0) * u)
             if q5 is None:
                 return fallback
             return np.array([*q5, gripper])
