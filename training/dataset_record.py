@@ -109,7 +109,7 @@ def record_dataset(out_dir: str | os.PathLike[str], protocol_cfg: ProtocolConfig
                    use_videos: bool = False, vcodec: str = "h264", repo_id: str = REPO_ID,
                    max_episode_s: float | None = None, max_retries: int = 3,
                    progress: bool = True, contact_sheet: bool = True,
-                   image_writer_threads: int = 2) -> RecordReport:
+                   image_writer_threads: int = 2, log_every: int = 10) -> RecordReport:
     """Record ``episodes`` (default: the whole protocol of ``protocol_cfg``) into ``out_dir``.
 
     ``out_dir`` must not exist (LeRobot creates it). Returns timings and counts; the dataset is
@@ -186,6 +186,10 @@ def record_dataset(out_dir: str | os.PathLike[str], protocol_cfg: ProtocolConfig
                 if prog:
                     prog.update(task_id, advance=1,
                                 description=f"recording c{spec.cluster} ({report.frames} frames)")
+                elif log_every and (len(recorded) % log_every == 0 or spec is specs[-1]):
+                    # without a progress bar (logs, CI) a line now and then
+                    print(f"[record] {len(recorded)}/{len(specs)} episodes, {report.frames} "
+                          f"frames, {time.perf_counter() - t_start:.0f} s", flush=True)
     finally:
         env.close()
         ds.finalize()
