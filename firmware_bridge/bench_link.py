@@ -112,7 +112,10 @@ def _sustained_rate(link, seconds: float) -> dict:
                 [p.Waypoint(1, (0.0,) * 6)] * 14), 0)) / max(elapsed, elapsed_drained) / 1e3}
 
 
-def _stream(link, seconds: float, rate_hz: int = 100, lead_s: float = 0.3) -> dict:
+STREAM_LEAD_S = 0.5  # each waypoint is sent this long before it is due
+
+
+def _stream(link, seconds: float, rate_hz: int = 100, lead_s: float = STREAM_LEAD_S) -> dict:
     link.enable()
     link.wait_state(lambda s: s.mode == p.MODE_RUNNING)
     before = _fresh_state(link)
@@ -176,6 +179,7 @@ def _m7_size() -> tuple[int, int] | None:
 def _bench_target(name: str, fw, link_kwargs, n_pings, rate_s, stream_s, clock_s,
                   true_drift_ppm, con) -> dict:
     from edgevla.firmware_bridge.link import McuLink
+    from edgevla.firmware_bridge.mcu_sim import realtime_self
 
     with fw, McuLink(fw.link_port, **link_kwargs) as link:
         if link.wait_state(timeout_s=10.0) is None:
@@ -189,13 +193,16 @@ def _bench_target(name: str, fw, link_kwargs, n_pings, rate_s, stream_s, clock_s
         rate = _sustained_rate(link, rate_s)
         link.ping_period_s = 0.25
         con.print(f"[link bench] {name}: 100 Hz stream ({stream_s:.0f} s)")
-        stream = _stream(link, stream_s)
+        with realtime_self() as rt:
+            stream = _stream(link, stream_s)
         link.hold()
     return {"target": name, "pings": len(rtts), "rtt_p50_ms": _pct(rtts, 50) / 1e6,
             "rtt_p99_ms": _pct(rtts, 99) / 1e6, "rtt_max_ms": float(rtts.max()) / 1e6,
             "waypoints_per_s": rate["waypoints_per_s"], "link_kB_per_s": rate["kbytes_per_s"],
             "rate_lost": rate["lost"], "stream_s": stream_s, "stream_sent": stream["sent"],
             "stream_lost": stream["lost"], "underruns": stream["underruns"],
+            "max_send_lag_ms": stream["max_send_lag_ms"], "realtime": bool(rt and
+                                                                         fw.realtime_active),
             "clock_offset_err_us_p50": clock["offset_err_us_p50"],
             "clock_drift_err_ppm": clock.get("drift_err_ppm", float("nan")),
             "seq_gaps": rate["seq_gaps"]}
@@ -222,12 +229,12 @@ def run(quick: bool = False):
 
     host = _bench_target("host build (pty)",
                          HostFirmware(servo="loopback", clock_drift_ppm=drift_ppm,
-                                      clock_offset_us=5_000_000),
+                                      clock_offset_us=5_000_000, realtime=True),
                          {}, n_pings, rate_s, stream_s, clock_s, drift_ppm, con)
     rows.append(host)
     qemu = None
     if shutil.which("qemu-system-arm") and shutil.which("arm-none-eabi-gcc"):
-        qemu = _bench_target("QEMU Cortex-M7 (mps2-an500, UART0 pty)", QemuFirmware(), {},
+        qemu = _bench_target("QEMU Cortex-M7 (mps2-an500, UART0 pty)", QemuFirmware(realtime=True), {},
                              n_pings, rate_s, stream_s, clock_s, None, con)
         rows.append(qemu)
     else:
@@ -251,8 +258,9 @@ def run(quick: bool = False):
         "m7_flash_bytes": size[0] if size else None,
         "m7_ram_bytes": size[1] if size else None,
     }
-    notes.append(f"100 Hz streams of {stream_s:.0f} s per target; waypoints sent 300 ms "
-                 "ahead of time; lost = late + sequence gaps + decode errors (+ overflow)")
+    notes.append(f"100 Hz streams of {stream_s:.0f} s per target; waypoints sent "
+                 f"{STREAM_LEAD_S * 1e3:.0f} ms ahead of time; lost = late + sequence gaps + "
+                 "decode errors (+ overflow); firmware processes SCHED_FIFO where permitted")
     notes.append(f"host build runs with a simulated MCU clock drift of {drift_ppm:.0f} ppm; "
                  "clock_drift_err_ppm is |estimate - truth|")
     notes.append("QEMU without -icount: guest time follows the host clock; RTT includes "
@@ -263,7 +271,7 @@ def run(quick: bool = False):
                  f"{load[2]:.1f} on {os.cpu_count()} CPUs")
     summary["load_avg_1min"] = round(load[0], 2)
     cols = ["target", "pings", "rtt_p50_ms", "rtt_p99_ms", "rtt_max_ms", "waypoints_per_s",
-            "rate_lost", "stream_sent", "stream_lost", "underruns", "clock_offset_err_us_p50",
-            "clock_drift_err_ppm"]
+            "rate_lost", "stream_sent", "stream_lost", "underruns", "max_send_lag_ms",
+            "clock_offset_err_us_p50", "clock_drift_err_ppm"]
     return BenchResult(title="M7 link: round trip, waypoint rate, 100 Hz stream, clock sync",
                        rows=rows, summary=summary, columns=cols, notes=notes)

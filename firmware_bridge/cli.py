@@ -60,11 +60,12 @@ def _cmd_sim(args) -> int:
 
     try:
         if args.qemu:
-            fw = QemuFirmware()
+            fw = QemuFirmware(realtime=args.realtime)
         else:
             fw = HostFirmware(servo=args.servo, watchdog_ms=args.watchdog_ms,
                               state_period_ms=args.state_period_ms,
-                              enable_at_boot=args.enable_at_boot, sanitize=args.sanitize)
+                              enable_at_boot=args.enable_at_boot, sanitize=args.sanitize,
+                              realtime=args.realtime)
         fw.start()
     except (FirmwareBuildError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -80,6 +81,8 @@ def _cmd_sim(args) -> int:
                   "attach a FeetechBusSim)")
         else:
             print("servo port: none (servos simulated inside the firmware)")
+        if args.realtime and not fw.realtime_active:
+            print("note: SCHED_FIFO not permitted here; running at normal priority")
         print("Ctrl-C to stop.", flush=True)
         while not stop.is_set() and fw.alive:
             stop.wait(0.5)
@@ -180,6 +183,8 @@ def add_parser(sub) -> None:
     s.add_argument("--state-period-ms", type=int, default=10, help="STATE report period")
     s.add_argument("--enable-at-boot", action="store_true", help="start RUNNING, not DISABLED")
     s.add_argument("--sanitize", action="store_true", help="run the ASan/UBSan build")
+    s.add_argument("--realtime", action="store_true",
+                   help="run the firmware SCHED_FIFO (needs CAP_SYS_NICE), as the M7 would be")
     s.set_defaults(func=_cmd_sim)
 
     pg = msub.add_parser("ping", help="round-trip times, clock estimate and one STATE")

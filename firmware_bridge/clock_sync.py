@@ -46,7 +46,7 @@ class ClockEstimate:
 class ClockSync:
     """Keeps the last ``window`` PING/PONG samples and fits the clock model on demand."""
 
-    def __init__(self, window: int = 256, fast_fraction: float = 0.5,
+    def __init__(self, window: int = 256, fast_fraction: float = 0.3,
                  min_span_s: float = 2.0) -> None:
         self._samples: deque[tuple[int, int, int]] = deque(maxlen=window)
         self.fast_fraction = fast_fraction
@@ -75,6 +75,8 @@ class ClockSync:
         mid = (send + recv) / 2.0
         y = mcu_us * 1000.0 - mid
         keep = rtt <= np.quantile(rtt, self.fast_fraction)
+        if keep.sum() < 6:  # too few samples to be picky
+            keep = rtt <= np.quantile(rtt, 0.5)
         if keep.sum() < 2:
             keep = np.ones_like(rtt, dtype=bool)
         x, yk = mid[keep], y[keep]

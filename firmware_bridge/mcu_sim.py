@@ -13,6 +13,7 @@ restarted firmware (`fw.restart()`) keeps the same path and `McuLink` reconnects
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import select
@@ -40,15 +41,49 @@ class JointLimitsArg:
         return f"{self.min_rad},{self.max_rad},{self.max_vel_rad_s},{self.max_acc_rad_s2}"
 
 
+def make_realtime(pid: int, priority: int = 10) -> bool:
+    """SCHED_FIFO for every thread of ``pid``: the emulated M7 is a dedicated real-time core,
+    and on a loaded host a normal-priority firmware process stalls for 100s of ms. Returns
+    False (and changes nothing) where the OS does not allow it (no CAP_SYS_NICE)."""
+    try:
+        tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+    except OSError:
+        tids = [pid]
+    try:
+        for tid in tids:
+            os.sched_setscheduler(tid, os.SCHED_FIFO, os.sched_param(priority))
+    except (PermissionError, OSError, AttributeError):
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def realtime_self(priority: int = 5):
+    """Run the calling process's threads SCHED_FIFO (where permitted) for the block, then
+    back to SCHED_OTHER. For the executor side of streaming tests and benchmarks: on a shared
+    2-core machine a normal-priority Python thread was measured stalling up to 1.9 s.
+    Yields whether real-time scheduling is active."""
+    active = make_realtime(os.getpid(), priority)
+    try:
+        yield active
+    finally:
+        if active:
+            for tid in os.listdir(f"/proc/{os.getpid()}/task"):
+                with contextlib.suppress(OSError):
+                    os.sched_setscheduler(int(tid), os.SCHED_OTHER, os.sched_param(0))
+
+
 class _Process:
     """Shared start/stop of a firmware process and its private folder."""
 
     name = "firmware"
 
-    def __init__(self) -> None:
+    def __init__(self, realtime: bool = False) -> None:
         self._proc: subprocess.Popen | None = None
         self._dir: str | None = None
         self.log_lines: list[str] = []
+        self.realtime = realtime
+        self.realtime_active = False
 
     @property
     def pid(self) -> int | None:
@@ -133,6 +168,7 @@ class HostFirmware(_Process):
     servo: "pty" exposes the Feetech bus on ``servo_port`` for a FeetechBusSim (the simulated
     arm); "loopback" simulates six servos inside the firmware process (servo_port is None).
     sanitize: run the ASan/UBSan build (tests).
+    realtime: run it SCHED_FIFO if the OS allows (``realtime_active`` tells), as the M7 would be.
     """
 
     name = "host firmware"
@@ -142,8 +178,8 @@ class HostFirmware(_Process):
                  limits: JointLimitsArg | None = None, enable_at_boot: bool = False,
                  sanitize: bool = False, clock_offset_us: int = 0,
                  clock_drift_ppm: float = 0.0, build: bool = True,
-                 binary: str | os.PathLike | None = None) -> None:
-        super().__init__()
+                 binary: str | os.PathLike | None = None, realtime: bool = False) -> None:
+        super().__init__(realtime)
         if servo not in ("pty", "loopback"):
             raise ValueError(f"servo must be 'pty' or 'loopback', got {servo!r}")
         for n, v in (("watchdog_ms", watchdog_ms), ("state_period_ms", state_period_ms),
@@ -206,6 +242,8 @@ class HostFirmware(_Process):
                                       env=env)
         found = self._read_lines_until(self._proc.stdout, re.compile(r"^(LINK|SERVO) (\S+)"),
                                        2, timeout_s=10.0)
+        if self.realtime:
+            self.realtime_active = make_realtime(self._proc.pid)
         ports = {m.group(1): m.group(2) for m in found}
         self.link_pty = ports["LINK"]
         self.link_port = link_sym
@@ -233,8 +271,8 @@ class QemuFirmware(_Process):
     name = "QEMU M7 firmware"
 
     def __init__(self, *, build: bool = True, elf: str | os.PathLike | None = None,
-                 qemu: str = "qemu-system-arm") -> None:
-        super().__init__()
+                 qemu: str = "qemu-system-arm", realtime: bool = False) -> None:
+        super().__init__(realtime)
         self.build = build
         self.elf = Path(elf) if elf else None
         self.qemu = qemu
@@ -258,6 +296,8 @@ class QemuFirmware(_Process):
         (m,) = self._read_lines_until(
             self._proc.stdout, re.compile(r"char device redirected to (\S+)"), 1, timeout_s=15.0)
         self.link_pty = m.group(1)
+        if self.realtime:
+            self.realtime_active = make_realtime(self._proc.pid)
         link_sym = os.path.join(self._dir, "link")
         tmp = link_sym + ".tmp"
         if os.path.lexists(tmp):
