@@ -156,11 +156,11 @@ class ExecutorActor(Actor):
         r = self.core.add_chunk(now_ns=now, t0_ns=chunk.t0_ns, dt_ns=chunk.dt_ns,
                                 actions=chunk.actions, obs_seq=chunk.obs_seq, seq=chunk.seq,
                                 t_capture_ns=chunk.t_capture_ns)
+        self.requests.on_chunk_received()
         if not r.accepted:
             log.debug("%s: dropped chunk seq=%d obs=%d (%s, %.1f ms left)", self.name,
                       chunk.seq, chunk.obs_seq, r.reason, r.horizon_left_ns / 1e6)
             return None
-        self.requests.on_chunk_accepted()
         self._chunk_horizon_ns = int(np.asarray(chunk.actions).shape[0]) * int(chunk.dt_ns)
         if chunk.t_pub_ns <= 0 or chunk.t_capture_ns <= 0:
             return None

@@ -10,7 +10,8 @@ Two modes (``request_mode`` in the executor params):
 * ``rate`` – request every ``1 / request_rate_hz`` seconds, whatever the horizon.
 
 In both modes the executor requests at ``startup_period_ms`` until the first chunk arrives, and
-once more as soon as it starts starving. Every decision carries its reason; counts per reason go to stats.
+once more as soon as it starts starving. Every decision carries its reason; counts per reason
+go to stats.
 """
 
 from __future__ import annotations
@@ -79,8 +80,9 @@ class RequestPolicy:
                                  rate_hz=self.cfg.rate_hz, timeout_ms=self.cfg.timeout_ms,
                                  startup_period_ms=self.cfg.startup_period_ms)
 
-    def on_chunk_accepted(self) -> None:
-        """A newer chunk arrived: the outstanding request is answered."""
+    def on_chunk_received(self) -> None:
+        """A chunk arrived (kept or dropped as stale): the outstanding request is answered,
+        so a new one may go out at once instead of waiting for the retry timeout."""
         self._outstanding = False
 
     def decide(self, now_ns: int, *, horizon_left_ns: int, chunk_horizon_ns: int,

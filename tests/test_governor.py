@@ -31,7 +31,8 @@ def test_lowers_in_order_then_raises_in_reverse():
         d = g.observe(t, 450 * MS, 500 * MS)
         if d:
             got.append((d.actor, d.name, d.value, d.direction))
-    assert got == [("denoise", "denoise_steps", 8, "lower"), ("denoise", "denoise_steps", 6, "lower"),
+    assert got == [("denoise", "denoise_steps", 8, "lower"),
+                   ("denoise", "denoise_steps", 6, "lower"),
                    ("denoise", "denoise_steps", 4, "lower"), ("cam_top", "rate_hz", 15, "lower"),
                    ("cam_top", "rate_hz", 7.5, "lower"), ("cam_top", "rate_hz", 5, "lower")]
     assert "0.90 of the 500 ms horizon budget" in g.decisions[0].reason
@@ -94,7 +95,7 @@ def test_request_threshold_outstanding_and_retry():
     assert d.reason == "startup"
     assert rp.decide(100 * MS, horizon_left_ns=0, chunk_horizon_ns=0, have_chunk=False,
                      starving=False) is None  # startup period 200 ms
-    rp.on_chunk_accepted()
+    rp.on_chunk_received()
     assert rp.decide(300 * MS, horizon_left_ns=600 * MS, chunk_horizon_ns=h, have_chunk=True,
                      starving=False) is None
     d = rp.decide(400 * MS, horizon_left_ns=500 * MS, chunk_horizon_ns=h, have_chunk=True,
