@@ -234,7 +234,7 @@ def run(quick: bool = False):
     rows.append(host)
     qemu = None
     if shutil.which("qemu-system-arm") and shutil.which("arm-none-eabi-gcc"):
-        qemu = _bench_target("QEMU Cortex-M7 (mps2-an500, UART0 pty)", QemuFirmware(realtime=True), {},
+        qemu = _bench_target("QEMU Cortex-M7 (mps2-an500, UART0 pty)", QemuFirmware(), {},
                              n_pings, rate_s, stream_s, clock_s, None, con)
         rows.append(qemu)
     else:

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.skipif(
 
 
 def test_qemu_m7_ping_waypoints_state():
-    with QemuFirmware(realtime=True) as fw, McuLink(fw.link_port) as link:
+    with QemuFirmware() as fw, McuLink(fw.link_port) as link:
         # QEMU polls a pty's peer about once a second: wait until STATE flows
         assert link.wait_state(timeout_s=10.0) is not None, fw.log_lines
         rtts = [link.ping(timeout_s=1.0) for _ in range(30)]
