@@ -22,15 +22,32 @@ import numpy as np
 THREADS = 2
 
 
-def _median_ms(fn, reps: int, warmup: int = 1) -> float:
-    for _ in range(warmup):
-        fn()
-    ts = []
+def _interleaved(fns: dict, reps: int) -> dict:
+    """Time callables round-robin; -> {key: (median ms, median over rounds of first/this)}.
+
+    The first key is the baseline. Pairing each round's times cancels slow drifts in load.
+    """
+    keys = list(fns)
+    for k in keys:  # warm-up (ORT arenas, torch allocator, lazy inits)
+        fns[k]()
+    times = {k: [] for k in keys}
     for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        ts.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(ts)
+        for k in keys:
+            t0 = time.perf_counter()
+            fns[k]()
+            times[k].append((time.perf_counter() - t0) * 1e3)
+    base = times[keys[0]]
+    return {k: (statistics.median(v), round(statistics.median(b / t for b, t in zip(base, v)), 2))
+            for k, v in times.items()}
+
+
+def _eager_denoise(den, x, prefix, steps: int):
+    import torch
+
+    dt = -1.0 / steps
+    for i in range(steps):
+        x = x + dt * den(x, torch.tensor([1.0 + i * dt]), *prefix)
+    return x
 
 
 def _policies(quick: bool, root: Path):
@@ -67,7 +84,6 @@ def _bench_policy(policy, stats, bundle: Path, samples, reps: int, rows: list, s
                       options=opts)
     m = fp32.manifest
     sel_prec = {s: m.stages[s].default for s in man_stages}
-    sel = StageModel(bundle, choices={s: StageChoice(p) for s, p in sel_prec.items()}, options=opts)
     smp = samples[0]
     task = m.extra.get("task", "")
     noise = fp32.sample_noise(np.random.default_rng(0)) if kind == "smolvla" else None
@@ -75,8 +91,7 @@ def _bench_policy(policy, stats, bundle: Path, samples, reps: int, rows: list, s
 
     def row(stage, backend, precision, ms, eager_ms, **kw):
         r = {"policy": kind, "stage": stage, "backend": backend, "precision": precision,
-             "latency_ms": round(ms, 3),
-             "speedup_vs_eager": round(eager_ms / ms, 2) if eager_ms else None}
+             "latency_ms": round(ms, 3)}
         r.update(kw)
         rows.append(r)
 
@@ -86,7 +101,6 @@ def _bench_policy(policy, stats, bundle: Path, samples, reps: int, rows: list, s
     # ---- per stage inputs (same for every backend)
     imgs = fp32.images_tensor(smp.frames)
     feats = fp32.features(smp.frames, smp.state)
-    eager: dict[str, float] = {}
     with torch.no_grad():
         if kind == "act":
             lo = export_act.layout_of(policy)
@@ -94,8 +108,7 @@ def _bench_policy(policy, stats, bundle: Path, samples, reps: int, rows: list, s
             ti = torch.from_numpy(imgs)
             tok = vis(ti)
             st = torch.from_numpy(feats["state"][None])
-            eager["vision"] = _median_ms(lambda: vis(ti), reps)
-            eager["decoder"] = _median_ms(lambda: dec(tok, st), reps)
+            eager_fns = {"vision": lambda: vis(ti), "decoder": lambda: dec(tok, st)}
             calls = {"vision": lambda mdl: mdl.vision(imgs),
                      "decoder": lambda mdl: mdl.act_decode(feats)}
         else:
@@ -112,32 +125,32 @@ def _bench_policy(policy, stats, bundle: Path, samples, reps: int, rows: list, s
             prefix_t = pre(tok, lt, lm, st)
             x = torch.from_numpy(noise)
             ts = torch.tensor([1.0])
-            eager["vision"] = _median_ms(lambda: vis(ti), reps)
-            eager["prefill"] = _median_ms(lambda: pre(tok, lt, lm, st), reps)
-            eager["denoise"] = steps * _median_ms(lambda: den(x, ts, *prefix_t), reps)
+            eager_fns = {"vision": lambda: vis(ti), "prefill": lambda: pre(tok, lt, lm, st),
+                         # N steps with the same update rule as the ONNX path
+                         "denoise": lambda: _eager_denoise(den, x, prefix_t, steps)}
             prefix = fp32.prefill(feats)
             calls = {"vision": lambda mdl: mdl.vision(imgs),
                      "prefill": lambda mdl: mdl.prefill(feats),
                      "denoise": lambda mdl: mdl.denoise(prefix, noise, steps)}
+    # Per stage: eager and every variant timed round-robin (paired rounds: load spikes on this
+    # shared machine hit all of them alike); speedup = median over rounds of eager/variant.
+    stage_fns: dict[str, dict[tuple, Any]] = {}
     for s in man_stages:
-        note = f"{steps} steps" if s == "denoise" else ""
-        row(s, "torch", "eager", eager[s], eager[s], note=note)
-        row(s, "onnxruntime", "fp32", _median_ms(lambda: calls[s](fp32), reps), eager[s],
-            size_mb=size_mb(s, "fp32"), note=note)
+        fns: dict[tuple, Any] = {("torch", "eager", None): eager_fns[s],
+                                 ("onnxruntime", "fp32", "fp32"): (lambda s=s: calls[s](fp32))}
         for key, var in m.stages[s].variants.items():
             if key == "fp32":
                 continue
             one = StageModel(bundle, (s,), {s: StageChoice(key)}, options=opts)
-            if kind == "smolvla" and s == "denoise":
-                fn = (lambda mm=one: mm.denoise(prefix, noise, steps))
-            elif s == "prefill":
-                fn = (lambda mm=one: mm.prefill(feats))
-            elif s == "decoder":
-                fn = (lambda mm=one: mm.act_decode(feats))
-            else:
-                fn = (lambda mm=one: mm.vision(imgs))
-            row(s, var.backend, var.precision, _median_ms(fn, reps), eager[s],
-                size_mb=size_mb(s, key), note=note)
+            fns[(var.backend, var.precision, key)] = (lambda s=s, mm=one: calls[s](mm))
+        stage_fns[s] = fns
+    for s, fns in stage_fns.items():
+        note = f"{steps} steps" if s == "denoise" else ""
+        with torch.no_grad():
+            res = _interleaved(fns, reps)
+        for (backend, precision, key), (med, ratio) in res.items():
+            row(s, backend, precision, med, None, speedup_vs_eager=ratio,
+                size_mb=size_mb(s, key) if key else None, note=note)
 
     # ---- stage output error of every quantized variant (dataset-like inputs)
     for key in ("int8", "int4"):
@@ -150,59 +163,65 @@ def _bench_policy(policy, stats, bundle: Path, samples, reps: int, rows: list, s
                     r["stage"]].variants[key].precision and r["backend"] == "onnxruntime":
                 r["out_rel_err"] = round(errs[r["stage"]]["dataset_rel"], 5)
 
-    # ---- end to end
-    def lerobot_e2e():
-        return lerobot_chunk(policy, stats, smp, task, noise)
-
-    e2e_eager_proc = _median_ms(lerobot_e2e, reps)
-    # model only (lerobot's processors excluded): the conservative baseline the summary uses
+    # ---- end to end, also round-robin; baseline = lerobot predict_action_chunk alone (its
+    # processors excluded, ours included): the conservative comparison
     from edgevla.deploy.parity import _processors
 
     pre_p, _ = _processors(policy, stats)
-    batch = _lerobot_batch(policy, smp, task)
-    with torch.no_grad():
-        b = pre_p(batch)
-        tn = torch.from_numpy(noise) if noise is not None else None
-        model_only = ((lambda: policy.predict_action_chunk(dict(b), noise=tn.clone()))
-                      if kind == "smolvla" else (lambda: policy.predict_action_chunk(dict(b))))
-        e2e_eager = _median_ms(model_only, reps)
-    row("end-to-end", "lerobot", "eager", e2e_eager_proc, e2e_eager,
-        note="+ lerobot pre/post-processors")
-    row("end-to-end", "lerobot", "eager", e2e_eager, e2e_eager, note="predict_action_chunk only")
-    e2e_fp32 = _median_ms(lambda: fp32.predict(smp.frames, smp.state, noise=noise), reps)
-    row("end-to-end", "onnxruntime", "fp32", e2e_fp32, e2e_eager,
-        action_err_rad=_err(policy, stats, bundle, samples, None)[0])
+    b = pre_p(_lerobot_batch(policy, smp, task))
+    tn = torch.from_numpy(noise) if noise is not None else None
+    model_only = ((lambda: policy.predict_action_chunk(dict(b), noise=tn.clone()))
+                  if kind == "smolvla" else (lambda: policy.predict_action_chunk(dict(b))))
     variants = {"selective": sel_prec}
     if kind == "smolvla":
         variants["sel+int4"] = dict(sel_prec, prefill="int4")
         variants["denoise-int8"] = dict(sel_prec, denoise="int8")
     else:
         variants["all-int8"] = {s: "int8" for s in man_stages}
-    results = {}
+    e2e: dict[tuple, Any] = {
+        ("lerobot", "eager", "predict_action_chunk only"): model_only,
+        ("lerobot", "eager", "+ lerobot pre/post-processors"):
+            (lambda: lerobot_chunk(policy, stats, smp, task, noise)),
+        ("onnxruntime", "fp32", ""): (lambda: fp32.predict(smp.frames, smp.state, noise=noise)),
+    }
     for name, prec in variants.items():
         mdl = StageModel(bundle, choices={s: StageChoice(p) for s, p in prec.items()}, options=opts)
-        ms = _median_ms(lambda: mdl.predict(smp.frames, smp.state, noise=noise), reps)
-        err_rad, err_frac = _err(policy, stats, bundle, samples, prec)
-        results[name] = (ms, err_frac)
-        row("end-to-end", "onnxruntime", name, ms, e2e_eager, action_err_rad=err_rad,
-            action_err_pct_range=round(100 * err_frac, 4),
-            note=",".join(f"{s}={p}" for s, p in prec.items()))
+        e2e[("onnxruntime", name, ",".join(f"{s}={p}" for s, p in prec.items()))] = (
+            lambda mdl=mdl: mdl.predict(smp.frames, smp.state, noise=noise))
+    with torch.no_grad():
+        res = _interleaved(e2e, reps)
+    results: dict[str, tuple[float, float, float]] = {}
+    for (backend, precision, note), (med, ratio) in res.items():
+        kw: dict[str, Any] = {"note": note}
+        err_frac = None
+        if backend == "onnxruntime":
+            prec = variants.get(precision)
+            err_rad, err_frac = _err(policy, stats, bundle, samples, prec)
+            kw["action_err_rad"] = err_rad
+            if prec is not None:
+                kw["action_err_pct_range"] = round(100 * err_frac, 4)
+        row("end-to-end", backend, precision, med, None, speedup_vs_eager=ratio, **kw)
+        results[precision if backend == "onnxruntime" else note] = (med, ratio, err_frac)
+    e2e_eager = results["predict_action_chunk only"][0]
+    e2e_eager_proc = results["+ lerobot pre/post-processors"][0]
+    e2e_fp32 = results["fp32"][0]
     summary[f"{kind}_eager_with_processors_ms"] = round(e2e_eager_proc, 2)
     if kind == "act":
         summary["act_eager_ms"] = round(e2e_eager, 2)
         summary["act_onnx_fp32_ms"] = round(e2e_fp32, 2)
-        summary["act_speedup_vs_eager"] = round(e2e_eager / e2e_fp32, 2)
-        summary["act_int8_speedup_vs_eager"] = round(e2e_eager / results["selective"][0], 2)
+        summary["act_speedup_vs_eager"] = results["fp32"][1]
+        summary["act_int8_speedup_vs_eager"] = results["selective"][1]
+        summary["act_int8_action_error"] = results["selective"][2]
     else:
         summary["smolvla_eager_ms"] = round(e2e_eager, 2)
         summary["smolvla_onnx_fp32_ms"] = round(e2e_fp32, 2)
         summary["smolvla_selective_ms"] = round(results["selective"][0], 2)
-        summary["smolvla_speedup_vs_eager"] = round(e2e_eager / results["selective"][0], 2)
-        summary["smolvla_fp32_speedup_vs_eager"] = round(e2e_eager / e2e_fp32, 2)
-        summary["quant_action_error"] = results["selective"][1]
-        summary["quant_int4_action_error"] = results["sel+int4"][1]
-        summary["denoise_quant_action_error"] = results["denoise-int8"][1]
-        summary["denoise_quant_worse"] = results["denoise-int8"][1] > results["selective"][1]
+        summary["smolvla_speedup_vs_eager"] = results["selective"][1]
+        summary["smolvla_fp32_speedup_vs_eager"] = results["fp32"][1]
+        summary["quant_action_error"] = results["selective"][2]
+        summary["quant_int4_action_error"] = results["sel+int4"][2]
+        summary["denoise_quant_action_error"] = results["denoise-int8"][2]
+        summary["denoise_quant_worse"] = results["denoise-int8"][2] > results["selective"][2]
     console(f"{kind}: eager {e2e_eager:.1f} ms, onnx fp32 {e2e_fp32:.1f} ms, "
             f"selective {results['selective'][0]:.1f} ms")
 
@@ -270,7 +289,8 @@ def run(quick: bool = False):
                               console.print)
     notes = [
         f"config: {desc}; random weights; torch and ONNX Runtime both at {THREADS} threads; "
-        f"median of {reps} runs; timings on a shared machine are noisy: read the ratios",
+        f"{reps} rounds, variants timed round-robin; latency = median, speedup = median over "
+        f"rounds of the paired ratio eager/variant (load on a shared machine hits all alike)",
         "speedups vs eager use lerobot's predict_action_chunk alone (its processors excluded, "
         "ours included: numpy normalisation/resize); the row '+ lerobot pre/post-processors' "
         "is the full lerobot path; per-stage eager = the PyTorch stage modules exported",

@@ -258,25 +258,25 @@ def board_graph(manifest: Manifest, target: BoardTarget, model_dir: str,
         actors["vision"] = {"kind": "vision", "inputs": {**frame_inputs, "state": "robot/state",
                                                          "request": "policy/request"},
                             "outputs": {"features": "policy/features"},
-                            "params": {"model": model_dir, "threads": half},
+                            "params": {"model": "${GRAPH_DIR}/" + model_dir, "threads": half},
                             "cpu_affinity": inf[:half]}
         actors["decoder"] = {"kind": "act_decoder", "inputs": {"features": "policy/features"},
                              "outputs": {"chunks": "policy/chunks"},
-                             "params": {"model": model_dir, "threads": len(inf) - half or 1},
+                             "params": {"model": "${GRAPH_DIR}/" + model_dir, "threads": len(inf) - half or 1},
                              "cpu_affinity": inf[half:] or inf}
     else:
         actors["vision"] = {"kind": "vision", "inputs": {**frame_inputs, "state": "robot/state",
                                                          "request": "policy/request"},
                             "outputs": {"features": "policy/features"},
-                            "params": {"model": model_dir, "threads": half},
+                            "params": {"model": "${GRAPH_DIR}/" + model_dir, "threads": half},
                             "cpu_affinity": inf[:half]}
         actors["prefill"] = {"kind": "prefill", "inputs": {"features": "policy/features"},
                              "outputs": {"prefix": "policy/prefix"},
-                             "params": {"model": model_dir, "threads": len(inf) - half or 1},
+                             "params": {"model": "${GRAPH_DIR}/" + model_dir, "threads": len(inf) - half or 1},
                              "cpu_affinity": inf[half:] or inf}
         actors["denoise"] = {"kind": "denoise", "inputs": {"prefix": "policy/prefix"},
                              "outputs": {"chunks": "policy/chunks"},
-                             "params": {"model": model_dir, "threads": len(inf) - half or 1,
+                             "params": {"model": "${GRAPH_DIR}/" + model_dir, "threads": len(inf) - half or 1,
                                         "denoise_steps": denoise_steps or
                                         int(manifest.extra.get("num_steps", 10))},
                              "cpu_affinity": inf[half:] or inf}

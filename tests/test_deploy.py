@@ -165,7 +165,7 @@ def test_board_bundle(act_bundle, tmp_path):
     rt = set(a["executor"]["cpu_affinity"])
     for name in ("vision", "decoder"):
         assert not rt & set(a[name]["cpu_affinity"]), name  # executor pinned apart from inference
-        assert a[name]["params"]["model"] == "model"
+        assert a[name]["params"]["model"] == "${GRAPH_DIR}/model"
     assert set().union(*(set(x["cpu_affinity"]) for x in a.values())) <= set(range(6))
     m7 = (out / "systemd/edgevla-m7.service").read_text()
     assert "/sys/class/remoteproc/remoteproc0/firmware" in m7 and "echo start" in m7
