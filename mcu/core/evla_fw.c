@@ -82,6 +82,21 @@ static void servo_torque(evla_fw_t *fw, uint8_t on)
         fw->port.servo_write(fw->port.ctx, pkt, n);
 }
 
+static void enable(evla_fw_t *fw);
+
+/* Torque on only once the arm's position is known: enabling on the zero-initialised
+ * `measured` would command every joint to 0 rad and jerk the arm there. Without a servo
+ * bus (servo_period_ms == 0) there is nothing to wait for. */
+static void request_enable(evla_fw_t *fw)
+{
+    if (fw->measured_valid || fw->cfg.servo_period_ms == 0) {
+        fw->enable_pending = 0;
+        enable(fw);
+    } else {
+        fw->enable_pending = 1;
+    }
+}
+
 void evla_fw_init(evla_fw_t *fw, const evla_port_t *port, const evla_fw_config_t *cfg,
                   uint64_t now_us)
 {
@@ -98,7 +113,7 @@ void evla_fw_init(evla_fw_t *fw, const evla_port_t *port, const evla_fw_config_t
     fw->state_countdown = cfg->state_period_ms;
     fw->servo_countdown = 1;
     if (cfg->enable_at_boot)
-        fw->mode = EVLA_MODE_RUNNING;
+        request_enable(fw);
 }
 
 static void enable(evla_fw_t *fw)
@@ -154,8 +169,9 @@ static void handle(evla_fw_t *fw, evla_msg_t *m, uint64_t now_us)
             fw->mode = EVLA_MODE_HOLDING;
         }
         break;
-    case EVLA_ENABLE: enable(fw); break;
+    case EVLA_ENABLE: request_enable(fw); break;
     case EVLA_DISABLE:
+        fw->enable_pending = 0;
         fw->mode = EVLA_MODE_DISABLED;
         evla_motion_reset(&fw->mo, fw->measured, fw->now_us);
         servo_torque(fw, 0);
@@ -219,6 +235,13 @@ void evla_fw_servo_rx(evla_fw_t *fw, const uint8_t *data, size_t n)
                 uint16_t counts = (uint16_t)(p->params[0] | (p->params[1] << 8));
                 fw->measured[j] = fts_counts_to_rad(counts);
                 fw->servo_seen_mask |= (uint8_t)(1u << j);
+            }
+        }
+        if (fw->servo_seen_mask == ALL_SERVOS && !fw->measured_valid) {
+            fw->measured_valid = 1;
+            if (fw->enable_pending) {
+                fw->enable_pending = 0;
+                enable(fw);
             }
         }
     }
