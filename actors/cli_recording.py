@@ -150,12 +150,13 @@ def _replay_step(args, rp, msgs, traces, graph, overrides) -> int:
     if args.compare:
         diffs = rp.compare_replay(res)
         t = Table(title="live outputs vs recording")
-        for c in ("topic", "recorded", "replayed", "bit-identical", "max |diff|", "mean |diff|"):
+        for c in ("topic", "recorded", "replayed", "paired", "bit-identical",
+                  "same content", "max |diff|", "mean |diff|"):
             t.add_column(c)
         for d in diffs:
-            t.add_row(d.topic, str(d.recorded), str(d.replayed),
-                      f"{d.identical_frames}/{d.compared}" + (" (all)" if d.bit_identical else ""),
-                      f"{d.max_abs_diff:.6g}", f"{d.mean_abs_diff:.6g}")
+            t.add_row(d.topic, str(d.recorded), str(d.replayed), str(d.compared),
+                      str(d.identical_frames) + (" (all)" if d.bit_identical else ""),
+                      str(d.identical_payload), f"{d.max_abs_diff:.6g}", f"{d.mean_abs_diff:.6g}")
         con.print(t)
         report = rp.diff_report_json(diffs, res)
     if args.out:

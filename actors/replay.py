@@ -17,16 +17,20 @@ Deterministic step replay — how an actor's steps are reconstructed (in this or
 
 1. a step trace ``_trace/<actor>`` in the recording (written by the in-process driver: the step
    time and the (topic, producer, seq) of every input consumed) gives the exact step times;
-2. otherwise, for a rate-driven actor, its recorded outputs' ``t_pub_ns`` (minus the modelled
+2. otherwise, for an executor (outputs `JointCommand`), ``t_target_ns - link_latency_ms``
+   of each recorded command: the exact clock value its step read, also in a wall-clock run;
+3. otherwise, for a rate-driven actor, its recorded outputs' ``t_pub_ns`` (minus the modelled
    latency) are taken as its step times;
-3. otherwise it steps at the graph's ``rate_hz`` from the first recorded message (or, trigger
+4. otherwise it steps at the graph's ``rate_hz`` from the first recorded message (or, trigger
    driven, on each message of its trigger input).
 
 Inputs follow the driver's delivery rule (visible ``delivery_ns`` after ``t_pub_ns``), which is
 the rule the in-process run used, so for an in-process recording step replay is bit-exact. For
-a recording of a multi-process wall-clock run the step times come from (2) and the clock an
-actor read inside its step is not on the wire, so the replay is close but not guaranteed
-bit-exact (see the report printed by ``--compare``).
+a recording of a multi-process wall-clock run the step times come from (2) or (3); which
+inputs a step saw is then inferred from ``t_pub_ns + delivery_ns``, so a message published
+within one bus hop of a step may land one step early or late, and for actors other than the
+executor the clock read inside a step is not on the wire at all: close, but not guaranteed
+bit-exact (``--compare`` says how close).
 
 ``--replace`` suppresses the recorded messages of the replaced actors' output topics; the live
 actors' outputs are compared with them (``--compare``): per topic, message counts, how many are
@@ -35,6 +39,7 @@ bit-identical, and max/mean absolute difference over every array field.
 
 from __future__ import annotations
 
+import bisect
 import json
 import logging
 import time
@@ -125,6 +130,8 @@ class StepReplay:
     t_start_ns: int
     t_end_ns: int
     missing_inputs: dict[str, list[str]] = field(default_factory=dict)  # actor -> topics
+    # topic -> (step time of each recorded message, of each replayed message), when known
+    pair_keys: dict[str, tuple[list[int], list[int]]] = field(default_factory=dict)
 
 
 def _tick_times(name: str, spec: ActorSpec, cls: type[Actor], traces: dict[str, list[int]],
@@ -135,6 +142,13 @@ def _tick_times(name: str, spec: ActorSpec, cls: type[Actor], traces: dict[str, 
         return None, f"trigger ({trig})"
     if traces.get(name):
         return traces[name], "step trace"
+    hinted = [m for m in recorded_out if m.schema == "joint_command"]
+    if hinted:
+        # An executor's command targets now + link_latency: the exact clock reading of its step,
+        # even in a wall-clock run where t_pub_ns was stamped later by the bus.
+        link_ns = int(round(float(spec.params.get("link_latency_ms", 0.0)) * 1e6))
+        return sorted({int(m.decode().t_target_ns) - link_ns for m in hinted}), \
+            "command t_target_ns - link_latency"
     if recorded_out:
         return sorted({m.publish_time_ns - latency_ns for m in recorded_out}), \
             "recorded output t_pub_ns"
@@ -173,6 +187,12 @@ def replay_step(messages: list[RecordedMessage], graph: Any, replace: Iterable[s
             if tt:
                 t_start = min(t_start, tt[0])
                 t_end = max(t_end, tt[-1])
+    pinned = 0
+    if not traces:
+        external, pinned = _pin_chunks(external, live, by_topic, delivery_ns)
+    if pinned:
+        source = {k: v + f", {pinned} chunk arrivals pinned by chunk_seq" if "command" in v else v
+                  for k, v in source.items()}
     g = InProcessGraph(live, clock=VirtualClock(t_start), kinds=kinds, delivery_ns=delivery_ns,
                        latency_ns=latency_ns, tick_times=ticks, external=external,
                        start_ns=t_start, on_message=on_message)
@@ -190,13 +210,84 @@ def replay_step(messages: list[RecordedMessage], graph: Any, replace: Iterable[s
     for p in g.published:
         if p.source:
             replayed.setdefault(p.topic, []).append(p)
+    pair_keys: dict[str, tuple[list[int], list[int]]] = {}
+    originals = actor_specs(graph)
+    for name, spec in live.items():
+        lat = latency_ns.get(name, 0)
+        for topic in spec.outputs.values():
+            recs = by_topic.get(topic, [])
+            reps = replayed.get(topic, [])
+            # with step traces the replay runs every recorded step: position pairs exactly
+            if not traces.get(name) and recs and all(m.schema == "joint_command" for m in recs):
+                link = int(round(float(originals[name].params.get("link_latency_ms", 0.0)) * 1e6))
+                pair_keys[topic] = ([int(m.decode().t_target_ns) - link for m in recs],
+                                    [p.t_pub_ns - lat for p in reps])
     missing = {name: sorted(t for t in spec.inputs.values()
                             if t != "*" and t not in by_topic and t not in suppressed)
                for name, spec in live.items()}
     return StepReplay(live=list(live), suppressed_topics=suppressed, replayed=replayed,
                       recorded={t: by_topic.get(t, []) for t in suppressed},
                       steps=dict(g.steps), tick_source=source, t_start_ns=t_start,
-                      t_end_ns=t_end, missing_inputs={k: v for k, v in missing.items() if v})
+                      t_end_ns=t_end, missing_inputs={k: v for k, v in missing.items() if v},
+                      pair_keys=pair_keys)
+
+
+def _pin_chunks(external: list[RecordedMessage], live: dict[str, ActorSpec],
+                by_topic: dict[str, list[RecordedMessage]], delivery_ns: int
+                ) -> tuple[list[RecordedMessage], int]:
+    """Wall-clock recordings: deliver each chunk at the executor step that first used it.
+
+    A command names the chunk it came from (``chunk_seq``), so the step where the executor first
+    saw a chunk is on the wire even when the bus or the scheduler delayed it by a step; without
+    this, a chunk published within one hop of a tick may land a tick early in the replay.
+    Assumes a chunk covers its own arrival tick (``t0_ns`` not in the future), as chunks built
+    from an observation's capture time do.
+    """
+    pins: dict[tuple[str, int], int] = {}
+    for spec in live.values():
+        topic = spec.inputs.get("chunks")
+        outs = [m for t in spec.outputs.values() for m in by_topic.get(t, [])
+                if m.schema == "joint_command"]
+        if not topic or not outs:
+            continue
+        chunks = [m for m in by_topic.get(topic, [])]
+        if len({m.seq for m in chunks}) != len(chunks):
+            continue  # several producers: seq alone does not name a chunk
+        link_ns = int(round(float(spec.params.get("link_latency_ms", 0.0)) * 1e6))
+        first_use: dict[int, int] = {}
+        ticks = []
+        for m in outs:
+            c = m.decode()
+            ticks.append(int(c.t_target_ns) - link_ns)
+            first_use.setdefault(int(c.chunk_seq), ticks[-1])
+        ticks.sort()
+        # A chunk no command names was rejected or, in a stalled step, superseded by a newer
+        # one before the executor stepped (latest-value input): deliver it with the next used
+        # chunk, where the newer one replaces it, so it cannot act a step early here either.
+        later_use: int | None = None
+        for m in sorted(chunks, key=lambda m: m.publish_time_ns, reverse=True):
+            t = first_use.get(m.seq)
+            if t is None:
+                t = later_use
+            else:
+                later_use = t
+            if t is None:
+                continue
+            k = bisect.bisect_left(ticks, m.publish_time_ns + delivery_ns)
+            if k >= len(ticks) or ticks[k] != t:  # the bus rule alone would pick another step
+                pins[(topic, m.seq)] = t - delivery_ns
+    if not pins:
+        return external, 0
+    out = []
+    n = 0
+    for m in external:
+        t = pins.get((m.topic, m.seq))
+        if t is not None and t != m.publish_time_ns:
+            m = dc_replace(m, publish_time_ns=t)  # frames untouched: only when it is delivered
+            n += 1
+        out.append(m)
+    out.sort(key=lambda m: m.publish_time_ns)
+    return out, n
 
 
 # ------------------------------------------------------------------------------ compare
@@ -208,14 +299,14 @@ class TopicDiff:
     replayed: int
     compared: int
     identical_frames: int  # byte-for-byte equal wire messages (header + buffers)
-    identical_payload: int  # equal arrays and scalar fields (stamps/seq/producer ignored)
+    identical_payload: int  # equal fields + arrays (envelope t_pub_ns/seq/producer ignored)
     max_abs_diff: float
     mean_abs_diff: float
     per_field: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
     def bit_identical(self) -> bool:
-        return self.recorded == self.replayed == self.identical_frames
+        return self.recorded == self.replayed == self.identical_frames > 0
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -229,25 +320,40 @@ def _buf_bytes(b: Any) -> bytes:
 
 
 def _payload(frames: list[Any]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The message itself: its fields, capture time and arrays. The envelope (``t_pub_ns``,
+    ``seq``, ``producer``) is left out: the bus stamps the send time, a replay the step time,
+    and a counter started before the recording did is offset in the file."""
     header = decode_header(frames[1])
-    _, msg = decode(frames)
     arrays = {}
     for (name, _dt, _shape), buf in zip(header.get("a", []), frames[2:]):
         arrays[name] = np.frombuffer(memoryview(buf).cast("B"),
                                      dtype=np.dtype(_dt)).reshape(_shape)
-    return header.get("f", {}), arrays
+    fields = {k: v for k, v in header.items() if k not in ("t_pub_ns", "seq", "producer", "a")}
+    return fields, arrays
 
 
-def compare_topic(topic: str, recorded: list[Any], replayed: list[Any]) -> TopicDiff:
-    """Pair the i-th recorded with the i-th replayed message (both in t_pub order)."""
+def compare_topic(topic: str, recorded: list[Any], replayed: list[Any],
+                  keys: tuple[list[int], list[int]] | None = None) -> TopicDiff:
+    """Pair recorded and replayed messages and measure how they differ.
+
+    With ``keys`` (the step time of each recorded / replayed message) messages pair by the step
+    that produced them, so a recording that starts late, or a replay that cannot run steps whose
+    inputs predate the recording, still lines up; otherwise the i-th pairs with the i-th.
+    """
     rec_frames = [m.frames if hasattr(m, "frames") else m for m in recorded]
     rep_frames = [m.frames if hasattr(m, "frames") else m for m in replayed]
-    n = min(len(rec_frames), len(rep_frames))
+    if keys is not None and len(set(keys[0])) == len(keys[0]) \
+            and len(set(keys[1])) == len(keys[1]):
+        by_key = dict(zip(keys[1], rep_frames))
+        pairs = [(a, by_key[k]) for a, k in zip(rec_frames, keys[0]) if k in by_key]
+    else:
+        pairs = list(zip(rec_frames, rep_frames))
+    n = len(pairs)
     ident = ident_payload = 0
     fmax: dict[str, float] = {}
     fsum: dict[str, float] = {}
     fcount: dict[str, int] = {}
-    for a, b in zip(rec_frames[:n], rep_frames[:n]):
+    for a, b in pairs:
         fa, aa = _payload(a)
         if len(a) == len(b) and all(_buf_bytes(x) == _buf_bytes(y) for x, y in zip(a[1:], b[1:])):
             ident += 1
@@ -283,7 +389,8 @@ def compare_topic(topic: str, recorded: list[Any], replayed: list[Any]) -> Topic
 
 
 def compare_replay(result: StepReplay) -> list[TopicDiff]:
-    return [compare_topic(t, result.recorded.get(t, []), result.replayed.get(t, []))
+    return [compare_topic(t, result.recorded.get(t, []), result.replayed.get(t, []),
+                          result.pair_keys.get(t))
             for t in result.suppressed_topics]
 
 

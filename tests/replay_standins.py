@@ -23,7 +23,7 @@ class StandInExecutor(Actor):
         self.blending = str(params.get("blending", "latest"))
         if self.blending not in ("latest", "average"):
             raise ValueError(f"blending must be latest or average, got {self.blending!r}")
-        self.link_latency_ns = int(float(params.get("link_latency_ms", 5)) * 1e6)
+        self.link_latency_ns = int(round(float(params.get("link_latency_ms", 0)) * 1e6))
         self.chunks: list[ActionChunk] = []
         self.last = np.zeros(6, np.float32)
         self.state_seen = 0
@@ -85,7 +85,7 @@ def pipeline_graph(recording: str | None, executor_kind: str = "standin_executor
         "state": {"kind": "state_source", "outputs": {"state": "robot/state"}, "rate_hz": 50},
         "executor": {"kind": executor_kind, "inputs": {"chunks": "chunks", "state": "robot/state"},
                      "outputs": {"commands": "commands"}, "rate_hz": 100,
-                     "params": dict(executor_params or {})},
+                     "params": {"link_latency_ms": 5, **(executor_params or {})}},
     }
     if recording:
         g["recorder"] = {"kind": "recorder", "inputs": "*", "rate_hz": 20,

@@ -57,7 +57,7 @@ def test_step_replay_without_replacement_gives_bit_identical_commands(recording)
 def test_without_step_traces_the_output_times_reconstruct_the_steps(recording):
     msgs, _ = load_recording(recording)
     res = replay_step(msgs, pipeline_graph(None), ["executor"], traces={}, kinds=KINDS)
-    assert res.tick_source == {"executor": "recorded output t_pub_ns"}
+    assert res.tick_source == {"executor": "command t_target_ns - link_latency"}
     (diff,) = compare_replay(res)
     assert diff.bit_identical, diff.as_dict()
 
