@@ -51,17 +51,20 @@ class ClockSync:
         self._samples: deque[tuple[int, int, int]] = deque(maxlen=window)
         self.fast_fraction = fast_fraction
         self.min_span_s = min_span_s
+        self.version = 0  # bumps on every change, so callers can cache estimate()
 
     def __len__(self) -> int:
         return len(self._samples)
 
     def clear(self) -> None:
         self._samples.clear()
+        self.version += 1
 
     def add(self, t_send_ns: int, t_mcu_us: int, t_recv_ns: int) -> None:
         if t_recv_ns < t_send_ns:
             raise ValueError(f"receive time {t_recv_ns} before send time {t_send_ns}")
         self._samples.append((int(t_send_ns), int(t_mcu_us), int(t_recv_ns)))
+        self.version += 1
 
     def rtts_ns(self) -> np.ndarray:
         return np.array([r - s for s, _, r in self._samples], dtype=np.float64)

@@ -104,6 +104,7 @@ class McuLink:
         self._decoder = p.StreamDecoder()
         self._sync = ClockSync()
         self._estimate: ClockEstimate | None = None
+        self._estimate_version = -1
         self._state: McuState | None = None
         self._state_event = threading.Condition(self._state_lock)
         self._pending: dict[int, list] = {}  # t_host_ns -> [event, pong t_mcu_us, t_recv]
@@ -295,10 +296,13 @@ class McuLink:
         return est
 
     def clock_estimate(self) -> ClockEstimate | None:
-        """The freshest estimate (refit from the periodic pings)."""
-        est = self._sync.estimate()
-        if est is not None:
-            self._estimate = est
+        """The freshest estimate (refit when the periodic pings brought new samples)."""
+        version = self._sync.version
+        if version != self._estimate_version:
+            est = self._sync.estimate()
+            self._estimate_version = version
+            if est is not None:
+                self._estimate = est
         return self._estimate
 
     def host_to_mcu_us(self, t_host_ns) -> np.ndarray:

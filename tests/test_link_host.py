@@ -207,3 +207,16 @@ def test_60s_100hz_stream_loses_nothing_and_never_underruns():
         assert not st.faults & (p.FAULT_QUEUE_OVERFLOW | p.FAULT_WATCHDOG | p.FAULT_UNDERRUN)
         assert link.stats()["waypoints_sent"] == n
         np.testing.assert_allclose(st.commanded, last_pos, atol=1e-4)
+
+
+def test_cli_mcu_ping_and_state(capsys):
+    from edgevla.actors.cli import main
+
+    with HostFirmware(sanitize=True, servo="loopback") as fw:
+        assert main(["mcu", "ping", fw.link_port, "-n", "10"]) == 0
+        out = capsys.readouterr().out
+        assert "10/10 pongs" in out and "mode=DISABLED" in out and "clock:" in out
+        assert main(["mcu", "state", fw.link_port]) == 0
+        assert "commanded" in capsys.readouterr().out
+    assert main(["mcu", "ping", "/nonexistent/tty", "-n", "1"]) == 1
+    assert "cannot open" in capsys.readouterr().err
