@@ -69,18 +69,45 @@ class StateSource(Actor):
                                     t_capture_ns=clock.now_ns())}
 
 
-KINDS = {"standin_executor": StandInExecutor, "state_source": StateSource}
+class NoisyPolicy(Actor):
+    """Chunks along a 0.5 rad, 4 s sine with a per-observation offset (a policy whose successive
+    chunks disagree, so the blending strategy matters)."""
+
+    inputs = ("features",)
+    outputs = ("chunks",)
+    trigger = "features"
+
+    def setup(self, params: dict[str, Any]) -> None:
+        self.horizon = int(params.get("horizon", 20))
+        self.dt_ns = int(1e9 / float(params.get("fps", 30)))
+        self.noise = float(params.get("noise_rad", 0.05))
+
+    def step(self, clock, inputs):
+        feat = inputs.get("features")
+        if feat is None:
+            return None
+        t = feat.t_capture_ns + self.dt_ns * np.arange(self.horizon, dtype=np.int64)
+        base = 0.5 * np.sin(2 * np.pi * (t / 1e9) / 4.0)[:, None] * np.ones((1, 6))
+        offset = self.noise * np.sin(1.7 * feat.seq + np.arange(6))  # deterministic "noise"
+        return {"chunks": ActionChunk(t0_ns=feat.t_capture_ns, dt_ns=self.dt_ns,
+                                      actions=(base + offset).astype(np.float32),
+                                      obs_seq=feat.seq, t_capture_ns=feat.t_capture_ns)}
+
+
+KINDS = {"standin_executor": StandInExecutor, "state_source": StateSource,
+         "noisy_policy": NoisyPolicy}
 
 
 def pipeline_graph(recording: str | None, executor_kind: str = "standin_executor",
-                   executor_params: dict | None = None, cam_hz: float = 10.0) -> dict:
+                   executor_params: dict | None = None, cam_hz: float = 10.0,
+                   policy_kind: str = "dummy_policy") -> dict:
     """camera -> vision -> policy -> executor (100 Hz) <- state, plus a recorder."""
     g = {
         "cam": {"kind": "synthetic_camera", "outputs": {"frames": "cam/top"}, "rate_hz": cam_hz,
                 "params": {"camera": "top", "width": 32, "height": 24}},
         "vision": {"kind": "dummy_stage", "inputs": {"in": "cam/top"},
                    "outputs": {"out": "features"}, "params": {"work_ms": 0}},
-        "policy": {"kind": "dummy_policy", "inputs": {"features": "features"},
+        "policy": {"kind": policy_kind, "inputs": {"features": "features"},
                    "outputs": {"chunks": "chunks"}, "params": {"horizon": 20, "fps": 30}},
         "state": {"kind": "state_source", "outputs": {"state": "robot/state"}, "rate_hz": 50},
         "executor": {"kind": executor_kind, "inputs": {"chunks": "chunks", "state": "robot/state"},

@@ -97,16 +97,29 @@ def _real_executor_or_skip():
         pytest.skip(f"the executor actor is not importable yet: {exc!r}")
 
 
-def test_real_executor_replays_bit_identically(tmp_path):
+def test_real_executor_replays_bit_identically_and_strategies_differ(tmp_path):
     _real_executor_or_skip()
-    rec = record_run(tmp_path / "exec.mcap", seconds=2.0, executor_kind="executor")
+    graph = pipeline_graph(None, executor_kind="executor", policy_kind="noisy_policy",
+                           executor_params={"strategy": "crossfade", "crossfade_ms": 150})
+    rec = record_run(tmp_path / "exec.mcap", seconds=3.0, executor_kind="executor",
+                     policy_kind="noisy_policy",
+                     executor_params={"strategy": "crossfade", "crossfade_ms": 150})
     msgs, traces = load_recording(rec)
-    assert any(m.topic == "commands" for m in msgs)
-    res = replay_step(msgs, pipeline_graph(None, executor_kind="executor"), ["executor"],
-                      traces=traces, kinds=KINDS, latency_ns=LATENCY)
+    res = replay_step(msgs, graph, ["executor"], traces=traces, kinds=KINDS, latency_ns=LATENCY)
     diffs = {d.topic: d for d in compare_replay(res)}
-    assert diffs["commands"].recorded > 100
+    assert diffs["commands"].recorded > 200
     assert diffs["commands"].bit_identical, diffs["commands"].as_dict()
+    # the same recorded chunks through other strategies: the report says how far apart
+    spread = {}
+    for strategy in ("latest", "weighted_average", "ensemble"):
+        res = replay_step(msgs, graph, ["executor"], traces=traces, kinds=KINDS,
+                          latency_ns=LATENCY, overrides={"executor": {"strategy": strategy}})
+        (d,) = compare_replay(res)
+        assert d.compared == d.recorded
+        assert d.identical_payload < d.compared
+        assert 1e-4 < d.mean_abs_diff <= d.max_abs_diff < 0.2  # chunks disagree by <= 0.1 rad
+        spread[strategy] = d.max_abs_diff
+    assert len(set(spread.values())) == 3
 
 
 # ------------------------------------------------------------------------------ CLI
