@@ -151,13 +151,18 @@ def _replay_step(args, rp, msgs, traces, graph, overrides) -> int:
         diffs = rp.compare_replay(res)
         t = Table(title="live outputs vs recording")
         for c in ("topic", "recorded", "replayed", "paired", "bit-identical",
-                  "same content", "max |diff|", "mean |diff|"):
+                  "same content", "differing", "max |diff|", "mean |diff|"):
             t.add_column(c)
         for d in diffs:
             t.add_row(d.topic, str(d.recorded), str(d.replayed), str(d.compared),
                       str(d.identical_frames) + (" (all)" if d.bit_identical else ""),
-                      str(d.identical_payload), f"{d.max_abs_diff:.6g}", f"{d.mean_abs_diff:.6g}")
+                      str(d.identical_payload),
+                      "-" if d.first_diff is None else f"#{d.first_diff}..#{d.last_diff}",
+                      f"{d.max_abs_diff:.6g}", f"{d.mean_abs_diff:.6g}")
         con.print(t)
+        con.print("same content: equal fields and arrays (the envelope t_pub_ns/seq/producer is "
+                  "stamped by the bus or a counter and left out); differing: first..last "
+                  "differing message")
         report = rp.diff_report_json(diffs, res)
     if args.out:
         out = rp.write_replay_mcap(args.out, msgs, res)

@@ -303,6 +303,10 @@ class TopicDiff:
     max_abs_diff: float
     mean_abs_diff: float
     per_field: dict[str, dict[str, float]] = field(default_factory=dict)
+    # positions (in the recording's order) of the first and last pair whose content differs:
+    # a late-starting recording shows as differences confined to its first messages
+    first_diff: int | None = None
+    last_diff: int | None = None
 
     @property
     def bit_identical(self) -> bool:
@@ -353,7 +357,8 @@ def compare_topic(topic: str, recorded: list[Any], replayed: list[Any],
     fmax: dict[str, float] = {}
     fsum: dict[str, float] = {}
     fcount: dict[str, int] = {}
-    for a, b in pairs:
+    first_diff = last_diff = None
+    for i, (a, b) in enumerate(pairs):
         fa, aa = _payload(a)
         if len(a) == len(b) and all(_buf_bytes(x) == _buf_bytes(y) for x, y in zip(a[1:], b[1:])):
             ident += 1
@@ -377,6 +382,9 @@ def compare_topic(topic: str, recorded: list[Any], replayed: list[Any],
                 fsum[name] = fsum.get(name, 0.0) + float(d.sum())
                 same = same and not d.max() > 0
         ident_payload += same
+        if not same:
+            first_diff = i if first_diff is None else first_diff
+            last_diff = i
     per_field = {k: {"max_abs_diff": fmax.get(k, 0.0),
                      "mean_abs_diff": fsum.get(k, 0.0) / fcount[k] if fcount.get(k) else 0.0}
                  for k in sorted(set(fmax) | set(fcount))}
@@ -385,7 +393,7 @@ def compare_topic(topic: str, recorded: list[Any], replayed: list[Any],
                      identical_frames=ident, identical_payload=ident_payload,
                      max_abs_diff=max(fmax.values(), default=0.0),
                      mean_abs_diff=sum(fsum.values()) / total if total else 0.0,
-                     per_field=per_field)
+                     per_field=per_field, first_diff=first_diff, last_diff=last_diff)
 
 
 def compare_replay(result: StepReplay) -> list[TopicDiff]:

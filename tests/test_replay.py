@@ -230,6 +230,7 @@ def test_compare_pairs_in_order_and_counts_missing():
     d = compare_topic("c", rec, rep)
     assert (d.recorded, d.replayed, d.compared, d.identical_frames) == (3, 2, 2, 1)
     assert d.max_abs_diff == 0.5 and d.mean_abs_diff == pytest.approx(0.25)
+    assert (d.first_diff, d.last_diff) == (1, 1)
     assert not d.bit_identical
 
 
