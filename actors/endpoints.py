@@ -44,3 +44,8 @@ def heartbeat_endpoint(run_dir: str | Path) -> str:
 
 def supervisor_endpoint(run_dir: str | Path) -> str:
     return _ipc(run_dir, "supervisor.ctl.sock")
+
+
+def inject_endpoint(run_dir: str | Path, topic: str) -> str:
+    """Where a fault-injection test binds to reach every subscriber of ``topic``."""
+    return _ipc(run_dir, f"inject.{topic.replace('/', '~')}.sock")

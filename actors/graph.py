@@ -76,6 +76,9 @@ class NetworkConfig:
     base_port: int = 5600
     curve: bool = False
     keys_dir: str | None = None
+    # Fault injection (reliability tests): every subscriber also connects to
+    # ipc://<run_dir>/inject.<topic>.sock, where a test can bind and send anything.
+    inject: bool = False
 
 
 @dataclass(frozen=True)
@@ -202,7 +205,7 @@ _ACTOR_FIELDS = {"kind", "inputs", "outputs", "rate_hz", "replicas", "max_replic
                  "heartbeat_timeout_s", "cpu_affinity", "nice", "params", "enabled", "after"}
 _TOP_FIELDS = {"name", "actors", "network", "defaults", "external_topics", "description"}
 _RESTART_FIELDS = {"policy", "max_restarts", "backoff_s", "backoff_max_s", "reset_after_s"}
-_NETWORK_FIELDS = {"transport", "host", "base_port", "curve", "keys_dir"}
+_NETWORK_FIELDS = {"transport", "host", "base_port", "curve", "keys_dir", "inject"}
 
 
 class _Checker:
@@ -381,7 +384,8 @@ def parse_graph(text: str, path: str = "<memory>") -> GraphConfig:
         network = NetworkConfig(transport=net_raw.get("transport", "ipc"),
                                 host=str(net_raw.get("host", "127.0.0.1")), base_port=port,
                                 curve=bool(net_raw.get("curve", False)),
-                                keys_dir=net_raw.get("keys_dir"))
+                                keys_dir=net_raw.get("keys_dir"),
+                                inject=bool(net_raw.get("inject", False)))
     if network.host not in ("127.0.0.1", "localhost", "::1") and not network.curve:
         c.err("network.curve", f"must be true when binding beyond loopback "
                                f"(host {network.host!r}): remote links use CURVE keys")

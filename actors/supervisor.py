@@ -144,6 +144,8 @@ class Supervisor:
                 pull_eps[topic] = [self.endpoint(topic, r, push=True) for r in range(n)]
             else:
                 sub_eps[topic] = [self.endpoint(topic, r) for r in range(n)]
+            if self.graph.network.inject:
+                sub_eps.setdefault(topic, []).append(ep.inject_endpoint(self.run_dir, topic))
         outputs = dict(a.outputs)
         pub_eps = {t: self.endpoint(t, index, push=t in self.balanced) for t in outputs.values()}
         image_topics = [t for t in outputs.values() if "frame" in t or "cam" in t
