@@ -21,7 +21,7 @@ examples:
   edgevla replay run.mcap --speed 0.5 --run-dir /tmp/edgevla-replay
   edgevla replay run.mcap --step --graph g.yaml --replace executor --compare
   edgevla replay run.mcap --step --graph g.yaml --replace executor \\
-      --set executor.blending=crossfade --compare --json diff.json --out replayed.mcap
+      --set executor.strategy=latest --compare --json diff.json --out replayed.mcap
 """
 
 INSPECT_HELP = """\

@@ -86,7 +86,7 @@ def load_recording(path: str | Path, topics: list[str] | None = None
 
 
 def parse_sets(sets: Iterable[str]) -> dict[str, dict[str, Any]]:
-    """``["executor.blending=latest", ...]`` -> {actor: {param: value}} (values parsed as YAML)."""
+    """``["executor.strategy=latest", ...]`` -> {actor: {param: value}} (values parsed as YAML)."""
     import yaml
 
     out: dict[str, dict[str, Any]] = {}
@@ -95,7 +95,7 @@ def parse_sets(sets: Iterable[str]) -> dict[str, dict[str, Any]]:
         actor, dot, param = key.partition(".")
         if not sep or not dot or not actor or not param:
             raise ValueError(f"--set {s!r}: expected ACTOR.PARAM=VALUE, e.g. "
-                             f"executor.blending=latest")
+                             f"executor.strategy=latest")
         out.setdefault(actor, {})[param] = yaml.safe_load(value)
     return out
 
