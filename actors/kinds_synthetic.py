@@ -69,7 +69,7 @@ class DummyStage(Actor):
                                 seq=msg.seq, t_capture_ns=msg.t_capture_ns)}
 
     def stats(self) -> dict[str, Any]:
-        return {"handled": self.handled}
+        return {"handled": self.handled, "work_ms": self.work_ms}
 
 
 class DummyPolicy(Actor):

@@ -1,0 +1,54 @@
+"""The governor end to end: executor decisions travel to the supervisor and change an actor."""
+
+from __future__ import annotations
+
+import pytest
+
+from runtime_helpers import run_until, start_graph
+
+pytestmark = pytest.mark.timeout(120)
+
+GRAPH = """\
+name: gov
+defaults: {heartbeat_timeout_s: 3}
+actors:
+  cam:
+    kind: synthetic_camera
+    outputs: {frames: cam/top}
+    rate_hz: 30
+  stage:
+    kind: dummy_stage
+    inputs: {in: cam/top}
+    outputs: {out: feat}
+    params: {work_ms: 400}
+  policy:
+    kind: dummy_policy
+    inputs: {features: feat}
+    outputs: {chunks: chunks}
+    params: {horizon: 15, fps: 30}
+  executor:
+    kind: executor
+    inputs: {chunks: chunks}
+    outputs: {control: exec/control, requests: exec/requests}
+    rate_hz: 100
+    params:
+      governor:
+        enabled: true
+        cooldown_ms: 300
+        knobs: [{actor: stage, param: work_ms, min: 20, max: 400, factor: 0.5}]
+"""
+
+
+def test_governor_lowers_the_slow_stage_through_the_supervisor(run_base):
+    sup = start_graph(GRAPH, run_base)
+    try:
+        stage = sup.replicas["stage"][0]
+        assert run_until(sup, lambda: (stage.last_stats.get("actor_stats", {})
+                                       .get("work_ms", 400)) < 400, timeout_s=60), \
+            sup.governor_commands
+        cmds = [c for c in sup.governor_commands if c["name"] == "set_param"]
+        assert cmds and all(c["ok"] for c in cmds)
+        assert cmds[0]["args"] == {"actor": "stage", "name": "work_ms", "value": 200.0}
+        assert cmds[0]["from"].startswith("executor")
+    finally:
+        sup.stop()
