@@ -93,11 +93,12 @@ def test_observation_filter_and_must_go(lr):
     assert next(i for i, t in enumerate(ticks) if t.action is not None) == 3
 
 
-def test_bench_short_run_beats_lerobot_at_seams(lr):
+def test_bench_short_run_beats_lerobot_at_seams(lr, tmp_path):
     from edgevla.actors import bench_executor as b
 
     policy = b.NoisyPolicy(latency_ms=300, seed=3)
-    base = b.metrics(b.run_lerobot(policy, 8.0, lr))
+    base_run = b.run_lerobot(policy, 8.0, lr)
+    base = b.metrics(base_run)
     fade_run = b.run_edgevla("crossfade", policy, 8.0)
     fade = b.metrics(fade_run)
     assert fade["starved_ms"] == 0 and base["starved_ms"] == 0
@@ -107,3 +108,15 @@ def test_bench_short_run_beats_lerobot_at_seams(lr):
     assert fade["rms_jerk_rad_s3"] < base["rms_jerk_rad_s3"]
     # both track the reference to within the policy's own error
     assert base["tracking_rms_rad"] < 0.1 and fade["tracking_rms_rad"] < 0.1
+    png = b.plot_seam({"lerobot": base_run, "crossfade": fade_run}, base["seam_at_s"], 300,
+                      tmp_path / "seam.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_wall_clock_jitter_probe_reports_its_numbers():
+    from edgevla.actors.bench_executor import measure_jitter
+
+    j = measure_jitter(0.3, load=False)
+    assert j["priority"] == "normal"
+    assert {"jitter_p50_ms", "jitter_p99_ms", "overruns", "step_cpu_p99_us"} <= set(j)
+    assert j["jitter_p50_ms"] <= j["jitter_p99_ms"] <= j["jitter_max_ms"]
