@@ -15,7 +15,7 @@ from edgevla.actors.inspect_mcap import inspect_file, inspect_messages
 from edgevla.actors.recorder import read_recording
 
 sys.path.insert(0, str(Path(__file__).parent))
-from replay_standins import KINDS, pipeline_graph  # noqa: E402
+from test_replay_standins import KINDS, pipeline_graph  # noqa: E402
 
 
 @pytest.fixture(scope="module")

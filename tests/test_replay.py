@@ -22,7 +22,7 @@ from edgevla.actors.recorder import read_recording
 from edgevla.actors.replay import compare_replay, load_recording, replay_step, replay_timed
 
 sys.path.insert(0, str(Path(__file__).parent))
-from replay_standins import KINDS, pipeline_graph  # noqa: E402
+from test_replay_standins import KINDS, pipeline_graph  # noqa: E402
 
 LATENCY = {"vision": 20_000_000, "policy": 150_000_000}  # virtual compute time of the stages
 
