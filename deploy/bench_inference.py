@@ -30,15 +30,28 @@ def _interleaved(fns: dict, reps: int) -> dict:
     keys = list(fns)
     for k in keys:  # warm-up (ORT arenas, torch allocator, lazy inits)
         fns[k]()
-    times = {k: [] for k in keys}
+    times: dict = {k: [] for k in keys}
+    cpu: dict = {k: [] for k in keys}
     for _ in range(reps):
         for k in keys:
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             fns[k]()
             times[k].append((time.perf_counter() - t0) * 1e3)
-    base = times[keys[0]]
-    return {k: (statistics.median(v), round(statistics.median(b / t for b, t in zip(base, v)), 2))
-            for k, v in times.items()}
+            cpu[k].append((time.process_time() - c0) * 1e3)
+    base, cbase = times[keys[0]], cpu[keys[0]]
+    out = {}
+    for k in keys:
+        out[k] = (statistics.median(times[k]),
+                  round(statistics.median(b / t for b, t in zip(base, times[k])), 2))
+        # CPU time (all threads of this process) is far less sensitive to other processes
+        # than wall time on a loaded machine: a second view of the same comparison.
+        _CPU[k] = (round(statistics.median(cpu[k]), 3),
+                   round(statistics.median(cpu[k]) and statistics.median(cbase) /
+                         max(statistics.median(cpu[k]), 1e-6), 2))
+    return out
+
+
+_CPU: dict = {}
 
 
 def _eager_denoise(den, x, prefix, steps: int):
@@ -149,8 +162,9 @@ def _bench_policy(policy, stats, bundle: Path, samples, reps: int, rows: list, s
         with torch.no_grad():
             res = _interleaved(fns, reps)
         for (backend, precision, key), (med, ratio) in res.items():
-            row(s, backend, precision, med, None, speedup_vs_eager=ratio,
-                size_mb=size_mb(s, key) if key else None, note=note)
+            cpu_ms, cpu_ratio = _CPU[(backend, precision, key)]
+            row(s, backend, precision, med, None, speedup_vs_eager=ratio, cpu_ms=cpu_ms,
+                cpu_speedup=cpu_ratio, size_mb=size_mb(s, key) if key else None, note=note)
 
     # ---- stage output error of every quantized variant (dataset-like inputs)
     for key in ("int8", "int4"):
@@ -200,8 +214,10 @@ def _bench_policy(policy, stats, bundle: Path, samples, reps: int, rows: list, s
             kw["action_err_rad"] = err_rad
             if prec is not None:
                 kw["action_err_pct_range"] = round(100 * err_frac, 4)
-        row("end-to-end", backend, precision, med, None, speedup_vs_eager=ratio, **kw)
-        results[precision if backend == "onnxruntime" else note] = (med, ratio, err_frac)
+        cpu_ms, cpu_ratio = _CPU[(backend, precision, note)]
+        row("end-to-end", backend, precision, med, None, speedup_vs_eager=ratio, cpu_ms=cpu_ms,
+            cpu_speedup=cpu_ratio, **kw)
+        results[precision if backend == "onnxruntime" else note] = (med, ratio, err_frac, cpu_ratio)
     e2e_eager = results["predict_action_chunk only"][0]
     e2e_eager_proc = results["+ lerobot pre/post-processors"][0]
     e2e_fp32 = results["fp32"][0]
@@ -210,6 +226,8 @@ def _bench_policy(policy, stats, bundle: Path, samples, reps: int, rows: list, s
         summary["act_eager_ms"] = round(e2e_eager, 2)
         summary["act_onnx_fp32_ms"] = round(e2e_fp32, 2)
         summary["act_speedup_vs_eager"] = results["fp32"][1]
+        summary["act_cpu_speedup_vs_eager"] = results["fp32"][3]
+        summary["act_int8_cpu_speedup_vs_eager"] = results["selective"][3]
         summary["act_int8_speedup_vs_eager"] = results["selective"][1]
         summary["act_int8_action_error"] = results["selective"][2]
     else:
@@ -217,6 +235,8 @@ def _bench_policy(policy, stats, bundle: Path, samples, reps: int, rows: list, s
         summary["smolvla_onnx_fp32_ms"] = round(e2e_fp32, 2)
         summary["smolvla_selective_ms"] = round(results["selective"][0], 2)
         summary["smolvla_speedup_vs_eager"] = results["selective"][1]
+        summary["smolvla_cpu_speedup_vs_eager"] = results["selective"][3]
+        summary["smolvla_fp32_cpu_speedup_vs_eager"] = results["fp32"][3]
         summary["smolvla_fp32_speedup_vs_eager"] = results["fp32"][1]
         summary["quant_action_error"] = results["selective"][2]
         summary["quant_int4_action_error"] = results["sel+int4"][2]
@@ -299,8 +319,8 @@ def run(quick: bool = False):
         "targets: act_speedup_vs_eager >= 3, smolvla_speedup_vs_eager >= 3 with "
         "quant_action_error <= 0.05, denoise_quant_action_error > quant_action_error",
     ]
-    cols = ["policy", "stage", "backend", "precision", "latency_ms", "speedup_vs_eager", "size_mb",
-            "out_rel_err", "action_err_rad", "action_err_pct_range", "note"]
+    cols = ["policy", "stage", "backend", "precision", "latency_ms", "speedup_vs_eager", "cpu_ms",
+            "cpu_speedup", "size_mb", "out_rel_err", "action_err_rad", "action_err_pct_range", "note"]
     for r in rows:  # short names keep the printed table readable
         r["stage"] = {"end-to-end": "e2e"}.get(r["stage"], r["stage"])
         r["backend"] = {"onnxruntime": "ort"}.get(r["backend"], r["backend"])
