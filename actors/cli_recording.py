@@ -26,7 +26,8 @@ examples:
 
 INSPECT_HELP = """\
 Summarise a recording: per topic messages, rate, inter-message gaps (p50/p99/max, gaps longer
-than 2.5x the median period), sequence holes per producer (lost before the recorder), bytes;
+than 2.5x the median period), sequence holes per producer (lost before the recorder, or
+skipped by a latest-value stage that passes its input's seq on), bytes;
 per stage the latency from camera capture: -> frame, -> features, -> prefix, -> chunk,
 -> executed (joint command target time), p50/p99/max; chunk lateness at arrival; starvation
 ticks and staleness of the executed commands.
