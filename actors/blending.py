@@ -75,12 +75,12 @@ def shape_weight(shape: str, x: float) -> float:
     return x * x * x * (10.0 + x * (-15.0 + 6.0 * x))
 
 
-def crossfade_weight(cfg: BlendConfig, c: Contribution, t_ns: int) -> float:
-    """Weight of chunk ``c`` against everything older at target time ``t_ns``."""
-    window_ns = min(int(cfg.crossfade_ms * 1e6), c.fade_end_ns - c.fade_start_ns)
+def crossfade_weight(cfg: BlendConfig, fade_start_ns: int, fade_end_ns: int, t_ns: int) -> float:
+    """Weight of a chunk against everything older at target time ``t_ns``."""
+    window_ns = min(int(cfg.crossfade_ms * 1e6), fade_end_ns - fade_start_ns)
     if window_ns <= 0:
-        return 1.0 if t_ns >= c.fade_start_ns else 0.0
-    return shape_weight(cfg.crossfade_shape, (t_ns - c.fade_start_ns) / window_ns)
+        return 1.0 if t_ns >= fade_start_ns else 0.0
+    return shape_weight(cfg.crossfade_shape, (t_ns - fade_start_ns) / window_ns)
 
 
 def blend(cfg: BlendConfig, contributions: list[Contribution], t_ns: int) -> np.ndarray:
@@ -97,7 +97,7 @@ def blend(cfg: BlendConfig, contributions: list[Contribution], t_ns: int) -> np.
     if strategy == "crossfade":
         v = contributions[0].value
         for c in contributions[1:]:
-            w = crossfade_weight(cfg, c, t_ns)
+            w = crossfade_weight(cfg, c.fade_start_ns, c.fade_end_ns, t_ns)
             v = (1.0 - w) * v + w * c.value
         return v
     # ensemble: ACT's exp(-m * i), i = 0 for the oldest prediction

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from edgevla.actors.blending import BlendConfig, Contribution, blend
+from edgevla.actors.blending import BlendConfig, Contribution, blend, crossfade_weight
 
 DROP_REASONS = ("malformed", "wrong_dof", "older_observation", "duplicate", "expired",
                 "short_horizon")
@@ -68,8 +68,9 @@ class SafetyLimits:
         hi = _vector("joint_max", p.get("joint_max"), n_joints)
         for name, v in (("max_velocity_rad_s", vmax), ("max_accel_rad_s2", amax),
                         ("hold_decel_rad_s2", hold)):
-            if np.any(v <= 0):  # type: ignore[operator]
-                raise ValueError(f"executor params: {name} must be > 0, got {v.tolist()}")  # type: ignore[union-attr]
+            assert v is not None
+            if np.any(v <= 0):
+                raise ValueError(f"executor params: {name} must be > 0, got {v.tolist()}")
         if lo is not None and hi is not None and np.any(lo > hi):
             raise ValueError(f"executor params: joint_min {lo.tolist()} must be <= "
                              f"joint_max {hi.tolist()}")
@@ -329,9 +330,21 @@ class ExecutorCore:
                           None if desired is None else desired.astype(np.float32), t_capture)
 
     def _blend(self, covering: list[StoredChunk], t_target: int) -> np.ndarray:
+        cfg = self.cfg.blend
+        # chunks that cannot change the result are not evaluated (same numbers, less work):
+        # `latest` needs the newest only; under `crossfade` nothing older than a chunk that has
+        # fully faded in has any weight left
+        if cfg.strategy == "latest":
+            covering = covering[-1:]
+        elif cfg.strategy == "crossfade":
+            for i in range(len(covering) - 1, 0, -1):
+                c = covering[i]
+                if crossfade_weight(cfg, c.fade_start_ns, c.fade_end_ns, t_target) >= 1.0:
+                    covering = covering[i:]
+                    break
         contributions = [Contribution(c.value_at(t_target), c.fade_start_ns, c.fade_end_ns)
                          for c in covering]
-        return blend(self.cfg.blend, contributions, t_target)
+        return blend(cfg, contributions, t_target)
 
     def _clamp_joints(self, y: np.ndarray) -> np.ndarray:
         lim = self.cfg.limits

@@ -132,3 +132,23 @@ def test_crossfade_seam_is_smaller_than_lerobot_weighted_average():
     assert jumps["latest"] == pytest.approx(0.2, abs=1e-6)
     assert jumps["weighted_average"] == pytest.approx(0.14, abs=1e-6)
     assert jumps["crossfade"] <= 0.2 * 1.875 * 10 / 200 + 1e-6
+
+
+@pytest.mark.parametrize("strategy", ["latest", "crossfade"])
+def test_skipping_chunks_without_weight_changes_nothing(strategy):
+    """The core evaluates only chunks that still carry weight; the result must be bit-identical
+    to blending every covering chunk."""
+    rng = np.random.default_rng(5)
+    core = ExecutorCore(ExecutorConfig(blend=BlendConfig(strategy=strategy, crossfade_ms=120.0),
+                                       limits=loose_limits()))
+    for k in range(400):
+        now = k * 10 * MS
+        if k % 7 == 0:
+            core.add_chunk(now_ns=now, t0_ns=now - int(rng.integers(0, 60)) * MS, dt_ns=20 * MS,
+                           actions=rng.normal(size=(30, 3)).astype(np.float32), obs_seq=k, seq=k)
+        covering = [c for c in core.chunks if c.t0_ns <= now < c.end_ns]
+        o = core.tick(now)
+        if covering:
+            full = blend(core.cfg.blend, [Contribution(c.value_at(now), c.fade_start_ns,
+                                                       c.fade_end_ns) for c in covering], now)
+            assert o.desired.tobytes() == full.astype(np.float32).tobytes()
