@@ -382,6 +382,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
             if step % cfg.log_every == 0 or step == cfg.steps:
                 recent = [v for _, v in losses[-cfg.log_every :]]
                 bar.update(task, completed=step, loss=f"{sum(recent) / len(recent):.4f}")
+                if not progress and step % (5 * cfg.log_every) == 0:
+                    # Without a bar (logs, nohup) a line now and then tells where the run is.
+                    print(f"step {step}/{cfg.steps} loss {sum(recent) / len(recent):.4f} "
+                          f"{time.monotonic() - t0:.0f} s", flush=True)
             else:
                 bar.update(task, completed=step)
             out_of_time = cfg.time_budget_s is not None and time.monotonic() - t0 > cfg.time_budget_s
