@@ -57,6 +57,17 @@ def make_realtime(pid: int, priority: int = 10) -> bool:
     return True
 
 
+def _die_with_parent() -> None:
+    """preexec_fn: SIGTERM the child when the launching process dies (PR_SET_PDEATHSIG), so a
+    killed test or CLI never leaves an emulator running."""
+    import ctypes
+
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)
+    except OSError:
+        pass
+
+
 @contextlib.contextmanager
 def realtime_self(priority: int = 5):
     """Run the calling process's threads SCHED_FIFO (where permitted) for the block, then
@@ -292,7 +303,7 @@ class QemuFirmware(_Process):
         args = [self.qemu, "-M", "mps2-an500", "-nographic", "-monitor", "none",
                 "-serial", "pty", "-kernel", str(elf)]
         self._proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                      stderr=subprocess.STDOUT)
+                                      stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
         (m,) = self._read_lines_until(
             self._proc.stdout, re.compile(r"char device redirected to (\S+)"), 1, timeout_s=15.0)
         self.link_pty = m.group(1)
