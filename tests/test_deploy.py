@@ -239,3 +239,41 @@ def test_preprocess_image_resizes_and_scales():
     np.testing.assert_allclose(x[1], 0.0)
     with pytest.raises(ValueError, match="HxWx3"):
         preprocess_image(np.zeros((4, 4), np.uint8), (4, 4))
+
+
+@pytest.mark.train
+def test_calibration_samples_from_a_lerobot_dataset(tmp_path):
+    """--dataset: frames come back as the HxWx3 uint8 the cameras produce (PNG, lossless)."""
+    from edgevla.training.torch_setup import ensure_torchvision
+
+    ensure_torchvision()
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    from edgevla.deploy.exporter import samples_from_dataset
+    from edgevla.deploy.smolvla_local import make_tiny_act
+
+    feats = {f"observation.images.{c}": {"dtype": "image", "shape": (48, 48, 3),
+                                         "names": ["height", "width", "channels"]}
+             for c in ("top", "gripper")}
+    feats["observation.state"] = {"dtype": "float32", "shape": (6,), "names": None}
+    feats["action"] = {"dtype": "float32", "shape": (6,), "names": None}
+    root = tmp_path / "ds"
+    ds = LeRobotDataset.create("local/calib", fps=30, features=feats, root=root, use_videos=False)
+    rng = np.random.default_rng(0)
+    written = []
+    for _ in range(4):
+        fr = {c: rng.integers(0, 255, (48, 48, 3), dtype=np.uint8) for c in ("top", "gripper")}
+        st = rng.uniform(-1, 1, 6).astype(np.float32)
+        written.append((fr, st))
+        ds.add_frame({**{f"observation.images.{c}": v for c, v in fr.items()},
+                      "observation.state": st, "action": st, "task": "put the bag in the box"})
+    ds.save_episode()
+    ds.finalize()
+    policy = make_tiny_act(image_hw=(48, 48), cameras=("top", "gripper"))
+    samples = samples_from_dataset(root, policy, 2)
+    assert len(samples) == 2
+    np.testing.assert_array_equal(samples[0].frames["top"], written[0][0]["top"])
+    np.testing.assert_array_equal(samples[-1].frames["gripper"], written[-1][0]["gripper"])
+    np.testing.assert_allclose(samples[-1].state, written[-1][1])
+    with pytest.raises(ValueError, match="no camera"):
+        samples_from_dataset(root, make_tiny_act(image_hw=(48, 48)), 1)
