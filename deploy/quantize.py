@@ -69,9 +69,6 @@ class _Reader:
 def quantize_stage(src: str | Path, dst: str | Path, precision: str,
                    calibration: list[dict[str, np.ndarray]] | None = None) -> str:
     """Write ``dst`` from ``src`` at ``precision``; returns the concrete precision used."""
-    from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType,
-                                          quantize_dynamic, quantize_static)
-
     src, dst = Path(src), Path(dst)
     if precision not in STAGE_PRECISIONS:
         raise ValueError(f"precision must be one of {STAGE_PRECISIONS}, got {precision!r}")
@@ -81,7 +78,22 @@ def quantize_stage(src: str | Path, dst: str | Path, precision: str,
         return "fp32"
     if precision == "int8":
         precision = resolve_int8(src)
-    logging.getLogger("onnxruntime").setLevel(logging.ERROR)
+    # ORT's quantizers log a generic "consider pre-processing" warning on the root logger for
+    # every call; our graphs are already constant-folded at export. Keep the console readable.
+    root = logging.getLogger()
+    old_level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        _quantize(src, dst, precision, calibration)
+    finally:
+        root.setLevel(old_level)
+    return precision
+
+
+def _quantize(src: Path, dst: Path, precision: str, calibration) -> None:
+    from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType,
+                                          quantize_dynamic, quantize_static)
+
     if precision == "int8-dynamic":
         quantize_dynamic(str(src), str(dst), op_types_to_quantize=["MatMul", "Gemm"],
                          weight_type=QuantType.QInt8, per_channel=False,
@@ -105,4 +117,3 @@ def quantize_stage(src: str | Path, dst: str | Path, precision: str,
         q = MatMulNBitsQuantizer(model, algo_config=cfg)
         q.process()
         q.model.save_model_to_file(str(dst), use_external_data_format=False)
-    return precision
