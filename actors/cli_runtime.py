@@ -47,14 +47,22 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def add_recorder(graph, path: str, name: str = "recorder"):
-    """`--record`: one more actor that subscribes to every topic and writes MCAP."""
+def add_recorder(graph, path: str, name: str = "recorder", params: dict | None = None):
+    """`--record`: one more actor that subscribes to every topic and writes MCAP.
+
+    It starts first and the others wait for its first heartbeat, so the recording holds the
+    run from its very first message.
+    """
+    from dataclasses import replace
+
     from edgevla.actors.graph import ActorConfig, RestartPolicy
 
     rec = ActorConfig(name=name, kind="recorder", inputs={"*": "*"}, rate_hz=20.0,
                       restart=RestartPolicy(policy="always", max_restarts=100, backoff_s=0.1),
-                      heartbeat_timeout_s=5.0, params={"path": str(path)})
-    return graph.with_actor(rec)
+                      heartbeat_timeout_s=5.0, params={"path": str(path), **(params or {})})
+    actors = {n: replace(a, after=(*a.after, name)) for n, a in graph.actors.items()}
+    actors[name] = rec
+    return replace(graph, actors=actors)
 
 
 def _with_bundle_paths(graph, path: Path):

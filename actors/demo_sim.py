@@ -23,8 +23,9 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from edgevla.actors.cli_runtime import add_recorder
 from edgevla.actors.dashboard import status_table
-from edgevla.actors.graph import ActorConfig, GraphConfig, load_graph
+from edgevla.actors.graph import GraphConfig, load_graph
 from edgevla.actors.supervisor import Supervisor
 
 GRAPHS = Path(__file__).parent / "graphs"
@@ -127,11 +128,8 @@ def build_graph(cfg: SimDemoConfig, out_dir: Path) -> GraphConfig:
         actors["executor"] = replace(ex, params={**ex.params, "request_threshold": 0.0,
                                                  "chunk_timing": "arrival"})
     exclude = [] if cfg.record_frames else list(CAMERA_TOPICS)
-    actors["recorder"] = ActorConfig(
-        name="recorder", kind="recorder", inputs={"*": "*"}, rate_hz=20.0,
-        heartbeat_timeout_s=5.0,
-        params={"path": str(out_dir / f"run-{cfg.mode}.mcap"), "exclude": exclude})
-    return replace(graph, actors=actors)
+    return add_recorder(replace(graph, actors=actors), str(out_dir / f"run-{cfg.mode}.mcap"),
+                        params={"exclude": exclude})
 
 
 def _model_dir(graph: GraphConfig) -> Path:

@@ -57,6 +57,7 @@ class ProcessSpec:
     supervisor_pid: int
     all_topics: list[str] = field(default_factory=list)
     image_topics: list[str] = field(default_factory=list)
+    image_hwm: int = 4
     cpu_affinity: list[int] = field(default_factory=list)
     nice: int = 0
     curve: dict[str, str] | None = None  # z85 public/secret of this process + server public
@@ -128,7 +129,7 @@ class ActorProcess:
         self.pubs: dict[str, Publisher] = {}
         for topic, ep in spec.pub_endpoints.items():
             kind = zmq.PUSH if topic in spec.push_topics else zmq.PUB
-            hwm = 4 if topic in spec.image_topics else 100
+            hwm = spec.image_hwm if topic in spec.image_topics else 100
             self.pubs[topic] = Publisher(self.ctx, ep, producer=name, kind=kind, hwm=hwm,
                                          curve=curve_self, counters=self.counters)
         sub_topics = sorted({t for t in spec.sub_endpoints})
@@ -165,7 +166,9 @@ class ActorProcess:
         for s in (self.sub, self.pull):
             if s is not None:
                 got.extend(s.drain_all())
+        t_recv = time.monotonic_ns()
         for topic, msg in got:
+            msg.t_recv_ns = t_recv  # local receive time (not on the wire): the recorder's log time
             for port in self._ports_for(topic):
                 if self.actor.collect_all:
                     self.pending.setdefault(port, []).append(msg)

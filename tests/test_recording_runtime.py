@@ -94,14 +94,17 @@ def test_sigkill_recorder_mid_run_graph_survives_and_restart_opens_new_file(run_
     rec_by_obs = {m.decode().obs_seq: m.decode() for m in msgs if m.topic == "chunks"}
     live = [p for p in res.replayed["chunks"]]
     assert len(live) > 30
-    matched = 0
+    matched = inside = 0
+    lo, hi = min(rec_by_obs), max(rec_by_obs)
     for p in live:
         c = decode(p.frames)[1]
         r = rec_by_obs.get(c.obs_seq)
         if r is not None:
             assert r.t0_ns == c.t0_ns and r.actions.tobytes() == c.actions.tobytes()
             matched += 1
-    assert matched >= len(live) - 2  # at most the edges of the recording lack a partner
+        # the edges of the killed file may hold features whose chunk was still in flight
+        inside += lo <= c.obs_seq <= hi
+    assert matched >= inside - 2
 
 
 EXEC_GRAPH = """\
