@@ -59,7 +59,7 @@ def make_realtime(pid: int, priority: int = 10) -> bool:
 
 def _die_with_parent() -> None:
     """preexec_fn: SIGTERM the child when the launching process dies (PR_SET_PDEATHSIG), so a
-    killed test or CLI never leaves an emulator running."""
+    killed test, CLI or mcu actor never leaves a firmware process or an emulator running."""
     import ctypes
 
     try:
@@ -250,7 +250,7 @@ class HostFirmware(_Process):
             env.setdefault("ASAN_OPTIONS", "detect_leaks=0:abort_on_error=0")
             env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")
         self._proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                      env=env)
+                                      env=env, preexec_fn=_die_with_parent)
         found = self._read_lines_until(self._proc.stdout, re.compile(r"^(LINK|SERVO) (\S+)"),
                                        2, timeout_s=10.0)
         if self.realtime:
