@@ -169,16 +169,6 @@ _SCALAR_TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
-def _check_scalar(cls_name: str, name: str, annotation: str, value: Any) -> None:
-    """Scalars from the wire must have their declared type, or an actor would crash on them."""
-    allowed = _SCALAR_TYPES.get(annotation)
-    if allowed is None:
-        return
-    if not isinstance(value, allowed) or (bool not in allowed and isinstance(value, bool)):
-        raise MalformedMessage("bad_fields", f"{cls_name}.{name}: expected {annotation}, "
-                                             f"got {type(value).__name__}")
-
-
 _ANNOTATIONS: dict[type, dict[str, str]] = {}
 
 
@@ -313,32 +303,56 @@ def decode_parts(topic_raw: bytes, header_raw: Any, buffers: list[Any]) -> tuple
     for entry, buf in zip(meta, buffers):
         arrays[entry[0] if isinstance(entry, list) and entry else "?"] = _array_from(entry, buf)
     kwargs: dict[str, Any] = {}
-    try:
-        for name, kind in _field_kinds(cls):
-            if kind == "array":
-                kwargs[name] = arrays.pop(name)
-            elif kind == "optarray":
-                kwargs[name] = arrays.pop(name, None)
-            elif kind == "dict":
-                if name not in scalars:
-                    raise KeyError(name)
-                prefix = name + "/"
-                kwargs[name] = {k[len(prefix):]: arrays.pop(k)
-                                for k in [k for k in arrays if k.startswith(prefix)]}
-            elif name in scalars:
-                kwargs[name] = scalars[name]
-        common = {k: header[k] for k in _COMMON if k in header}
-        ann = _annotations(cls)
-        for name, value in (*common.items(), *((k, v) for k, v in kwargs.items()
-                                               if not isinstance(v, (dict, np.ndarray))
-                                               or ann[k] == "dict[str, Any]")):
-            _check_scalar(cls.SCHEMA, name, ann[name], value)
-        msg = cls(**common, **kwargs)
-    except (KeyError, TypeError) as exc:
-        raise MalformedMessage("bad_fields", f"{cls.SCHEMA}: {exc!r}") from None
+    for name in _COMMON:
+        if name in header:
+            value = header[name]
+            if type(value) is not _COMMON_TYPES[name]:
+                raise MalformedMessage("bad_fields", f"{cls.SCHEMA}.{name}: expected "
+                                       f"{_COMMON_TYPES[name].__name__}, got {type(value).__name__}")
+            kwargs[name] = value
+    for name, kind, allowed in _plan(cls):
+        if kind == "array":
+            if name not in arrays:
+                raise MalformedMessage("bad_fields", f"{cls.SCHEMA}: missing array {name!r}")
+            kwargs[name] = arrays.pop(name)
+        elif kind == "optarray":
+            kwargs[name] = arrays.pop(name, None)
+        elif kind == "dict":
+            if name not in scalars:
+                raise MalformedMessage("bad_fields", f"{cls.SCHEMA}: missing {name!r}")
+            prefix = name + "/"
+            kwargs[name] = {k[len(prefix):]: arrays.pop(k)
+                            for k in [k for k in arrays if k.startswith(prefix)]}
+        elif name in scalars:
+            value = scalars[name]
+            if allowed is not None and (not isinstance(value, allowed) or (
+                    bool not in allowed and isinstance(value, bool))):
+                raise MalformedMessage("bad_fields", f"{cls.SCHEMA}.{name}: expected "
+                                       f"{'/'.join(t.__name__ for t in allowed)}, "
+                                       f"got {type(value).__name__}")
+            kwargs[name] = value
     if arrays:
         raise MalformedMessage("bad_fields", f"{cls.SCHEMA}: unexpected arrays {sorted(arrays)}")
+    try:
+        msg = cls(**kwargs)
+    except TypeError as exc:  # a required scalar field is missing
+        raise MalformedMessage("bad_fields", f"{cls.SCHEMA}: {exc}") from None
     return topic, msg
+
+
+_COMMON_TYPES = {"seq": int, "t_capture_ns": int, "t_pub_ns": int, "producer": str}
+_PLANS: dict[type, list[tuple[str, str | None, tuple[type, ...] | None]]] = {}
+
+
+def _plan(cls: type[Message]) -> list[tuple[str, str | None, tuple[type, ...] | None]]:
+    """Per message class: (field, array kind or None, allowed scalar types), computed once."""
+    plan = _PLANS.get(cls)
+    if plan is None:
+        ann = _annotations(cls)
+        plan = [(name, kind, None if kind else _SCALAR_TYPES.get(ann[name]))
+                for name, kind in _field_kinds(cls)]
+        _PLANS[cls] = plan
+    return plan
 
 
 def _array_from(entry: Any, buf: Any) -> np.ndarray:
