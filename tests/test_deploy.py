@@ -192,7 +192,9 @@ def test_board_bundle(act_bundle, tmp_path):
 @pytest.mark.train
 def test_cli_export_from_checkpoint_then_bundle(tmp_path, capsys):
     """A lerobot checkpoint folder (weights + preprocessor stats) -> model bundle -> board bundle."""
-    import torch  # noqa: F401
+    from edgevla.training.torch_setup import ensure_torchvision
+
+    ensure_torchvision()  # before lerobot's first import
     from lerobot.policies.factory import make_pre_post_processors
 
     from edgevla.actors.cli import main
@@ -277,3 +279,35 @@ def test_calibration_samples_from_a_lerobot_dataset(tmp_path):
     np.testing.assert_allclose(samples[-1].state, written[-1][1])
     with pytest.raises(ValueError, match="no camera"):
         samples_from_dataset(root, make_tiny_act(image_hw=(48, 48)), 1)
+
+
+@pytest.mark.train
+def test_cli_export_smolvla_checkpoint_with_int4_prefill(tmp_path, capsys):
+    from edgevla.training.torch_setup import ensure_torchvision
+
+    ensure_torchvision()  # before lerobot's first import
+    from lerobot.policies.factory import make_pre_post_processors
+
+    from edgevla.actors.cli import main
+    from edgevla.deploy.parity import _torch_stats
+    from edgevla.deploy.smolvla_local import make_tiny_smolvla, tiny_stats, write_tiny_smolvlm
+
+    policy = make_tiny_smolvla(write_tiny_smolvlm(tmp_path / "vlm"), cameras=("top", "left"))
+    stats = tiny_stats(policy)
+    ckpt = tmp_path / "pretrained_model"
+    policy.save_pretrained(ckpt)
+    pre, post = make_pre_post_processors(policy.config, dataset_stats=_torch_stats(stats))
+    pre.save_pretrained(ckpt)
+    post.save_pretrained(ckpt)
+    out = tmp_path / "model"
+    rc = main(["export", "--policy", str(ckpt), "--out", str(out), "--samples", "2",
+               "--precision", "vision=int8,prefill=int4,denoise=fp32", "--task", "put the bag in the box"])
+    assert rc == 0, capsys.readouterr().out
+    m = load_manifest(out)
+    assert m.policy == "smolvla" and m.cameras == ["top", "left"]
+    assert {s: m.stages[s].default for s in m.stages} == {"vision": "int8", "prefill": "int4",
+                                                          "denoise": "fp32"}
+    assert m.extra["task"] == "put the bag in the box" and sum(m.extra["lang_mask"]) >= 5
+    rep = json.loads((out / "parity.json").read_text())
+    assert rep["composed_fp32_vs_lerobot"]["action_max_abs"] < 1e-4
+    assert rep["composed_chosen_vs_fp32"]["action_max_frac_range"] < 0.05
