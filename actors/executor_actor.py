@@ -21,6 +21,8 @@ Graph params (all optional)::
     link_latency_ms: 5             # commands are computed for now + this
     min_horizon_ms: 20             # chunks with less future left on arrival are dropped
     request_threshold: 0.5         # request when horizon left <= this fraction of a chunk
+    chunk_timing: capture          # capture: action i runs at t0 + i*dt (stale ones skipped);
+                                   # arrival: the chunk starts when it arrives (sync baseline)
     request_rate_hz: 0             # > 0: request at a fixed rate instead
     request_timeout_ms: 1000       # re-request if nothing newer arrived by then
     joint_min: [-3.1, ...]         # rad, scalar or per joint; joint_max likewise
@@ -54,7 +56,7 @@ KNOWN_PARAMS = frozenset({
     "min_horizon_ms", "max_chunks", "request_mode", "request_threshold", "request_rate_hz",
     "request_timeout_ms", "request_startup_period_ms", "joint_min", "joint_max",
     "max_velocity_rad_s", "max_accel_rad_s2", "hold_decel_rad_s2", "rate_hz", "mcu_port",
-    "governor",
+    "governor", "chunk_timing",
 })
 # changeable at run time through set_param (edgevla's control channel / the governor)
 RUNTIME_PARAMS = KNOWN_PARAMS - {"mcu_port", "governor", "joint_min", "joint_max"}
@@ -88,6 +90,9 @@ class ExecutorActor(Actor):
         if unknown:
             raise ValueError(f"executor {self.name!r}: unknown params {unknown}; "
                              f"known: {', '.join(sorted(KNOWN_PARAMS))}")
+        if params.get("chunk_timing", "capture") not in ("capture", "arrival"):
+            raise ValueError(f"executor {self.name!r}: params.chunk_timing must be 'capture' "
+                             f"or 'arrival', got {params.get('chunk_timing')!r}")
         self._params = dict(params)
         self.core = ExecutorCore(ExecutorConfig.from_params(self._params))
         self.requests = RequestPolicy(RequestConfig.from_params(self._params))
@@ -153,7 +158,12 @@ class ExecutorActor(Actor):
         return out or None
 
     def _on_chunk(self, now: int, chunk: ActionChunk) -> Command | None:
-        r = self.core.add_chunk(now_ns=now, t0_ns=chunk.t0_ns, dt_ns=chunk.dt_ns,
+        t0_ns = chunk.t0_ns
+        if self._params.get("chunk_timing", "capture") == "arrival":
+            # Synchronous execution (the baseline async is compared with): the whole chunk runs
+            # from its arrival, as if the world had waited for the inference.
+            t0_ns = now + int(self.core.cfg.link_latency_ms * 1e6)
+        r = self.core.add_chunk(now_ns=now, t0_ns=t0_ns, dt_ns=chunk.dt_ns,
                                 actions=chunk.actions, obs_seq=chunk.obs_seq, seq=chunk.seq,
                                 t_capture_ns=chunk.t_capture_ns)
         self.requests.on_chunk_received()

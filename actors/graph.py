@@ -60,6 +60,7 @@ class ActorConfig:
     heartbeat_timeout_s: float = 3.0
     cpu_affinity: tuple[int, ...] = ()
     nice: int = 0
+    realtime_priority: int = 0  # > 0: SCHED_FIFO at this priority (executor, bridge on a board)
     params: dict[str, Any] = field(default_factory=dict)
     after: tuple[str, ...] = ()  # start only once these actors are up (first heartbeat)
     line: int = 0
@@ -202,7 +203,8 @@ def _parse_yaml(text: str, path: str) -> tuple[Any, _Lines]:
 # ---------------------------------------------------------------- validation
 
 _ACTOR_FIELDS = {"kind", "inputs", "outputs", "rate_hz", "replicas", "max_replicas", "restart",
-                 "heartbeat_timeout_s", "cpu_affinity", "nice", "params", "enabled", "after"}
+                 "heartbeat_timeout_s", "cpu_affinity", "nice", "params", "enabled", "after",
+                 "realtime_priority"}
 _TOP_FIELDS = {"name", "actors", "network", "defaults", "external_topics", "description"}
 _RESTART_FIELDS = {"policy", "max_restarts", "backoff_s", "backoff_max_s", "reset_after_s"}
 _NETWORK_FIELDS = {"transport", "host", "base_port", "curve", "keys_dir", "inject"}
@@ -348,6 +350,11 @@ def _actor(c: _Checker, name: str, raw: Any, defaults: dict) -> ActorConfig | No
     nice = c.number(f"{dotted}.nice", merged.get("nice", 0), integer=True)
     if nice is not None and not -20 <= nice <= 19:
         c.err(f"{dotted}.nice", f"must be between -20 and 19, got {nice}")
+    rt = c.number(f"{dotted}.realtime_priority", merged.get("realtime_priority", 0),
+                  integer=True)
+    if rt is not None and not 0 <= rt <= 99:
+        c.err(f"{dotted}.realtime_priority", f"must be 0 (off) or a SCHED_FIFO priority 1..99, "
+                                             f"got {rt}")
     params = c.mapping(f"{dotted}.params", merged.get("params", {}) or {})
     after = merged.get("after", []) or []
     if isinstance(after, str):
@@ -358,7 +365,7 @@ def _actor(c: _Checker, name: str, raw: Any, defaults: dict) -> ActorConfig | No
     return ActorConfig(name=name, kind=kind, inputs=inputs, outputs=outputs, rate_hz=rate,
                        replicas=replicas, max_replicas=max_replicas, restart=restart,
                        heartbeat_timeout_s=float(hb), cpu_affinity=affinity, nice=nice or 0,
-                       params=params, after=tuple(after), line=line)
+                       realtime_priority=rt or 0, params=params, after=tuple(after), line=line)
 
 
 def parse_graph(text: str, path: str = "<memory>") -> GraphConfig:

@@ -165,6 +165,7 @@ class Supervisor:
             supervisor_pid=os.getpid(), all_topics=self.graph.topics(),
             image_topics=image_topics, image_hwm=self.image_hwm,
             cpu_affinity=list(a.cpu_affinity), nice=a.nice,
+            realtime_priority=a.realtime_priority,
             curve=self.curve)
 
     def _expand(self, value: Any) -> Any:

@@ -226,3 +226,24 @@ def _commands_ok(cmds) -> bool:
     _, first = decode(cmds[0].frames)
     ts = [decode(p.frames)[1].t_target_ns for p in cmds]
     return len(cmds) > 250 and all(b > a for a, b in zip(ts, ts[1:])) and not first.starved
+
+
+def test_arrival_timing_runs_the_whole_chunk_from_its_arrival():
+    """Sync baseline: no action is skipped as stale, the first action runs right after arrival."""
+    latency = 300 * MS
+    c = chunk(1, 0, latency, h=20)
+    ex_sync = make({"chunk_timing": "arrival", "max_velocity_rad_s": 100,
+                    "max_accel_rad_s2": 1e5})
+    ex_async = make({"max_velocity_rad_s": 100, "max_accel_rad_s2": 1e5})
+    t_arrival = c.t_pub_ns
+    outs_sync = drive(ex_sync, [c], 80, t_start=t_arrival)
+    outs_async = drive(ex_async, [c], 80, t_start=t_arrival)
+    first_sync = outs_sync[0]["commands"]
+    first_async = outs_async[0]["commands"]
+    # sync starts at action 0 (held from where the chunk begins); async at the action for now
+    np.testing.assert_allclose(first_sync.positions, c.actions[0], atol=1e-4)
+    assert ex_async.stats()["skipped_stale_actions"] > 0
+    assert ex_sync.stats()["skipped_stale_actions"] == 0
+    assert not np.allclose(first_async.positions, c.actions[0], atol=1e-3)
+    with pytest.raises(ValueError, match="chunk_timing"):
+        make({"chunk_timing": "later"})
