@@ -356,18 +356,19 @@ def _plan(cls: type[Message]) -> list[tuple[str, str | None, tuple[type, ...] | 
 
 
 def _array_from(entry: Any, buf: Any) -> np.ndarray:
-    if not (isinstance(entry, list) and len(entry) == 3 and isinstance(entry[0], str)):
+    if type(entry) is not list or len(entry) != 3 or type(entry[0]) is not str:
         raise MalformedMessage("bad_header", f"array entry {entry!r}")
     _, dtype_str, shape = entry
-    dtype = _WIRE_DTYPES.get(dtype_str) if isinstance(dtype_str, str) else None
+    dtype = _WIRE_DTYPES.get(dtype_str) if type(dtype_str) is str else None
     if dtype is None:
         raise MalformedMessage("bad_dtype", f"dtype {dtype_str!r}")
-    if (not isinstance(shape, list) or len(shape) > _MAX_NDIM
-            or not all(isinstance(s, int) and s >= 0 for s in shape)):
+    if type(shape) is not list or len(shape) > _MAX_NDIM or not all(
+            type(s) is int and s >= 0 for s in shape):
         raise MalformedMessage("bad_shape", f"shape {shape!r}")
-    mv = memoryview(buf.buffer if hasattr(buf, "buffer") else buf)
+    mv = buf.buffer if hasattr(buf, "buffer") else memoryview(buf)
     expected = math.prod(shape) * dtype.itemsize
     if mv.nbytes != expected:
         raise MalformedMessage("buffer_size", f"{entry[0]}: {mv.nbytes} bytes, "
                                f"{dtype_str}{shape} needs {expected}")
-    return np.frombuffer(mv, dtype=dtype).reshape(shape)
+    # a view of the received buffer: no copy
+    return np.ndarray(shape, dtype, buffer=mv)
