@@ -9,12 +9,13 @@ export HF_HOME := $(CURDIR)/.cache/hf
 export HF_LEROBOT_HOME := $(CURDIR)/.cache/lerobot
 PYTEST_ARGS ?=
 
-.PHONY: install test demo soak bench firmware train-default freeze clean help
+.PHONY: install test demo compare-modes soak bench firmware train-default freeze clean help
 
 help:
 	@echo "make demo   - install, then run the sim profile (full actor graph, default model, M7 host firmware) and print a summary"
 	@echo "make test   - install, then run the test suite"
 	@echo "make soak   - the full reliability suite (10-minute soak included)"
+	@echo "make compare-modes - the sim demo in async and in sync mode: idle fraction, task time, success"
 	@echo "make bench  - every benchmark, full size, JSON under out/bench/"
 	@echo "make train-default - record the dataset and train the shipped default ACT model"
 
@@ -28,10 +29,17 @@ test: install
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 demo: install
+	@$(MAKE) -s -C mcu host
 	$(EDGEVLA) demo --out out/demo
 
+compare-modes: install
+	@$(MAKE) -s -C mcu host
+	$(EDGEVLA) demo --mode both --duration 240 --out out/compare
+
 soak: install
-	EDGEVLA_SOAK_S=600 $(PY) -m pytest -q -m "slow or not slow" tests/test_reliability.py $(PYTEST_ARGS)
+	mkdir -p out
+	EDGEVLA_SOAK_S=600 EDGEVLA_SOAK_REPORT=out/soak.json $(PY) -m pytest -q -s tests/test_reliability.py $(PYTEST_ARGS)
+	@echo "RSS report: out/soak.json"
 
 bench: install
 	mkdir -p out/bench
