@@ -7,7 +7,8 @@ measured inference latency to the `Governor`, and publishes:
 
 * ``commands`` – `JointCommand` (t_target_ns, positions, starved, chunk_seq) every tick;
 * ``requests`` – `Request` (reason, horizon_left_ns) when the policy should run again;
-* ``control``  – governor decisions as `Command` ``set_rate`` / ``set_param`` for the supervisor.
+* ``control``  – governor decisions as `Command` ``set_rate`` / ``set_param`` for the supervisor;
+* ``robot_state`` – with an M7 link, its STATE reports (measured joints) as `RobotState`.
 
 With ``mcu_port`` set, every command is also forwarded to the Cortex-M7 as a waypoint through
 `edgevla.firmware_bridge.link.McuLink(port).send_waypoints(t_host_ns, positions)`; without it
@@ -76,7 +77,7 @@ def _default_link_factory(port: str) -> Any:
 
 class ExecutorActor(Actor):
     inputs = ("chunks", "state")
-    outputs = ("commands", "requests", "control")
+    outputs = ("commands", "requests", "control", "robot_state")
 
     def __init__(self, name: str = "executor",
                  link_factory: Callable[[str], Any] | None = None) -> None:
@@ -107,6 +108,7 @@ class ExecutorActor(Actor):
         self.link_errors = 0
         self.last_link_error = ""
         self.latency_ms_last: float | None = None
+        self._last_mcu_state_ns = 0
         port = self._params.get("mcu_port")
         if port:
             self.link = self._link_factory(str(port))
@@ -137,6 +139,11 @@ class ExecutorActor(Actor):
         state = inputs.get("state")
         if isinstance(state, RobotState):
             self.core.set_measured(state.joints)
+        mcu_state = self._mcu_state()
+        if mcu_state is not None:
+            out["robot_state"] = mcu_state
+            if not isinstance(state, RobotState):
+                self.core.set_measured(mcu_state.joints)
         chunk = inputs.get("chunks")
         if isinstance(chunk, ActionChunk):
             control = self._on_chunk(now, chunk)
@@ -156,6 +163,22 @@ class ExecutorActor(Actor):
         if request is not None:
             out["requests"] = request
         return out or None
+
+    def _mcu_state(self) -> RobotState | None:
+        """The M7's newest STATE report as a RobotState, once per report.
+
+        On a board the measured joints come from the servos through the M7; publishing them
+        here (port ``robot_state``) lets the vision stage and the recorder see them.
+        """
+        if self.link is None or not hasattr(self.link, "latest_state"):
+            return None
+        st = self.link.latest_state()
+        if st is None or st.t_host_ns == self._last_mcu_state_ns:
+            return None
+        self._last_mcu_state_ns = st.t_host_ns
+        return RobotState(joints=np.asarray(st.measured, np.float32),
+                          commanded=np.asarray(st.commanded, np.float32), faults=int(st.faults),
+                          t_capture_ns=int(st.t_host_ns), producer=self.name)
 
     def _on_chunk(self, now: int, chunk: ActionChunk) -> Command | None:
         t0_ns = chunk.t0_ns

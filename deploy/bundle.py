@@ -248,7 +248,7 @@ def board_graph(manifest: Manifest, target: BoardTarget, model_dir: str,
     inf = list(target.inference_cores)
     half = max(1, len(inf) // 2)
     cams = {f"cam_{c}": {"kind": "camera", "outputs": {"frames": f"frames/{c}"},
-                         "params": {"camera": c, "device": f"/dev/video{i}",
+                         "params": {"camera": c, "source": f"/dev/video{i}",
                                     "width": manifest.image_hw[1], "height": manifest.image_hw[0]},
                          "rate_hz": manifest.fps, "cpu_affinity": list(target.io_cores)}
             for i, c in enumerate(manifest.cameras)}
@@ -281,17 +281,16 @@ def board_graph(manifest: Manifest, target: BoardTarget, model_dir: str,
                                         int(manifest.extra.get("num_steps", 10))},
                              "cpu_affinity": inf[half:] or inf}
     actors["executor"] = {"kind": "executor", "rate_hz": 100,
-                          "inputs": {"chunks": "policy/chunks", "state": "robot/state"},
+                          "inputs": {"chunks": "policy/chunks"},
                           "outputs": {"commands": "robot/commands", "requests": "policy/request",
-                                      "control": "executor/control"},
-                          "params": {"mcu_port": target.rpmsg_tty, "strategy": "crossfade"},
-                          "cpu_affinity": list(target.rt_cores), "nice": -10}
+                                      "control": "executor/control", "robot_state": "robot/state"},
+                          "params": {"mcu_port": target.rpmsg_tty, "strategy": "crossfade",
+                                     "crossfade_ms": 300, "request_threshold": 0.8},
+                          "cpu_affinity": list(target.rt_cores), "realtime_priority": 50}
     return {"name": f"{manifest.policy}-{target.name}",
             "description": f"{manifest.policy} on {target.name}: executor + M7 bridge on core(s) "
                           f"{list(target.rt_cores)}, inference on {inf}, I/O on "
                           f"{list(target.io_cores)}",
-            # measured joint state arrives from the M7 link (bridge), outside this graph's actors
-            "external_topics": ["robot/state"],
             "actors": actors}
 
 
