@@ -138,3 +138,46 @@ def test_servo_mode_drives_the_joints_through_the_feetech_bus(monkeypatch):
     assert actor.stats()["mode"] == "servo" and actor.stats()["commands"] == 1
     actor.close()
     assert made["closed"]
+
+
+def test_servo_mode_with_the_real_feetech_bus_over_a_pty():
+    """The firmware engineer's FeetechBusSim on a pty; this test plays the M7's bus master."""
+    import os
+    import select
+    import time
+
+    feetech = pytest.importorskip("edgevla.firmware_bridge.feetech")
+    pytest.importorskip("serial")
+    master, slave = os.openpty()
+    actor = SimPlantActor("plant")
+    try:
+        actor.setup({"servo_port": os.ttyname(slave), "camera_hz": 1, "width": 16,
+                     "height": 16, "cameras": ["top"], "seed": 2})
+        ids = [1, 2, 3, 4, 5, 6]
+        goal = HOME_Q.copy()
+        goal[0] = 0.5
+        os.write(master, feetech.sync_write_u16(feetech.ADDR_GOAL_POSITION, ids,
+                                                rad_to_counts(goal).tolist()))
+        clock = VirtualClock(0)
+        for _ in range(300):  # bounded: the bus thread hands the goals over within ~ms
+            actor.step(clock, {})
+            clock.advance_ns(20_000_000)
+            if actor.stats()["commands"] and clock.now_ns() > 1_000_000_000:
+                break
+            time.sleep(0.005)
+        assert actor.stats()["commands"] == 1
+        os.write(master, feetech.sync_read(feetech.ADDR_PRESENT_POSITION, 2, ids))
+        parser = feetech.PacketParser()
+        replies = []
+        deadline = time.monotonic() + 5.0
+        while len(replies) < 6 and time.monotonic() < deadline:
+            if select.select([master], [], [], 0.1)[0]:
+                replies += list(parser.feed(os.read(master, 256)))
+        assert [p.id for p in replies] == ids
+        counts = [p.params[0] | (p.params[1] << 8) for p in replies]
+        assert abs(counts[0] - rad_to_counts(goal)[0]) <= 15  # within ~0.02 rad
+        assert abs(counts[1] - rad_to_counts(HOME_Q)[1]) <= 15
+    finally:
+        actor.close()
+        os.close(master)
+        os.close(slave)
