@@ -209,6 +209,10 @@ class DefaultRecipe:
     max_weights_mb: float = 20.0
 
 
+class _AlreadyExported(Exception):
+    """The bundle was exported beforehand (e.g. in parallel with the evaluation)."""
+
+
 def _run(cmd: list[str], log: Path) -> None:
     # Each stage is the project's own CLI, so the recipe is exactly what a person would type.
     with log.open("a") as fh:
@@ -266,7 +270,7 @@ def run_recipe(recipe: DefaultRecipe, out: Path, work: Path, dataset: str | None
 
 def package_default_model(run_dir: Path, eval_dir: Path, out: Path, recipe: DefaultRecipe,
                           commands: list[str], times: dict[str, float], work: Path, exe: str,
-                          log: Path) -> dict:
+                          log: Path, export: bool = True) -> dict:
     """Copy the checkpoint (and the export when deploy/ provides one) into `out` with its papers."""
     from edgevla.training.train import resolve_pretrained_dir
 
@@ -285,6 +289,10 @@ def package_default_model(run_dir: Path, eval_dir: Path, out: Path, recipe: Defa
     bundle = out / "bundle"
     t = time.monotonic()
     try:
+        if not export:
+            if not (bundle / "manifest.json").is_file():
+                raise RuntimeError(f"{bundle}: no exported bundle (manifest.json) to package")
+            raise _AlreadyExported
         if bundle.exists():
             shutil.rmtree(bundle)
         cmd = [exe, "export", "--policy", str(ckpt), "--out", str(bundle), "--fps", str(info.get("fps", 30)),
@@ -294,6 +302,8 @@ def package_default_model(run_dir: Path, eval_dir: Path, out: Path, recipe: Defa
         _run(cmd, log)
         commands.append(" ".join(cmd[1:]))
         times["export_s"] = time.monotonic() - t
+    except _AlreadyExported:
+        pass
     except RuntimeError as exc:
         export_note = f"export through deploy/ failed or is not available yet: {exc}"
         if bundle.exists():
