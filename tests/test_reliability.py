@@ -209,23 +209,24 @@ def check_recording(recording: Path, kills: dict[str, tuple[float, float]], grap
         a, b = kills[name]
         return a - margin <= ts <= b + margin
 
-    # No jumps: the arm's measured speed stays within what the executor and firmware allow,
-    # except where the plant itself was restarted (a new sim process starts a new episode).
+    # No jumps: over any 100 ms the arm moves no more than the executor's velocity limit
+    # allows (with margin). A window, not per sample: the servos get a new goal every 10 ms
+    # and the simulated position servo closes each small step faster than the average speed,
+    # while a real jump (say torque-on driving a joint to 0 rad) is far beyond the bound.
     max_vel = float(graph.actors["executor"].params.get("max_velocity_rad_s", 3.0))
-    dt = np.diff(t)
-    dq = np.abs(np.diff(q, axis=0)).max(axis=1)
-    ok = dt > 1e-4
-    speed = np.where(ok, dq / np.maximum(dt, 1e-4), 0.0)
+    window_s = 0.1
+    bound = 1.5 * max_vel * window_s + 0.05
     sim_killed = kills["sim"][0] - 0.5 if "sim" in kills else np.inf
-    mask = t[1:] < sim_killed
-    valid = mask & ok
-    worst = float(speed[valid].max())
-    i_worst = int(np.flatnonzero(valid)[np.argmax(speed[valid])]) + 1
-    where = {k: (round(a - t[i_worst], 2), round(b - t[i_worst], 2)) for k, (a, b) in kills.items()}
-    # the PD-driven sim joint may overshoot its servo goal a little; a jump would be >> this
-    assert worst < 2.0 * max_vel, (f"joint speed {worst:.2f} rad/s > 2x limit {max_vel} at "
-                                   f"t={t[i_worst] - t[0]:.2f}s; fault windows relative to it: "
-                                   f"{where}; dq={np.diff(q, axis=0)[i_worst - 1]}")
+    j = np.searchsorted(t, t + window_s)
+    valid = (j < len(t)) & (t + window_s < sim_killed)
+    i_idx = np.flatnonzero(valid)
+    moves = np.abs(q[j[i_idx]] - q[i_idx]).max(axis=1)
+    worst_i = int(i_idx[np.argmax(moves)])
+    worst = float(moves.max())
+    where = {k: (round(a - t[worst_i], 2), round(b - t[worst_i], 2)) for k, (a, b) in kills.items()}
+    assert worst < bound, (f"the arm moved {worst:.3f} rad in {window_s * 1e3:.0f} ms (bound "
+                           f"{bound:.3f}) at t={t[worst_i] - t[0]:.2f}s; fault windows relative "
+                           f"to it: {where}")
 
     # No loss while the recorder was alive: robot/state seq is contiguous within each sim
     # process's life, except across the recorder's own restart.
