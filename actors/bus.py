@@ -251,6 +251,26 @@ class Subscriber:
         self.sock.close(linger=0)
 
 
+def serve_requests(sock: zmq.Socket, handler) -> None:
+    """Answer every control request waiting on a REP socket (msgpack map in, map out).
+
+    A request that does not decode or makes the handler raise gets ``{"ok": False, "error"}``:
+    a bad client must never take an actor or the supervisor down.
+    """
+    import msgpack
+
+    while True:
+        try:
+            raw = sock.recv(zmq.NOBLOCK)
+        except zmq.Again:
+            return
+        try:
+            reply = handler(msgpack.unpackb(raw, raw=False))
+        except Exception as exc:  # noqa: BLE001 - answered, never raised
+            reply = {"ok": False, "error": repr(exc)}
+        sock.send(msgpack.packb(reply, use_bin_type=True, default=str))
+
+
 def request(ctx: zmq.Context, endpoint: str, payload: dict[str, Any], timeout_ms: int = 1000,
             curve: CurveKeys | None = None) -> dict[str, Any] | None:
     """One control request (msgpack map) to a REP/ROUTER endpoint; None on timeout.

@@ -23,12 +23,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import msgpack
 import numpy as np
 import zmq
 
 from edgevla.actors.actor import Actor
-from edgevla.actors.bus import BusCounters, CurveKeys, Publisher, Subscriber, bind
+from edgevla.actors.bus import (BusCounters, CurveKeys, Publisher, Subscriber, bind,
+                                serve_requests)
 from edgevla.actors.clock import WallClock
 from edgevla.actors.messages import Heartbeat, Message
 
@@ -252,19 +252,6 @@ class ActorProcess:
             return {"ok": True}
         return {"ok": False, "error": f"unknown command {cmd!r}"}
 
-    def _serve_control(self) -> None:
-        while True:
-            try:
-                raw = self.ctl.recv(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            try:
-                req = msgpack.unpackb(raw, raw=False)
-                reply = self.handle_control(req)
-            except Exception as exc:  # noqa: BLE001 - a bad request gets an error reply
-                reply = {"ok": False, "error": repr(exc)}
-            self.ctl.send(msgpack.packb(reply, use_bin_type=True, default=str))
-
     def _heartbeat(self) -> None:
         self._hb_seq += 1
         p50, _ = self.loop.latency_ms()
@@ -300,7 +287,7 @@ class ActorProcess:
             timeout_ms = max(0.0, (deadline - time.monotonic_ns()) / 1e6)
             events = dict(poller.poll(timeout_ms))
             if self.ctl in events:
-                self._serve_control()
+                serve_requests(self.ctl, self.handle_control)
             self._collect()
             if rate_driven:
                 now = time.monotonic_ns()

@@ -20,11 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import msgpack
 import zmq
 
 from edgevla.actors import endpoints as ep
-from edgevla.actors.bus import Subscriber, bind, make_run_dir, request
+from edgevla.actors.bus import Subscriber, bind, make_run_dir, request, serve_requests
 from edgevla.actors.graph import ActorConfig, GraphConfig
 from edgevla.actors.messages import Command, Heartbeat, MalformedMessage, decode
 from edgevla.actors.runtime import ProcessSpec
@@ -258,7 +257,7 @@ class Supervisor:
         if self.hb_sock in events:
             self._drain_heartbeats(now)
         if self.ctl_sock in events:
-            self._serve_control()
+            serve_requests(self.ctl_sock, self.handle)
         if self.control_sub and self.control_sub.sock in events:
             for _, msg in self.control_sub.drain_all():
                 if isinstance(msg, Command):
@@ -390,19 +389,6 @@ class Supervisor:
         return {"graph": self.graph.name, "run_dir": str(self.run_dir), "pid": os.getpid(),
                 "uptime_s": round(time.monotonic() - self.started_at, 2), "actors": actors,
                 "governor_commands": self.governor_commands[-50:]}
-
-    def _serve_control(self) -> None:
-        while True:
-            try:
-                raw = self.ctl_sock.recv(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            try:
-                req = msgpack.unpackb(raw, raw=False)
-                reply = self.handle(req)
-            except Exception as exc:  # noqa: BLE001 - a bad request must not stop the graph
-                reply = {"ok": False, "error": repr(exc)}
-            self.ctl_sock.send(msgpack.packb(reply, use_bin_type=True, default=str))
 
     def handle(self, req: Any) -> dict[str, Any]:
         if not isinstance(req, dict):
