@@ -159,11 +159,12 @@ def cmd_eval(args) -> int:
             report, episodes = evaluate(args.policy, cfg, progress=not args.no_progress, policy=policy)
             reports.append(report)
             shown = shown or episodes
+            # Written after every mode, so a long run that dies later keeps what it measured.
+            paths = write_outputs(reports, Path(args.out), contact=shown if keep else None,
+                                  videos=args.videos, fps=policy.fps)
     except (ValueError, FileNotFoundError) as exc:
         print(f"edgevla eval: {exc}", file=sys.stderr)
         return 2
-    paths = write_outputs(reports, Path(args.out), contact=shown if keep else None, videos=args.videos,
-                          fps=policy.fps)
     Console().print(Markdown(paths["markdown"].read_text()))
     print("written: " + ", ".join(str(p) for p in paths.values()))
     return 0

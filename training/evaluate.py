@@ -264,10 +264,10 @@ def run_async(env, policy: ChunkPolicy, spec, cfg: EvalConfig, latency_ns: int,
         now = (steps - 1) * dt_ns
         for item in [p for p in pending if p[0] <= now]:
             pending.remove(item)
-            acc = executor.add_chunk(now_ns=now, t0_ns=item[1], dt_ns=dt_ns, actions=item[2][: policy.n_action_steps],
-                                     obs_seq=item[1] // dt_ns, seq=item[1] // dt_ns)
-            if acc.accepted:
-                requests.on_chunk_accepted()
+            executor.add_chunk(now_ns=now, t0_ns=item[1], dt_ns=dt_ns, actions=item[2][: policy.n_action_steps],
+                               obs_seq=item[1] // dt_ns, seq=item[1] // dt_ns)
+            # Any arrival, kept or dropped as stale, answers the outstanding request.
+            requests.on_chunk_received()
         end = executor.coverage_end_ns()
         decision = requests.decide(
             now, horizon_left_ns=0 if end is None else max(0, end - now),
