@@ -210,6 +210,18 @@ class DefaultRecipe:
     max_weights_mb: float = 20.0
 
 
+def _export_in_process(ckpt: Path, bundle: Path, info: dict) -> None:
+    # Same exporter, loaded through training.train.load_policy (which registers lerobot's policy
+    # configs before reading config.json).
+    from edgevla.deploy.exporter import export_bundle, read_stats
+    from edgevla.training.train import load_policy
+
+    policy, _, _ = load_policy(ckpt)
+    export_bundle(policy, bundle, stats=read_stats(ckpt), fps=float(info.get("fps", 30)),
+                  task=str(info.get("task", "put the tea bag in the mug")), litert=False,
+                  model_id="edgevla-default-act")
+
+
 class _AlreadyExported(Exception):
     """The bundle was exported beforehand (e.g. in parallel with the evaluation)."""
 
@@ -306,9 +318,17 @@ def package_default_model(run_dir: Path, eval_dir: Path, out: Path, recipe: Defa
     except _AlreadyExported:
         pass
     except RuntimeError as exc:
-        export_note = f"export through deploy/ failed or is not available yet: {exc}"
+        export_note = f"`edgevla export` failed: {exc}"
         if bundle.exists():
             shutil.rmtree(bundle)
+        try:
+            _export_in_process(ckpt, bundle, info)
+            export_note += "; exported in-process with deploy.exporter.export_bundle instead"
+            times["export_s"] = time.monotonic() - t
+        except Exception as exc2:  # noqa: BLE001 - the note records why; the checkpoint still ships
+            export_note += f"; in-process export failed too: {exc2!r}"
+            if bundle.exists():
+                shutil.rmtree(bundle)
     results = json.loads((eval_dir / "results.json").read_text())
     for name in ("results.md", "results.json", "contact_sheet.png"):
         if (eval_dir / name).is_file():
