@@ -208,6 +208,7 @@ class DefaultRecipe:
     eval_episodes: int = 10  # per split: one test start in each training cluster, 10 held-out
     export_args: tuple[str, ...] = ("--no-litert",)  # deploy's default precisions (vision int8 variant)
     max_weights_mb: float = 20.0
+    max_bundle_mb: float = 25.0
 
 
 def _export_in_process(ckpt: Path, bundle: Path, info: dict) -> None:
@@ -220,6 +221,36 @@ def _export_in_process(ckpt: Path, bundle: Path, info: dict) -> None:
     export_bundle(policy, bundle, stats=read_stats(ckpt), fps=float(info.get("fps", 30)),
                   task=str(info.get("task", "put the tea bag in the mug")), litert=False,
                   model_id="edgevla-default-act")
+
+
+def trim_bundle(bundle: Path, max_mb: float) -> list[str]:
+    """Drop non-default stage variants, largest first, until the bundle fits in `max_mb`.
+
+    The repository carries tens of MB at most; the runtime only needs each stage's default.
+    Returns the files removed. The manifest is rewritten and re-validated by deploy's loader.
+    """
+    from edgevla.deploy.bundle import load_manifest
+
+    manifest = load_manifest(bundle)
+    removed: list[str] = []
+
+    def total_mb() -> float:
+        return sum(f.stat().st_size for f in bundle.iterdir() if f.is_file()) / 1e6
+
+    optional = sorted(
+        ((name, key, var) for name, spec in manifest.stages.items() for key, var in spec.variants.items()
+         if key != spec.default),
+        key=lambda item: -(bundle / item[2].file).stat().st_size,
+    )
+    for name, key, var in optional:
+        if total_mb() <= max_mb:
+            break
+        del manifest.stages[name].variants[key]
+        (bundle / var.file).unlink()
+        removed.append(var.file)
+        manifest.save(bundle)
+    load_manifest(bundle)
+    return removed
 
 
 class _AlreadyExported(Exception):
@@ -329,6 +360,11 @@ def package_default_model(run_dir: Path, eval_dir: Path, out: Path, recipe: Defa
             export_note += f"; in-process export failed too: {exc2!r}"
             if bundle.exists():
                 shutil.rmtree(bundle)
+    if bundle.exists():
+        removed = trim_bundle(bundle, recipe.max_bundle_mb)
+        if removed:
+            export_note = (export_note + "; " if export_note else "") + (
+                f"dropped non-default variants {removed} to stay under {recipe.max_bundle_mb:.0f} MB")
     results = json.loads((eval_dir / "results.json").read_text())
     for name in ("results.md", "results.json", "contact_sheet.png"):
         if (eval_dir / name).is_file():
