@@ -235,9 +235,11 @@ void evla_fw_servo_rx(evla_fw_t *fw, const uint8_t *data, size_t n)
                 uint16_t counts = (uint16_t)(p->params[0] | (p->params[1] << 8));
                 fw->measured[j] = fts_counts_to_rad(counts);
                 fw->servo_seen_mask |= (uint8_t)(1u << j);
+                fw->servo_ever_mask |= (uint8_t)(1u << j);
             }
         }
-        if (fw->servo_seen_mask == ALL_SERVOS && !fw->measured_valid) {
+        /* any cycle counts: on a busy bus the six answers may straddle two read cycles */
+        if (fw->servo_ever_mask == ALL_SERVOS && !fw->measured_valid) {
             fw->measured_valid = 1;
             if (fw->enable_pending) {
                 fw->enable_pending = 0;

@@ -48,6 +48,7 @@ typedef struct {
 
     float measured[EVLA_N_JOINTS];
     uint8_t servo_seen_mask;
+    uint8_t servo_ever_mask; /* servos that reported at least once since boot */
     uint8_t measured_valid; /* every servo has reported its position at least once */
     uint8_t enable_pending; /* ENABLE (or enable_at_boot) waits for measured_valid */
     uint8_t servo_read_outstanding;
