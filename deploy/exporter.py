@@ -231,6 +231,10 @@ def load_policy(ckpt: str | Path):
     ensure_torchvision()
     from lerobot.configs.policies import PreTrainedConfig
 
+    # draccus resolves `"type": "act"` only for config classes already imported (registered)
+    import lerobot.policies.act.configuration_act  # noqa: F401
+    import lerobot.policies.smolvla.configuration_smolvla  # noqa: F401
+
     ckpt = Path(ckpt)
     if (ckpt / "pretrained_model").is_dir():
         ckpt = ckpt / "pretrained_model"
