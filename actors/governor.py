@@ -26,6 +26,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+MAX_RATIO = 10.0  # the latency/budget ratio given to a sample whose budget was already gone
+
+
 @dataclass
 class Knob:
     actor: str
@@ -130,9 +133,11 @@ class Governor:
 
     def observe(self, now_ns: int, latency_ns: int, budget_ns: int) -> GovernorDecision | None:
         """One latency sample against its horizon budget; maybe one knob change."""
-        if budget_ns <= 0 or latency_ns < 0:
+        if latency_ns < 0:
             return None
-        ratio = latency_ns / budget_ns
+        # No horizon left at all when the observation was taken: any latency was too much.
+        # Skipping such samples would leave a governor blind exactly when it is needed most.
+        ratio = latency_ns / budget_ns if budget_ns > 0 else MAX_RATIO
         a = self.cfg.ema_alpha
         self.ratio_ema = ratio if self.ratio_ema is None else a * ratio + (1 - a) * self.ratio_ema
         self.last_latency_ns = int(latency_ns)

@@ -129,3 +129,11 @@ def test_request_config_errors():
         RequestConfig(threshold=1.5)
     with pytest.raises(ValueError, match="request_mode"):
         RequestConfig(mode="sometimes")
+
+
+def test_no_horizon_left_counts_as_overload_not_as_no_sample():
+    """An observation taken when the horizon was already used up must push the knobs down."""
+    g = gov(ema_alpha=1.0)
+    d = g.observe(600 * MS, 300 * MS, 0)
+    assert g.samples == 1 and d is not None and d.direction == "lower"
+    assert g.observe(1200 * MS, 300 * MS, -50 * MS).direction == "lower"

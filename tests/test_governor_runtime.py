@@ -32,6 +32,9 @@ actors:
     outputs: {control: exec/control, requests: exec/requests}
     rate_hz: 100
     params:
+      # requests at a fixed rate: the governor's budget is the horizon left at the request
+      # that preceded each capture, and the camera here is free-running
+      request_rate_hz: 30
       governor:
         enabled: true
         cooldown_ms: 300
