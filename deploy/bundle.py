@@ -254,22 +254,18 @@ def board_graph(manifest: Manifest, target: BoardTarget, model_dir: str,
             for i, c in enumerate(manifest.cameras)}
     frame_inputs = {c: f"frames/{c}" for c in manifest.cameras}
     actors: dict[str, Any] = dict(cams)
+    # the vision stage is the same for both policies: newest frames + state on each request
+    actors["vision"] = {"kind": "vision", "inputs": {**frame_inputs, "state": "robot/state",
+                                                     "request": "policy/request"},
+                        "outputs": {"features": "policy/features"},
+                        "params": {"model": "${GRAPH_DIR}/" + model_dir, "threads": half},
+                        "cpu_affinity": inf[:half]}
     if manifest.policy == "act":
-        actors["vision"] = {"kind": "vision", "inputs": {**frame_inputs, "state": "robot/state",
-                                                         "request": "policy/request"},
-                            "outputs": {"features": "policy/features"},
-                            "params": {"model": "${GRAPH_DIR}/" + model_dir, "threads": half},
-                            "cpu_affinity": inf[:half]}
         actors["decoder"] = {"kind": "act_decoder", "inputs": {"features": "policy/features"},
                              "outputs": {"chunks": "policy/chunks"},
                              "params": {"model": "${GRAPH_DIR}/" + model_dir, "threads": len(inf) - half or 1},
                              "cpu_affinity": inf[half:] or inf}
     else:
-        actors["vision"] = {"kind": "vision", "inputs": {**frame_inputs, "state": "robot/state",
-                                                         "request": "policy/request"},
-                            "outputs": {"features": "policy/features"},
-                            "params": {"model": "${GRAPH_DIR}/" + model_dir, "threads": half},
-                            "cpu_affinity": inf[:half]}
         actors["prefill"] = {"kind": "prefill", "inputs": {"features": "policy/features"},
                              "outputs": {"prefix": "policy/prefix"},
                              "params": {"model": "${GRAPH_DIR}/" + model_dir, "threads": len(inf) - half or 1},
