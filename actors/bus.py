@@ -26,6 +26,9 @@ from edgevla.actors.messages import MalformedMessage, Message, decode_parts, enc
 
 log = logging.getLogger("edgevla.bus")
 
+_BASE_SEND = zmq.backend.Socket.send  # see Publisher.send
+_MORE = zmq.SNDMORE | zmq.NOBLOCK
+
 IMAGE_HWM = 4  # frames are big and only the newest matters: a short queue bounds memory/latency
 DEFAULT_HWM = 100
 
@@ -147,7 +150,17 @@ class Publisher:
         msg.t_pub_ns = self._clock_ns()
         frames = encode(topic, msg)
         try:
-            self.sock.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
+            # Part by part through the socket's base send: pyzmq's send_multipart re-validates
+            # every part in Python first, which costs more than the send itself for small
+            # messages. When a queue is full (Again) libzmq rolls back the parts already
+            # written, so a message goes out whole or not at all, as with send_multipart.
+            send = _BASE_SEND
+            sock = self.sock
+            send(sock, frames[0], _MORE, True, False)
+            last = len(frames) - 1
+            for i in range(1, last):
+                send(sock, frames[i], _MORE, False, False)
+            send(sock, frames[last], zmq.NOBLOCK, False, False)
         except zmq.Again:
             self.counters.dropped_send[topic] += 1
             return False

@@ -227,50 +227,65 @@ def _as_wire_array(name: str, arr: Any) -> np.ndarray:
 
 def encode(topic: str, msg: Message) -> list[Any]:
     """Message -> ``[topic, header, *buffers]``; buffers are the arrays themselves (no copy)."""
-    arrays_meta: list[list[Any]] = []
-    buffers: list[Any] = []
-    scalars: dict[str, Any] = {}
+    encoder = _ENCODERS.get(type(msg))
+    if encoder is None:
+        encoder = _ENCODERS[type(msg)] = _make_encoder(type(msg))
+    return encoder(topic, msg)
 
-    def add(name: str, value: Any) -> None:
-        a = _as_wire_array(name, value)
-        arrays_meta.append([name, _DTYPE_STR[a.dtype], list(a.shape)])
-        buffers.append(a)
 
-    for name, kind in _field_kinds(type(msg)):
-        value = getattr(msg, name)
-        if kind == "array":
-            add(name, value)
-        elif kind == "optarray":
-            if value is not None:
-                add(name, value)
-        elif kind == "dict":
-            for key, arr in value.items():
-                if "/" in key:
-                    raise ValueError(f"field {name!r}: key {key!r} may not contain '/'")
-                add(f"{name}/{key}", arr)
-            scalars[name] = None  # marks the dict as present even when empty
+_ENCODERS: dict[type, Any] = {}
+
+
+def _make_encoder(cls: type[Message]):
+    """An encoder specialised for one message class (plan resolved once; see `_make_decoder`)."""
+    kinds = _field_kinds(cls)
+    schema = cls.SCHEMA
+    arrays = [n for n, k in kinds if k == "array"]
+    opt_arrays = [n for n, k in kinds if k == "optarray"]
+    dicts = [n for n, k in kinds if k == "dict"]
+    scalars = [n for n, k in kinds if k is None]
+    # header field order fixed by the plan: arrays, optional arrays, dicts, as before
+    order = [(n, k) for n, k in kinds if k is not None]
+
+    def encoder(topic: str, msg: Message) -> list[Any]:
+        meta: list[list[Any]] = []
+        buffers: list[Any] = []
+        fields = {n: getattr(msg, n) for n in scalars}
+        if not opt_arrays and not dicts:
+            for name in arrays:
+                a = _as_wire_array(name, getattr(msg, name))
+                meta.append([name, _DTYPE_STR[a.dtype], list(a.shape)])
+                buffers.append(a)
         else:
-            scalars[name] = value
-    header = {
-        "schema": msg.SCHEMA,
-        "v": SCHEMA_VERSION,
-        "seq": int(msg.seq),
-        "t_capture_ns": int(msg.t_capture_ns),
-        "t_pub_ns": int(msg.t_pub_ns),
-        "producer": msg.producer,
-        "f": scalars,
-        "a": arrays_meta,
-    }
-    return [topic.encode(), _PACKER.pack(header), *buffers]
+            for name, kind in order:
+                value = getattr(msg, name)
+                if kind == "dict":
+                    fields[name] = None  # marks the dict as present even when empty
+                    for key, arr in value.items():
+                        if "/" in key:
+                            raise ValueError(f"field {name!r}: key {key!r} may not contain '/'")
+                        a = _as_wire_array(f"{name}/{key}", arr)
+                        meta.append([f"{name}/{key}", _DTYPE_STR[a.dtype], list(a.shape)])
+                        buffers.append(a)
+                elif value is not None or kind == "array":
+                    a = _as_wire_array(name, value)
+                    meta.append([name, _DTYPE_STR[a.dtype], list(a.shape)])
+                    buffers.append(a)
+        header = {"schema": schema, "v": SCHEMA_VERSION, "seq": int(msg.seq),
+                  "t_capture_ns": int(msg.t_capture_ns), "t_pub_ns": int(msg.t_pub_ns),
+                  "producer": msg.producer, "f": fields, "a": meta}
+        return [topic.encode(), _PACKER.pack(header), *buffers]
+
+    return encoder
 
 
 def decode_header(raw: bytes | memoryview) -> dict[str, Any]:
     try:
-        header = msgpack.unpackb(raw if isinstance(raw, bytes) else bytes(raw), raw=False,
-                                 strict_map_key=True)
+        # msgpack reads any buffer: no bytes() copy of a received frame
+        header = msgpack.unpackb(raw, raw=False, strict_map_key=True)
     except Exception as exc:  # msgpack raises several unrelated types
         raise MalformedMessage("bad_header", f"msgpack: {exc}") from None
-    if not isinstance(header, dict):
+    if type(header) is not dict:
         raise MalformedMessage("bad_header", "header is not a map")
     return header
 
@@ -284,63 +299,137 @@ def decode(frames: list[Any]) -> tuple[str, Message]:
 
 def decode_parts(topic_raw: bytes, header_raw: Any, buffers: list[Any]) -> tuple[str, Message]:
     """Like `decode`, for callers that received the topic and header separately."""
-    topic = topic_raw.decode("utf-8", "replace")
-    header = decode_header(header_raw)
+    # decode_header inlined: this runs once per received message (see `_make_decoder`)
+    try:
+        header = msgpack.unpackb(header_raw, raw=False, strict_map_key=True)
+    except Exception as exc:  # msgpack raises several unrelated types
+        raise MalformedMessage("bad_header", f"msgpack: {exc}") from None
+    if type(header) is not dict:
+        raise MalformedMessage("bad_header", "header is not a map")
+    decoder = _DECODERS.get(header.get("schema"))  # type: ignore[arg-type]
+    if decoder is None or header.get("v") != SCHEMA_VERSION:
+        decoder = _decoder_or_raise(header)
+    return topic_raw.decode("utf-8", "replace"), decoder(header, buffers)
+
+
+def _decoder_or_raise(header: dict[str, Any]):
     if header.get("v") != SCHEMA_VERSION:
         raise MalformedMessage("schema_version", f"version {header.get('v')!r}, "
                                f"this runtime speaks {SCHEMA_VERSION}")
-    cls = MESSAGE_TYPES.get(header.get("schema"))  # type: ignore[arg-type]
-    if cls is None:
-        raise MalformedMessage("unknown_schema", f"schema {header.get('schema')!r}")
-    meta = header.get("a")
-    scalars = header.get("f")
-    if not isinstance(meta, list) or not isinstance(scalars, dict):
-        raise MalformedMessage("bad_header", "missing 'a' or 'f'")
-    if len(meta) != len(buffers):
-        raise MalformedMessage("frame_count",
-                               f"header lists {len(meta)} arrays, got {len(buffers)} buffers")
-    arrays: dict[str, np.ndarray] = {}
-    for entry, buf in zip(meta, buffers):
-        arrays[entry[0] if isinstance(entry, list) and entry else "?"] = _array_from(entry, buf)
-    kwargs: dict[str, Any] = {}
-    for name in _COMMON:
-        if name in header:
-            value = header[name]
-            if type(value) is not _COMMON_TYPES[name]:
-                raise MalformedMessage("bad_fields", f"{cls.SCHEMA}.{name}: expected "
-                                       f"{_COMMON_TYPES[name].__name__}, got {type(value).__name__}")
-            kwargs[name] = value
-    for name, kind, allowed in _plan(cls):
-        if kind == "array":
-            if name not in arrays:
-                raise MalformedMessage("bad_fields", f"{cls.SCHEMA}: missing array {name!r}")
-            kwargs[name] = arrays.pop(name)
-        elif kind == "optarray":
-            kwargs[name] = arrays.pop(name, None)
-        elif kind == "dict":
-            if name not in scalars:
-                raise MalformedMessage("bad_fields", f"{cls.SCHEMA}: missing {name!r}")
-            prefix = name + "/"
-            kwargs[name] = {k[len(prefix):]: arrays.pop(k)
-                            for k in [k for k in arrays if k.startswith(prefix)]}
-        elif name in scalars:
-            value = scalars[name]
-            if allowed is not None and (not isinstance(value, allowed) or (
-                    bool not in allowed and isinstance(value, bool))):
-                raise MalformedMessage("bad_fields", f"{cls.SCHEMA}.{name}: expected "
-                                       f"{'/'.join(t.__name__ for t in allowed)}, "
-                                       f"got {type(value).__name__}")
-            kwargs[name] = value
-    if arrays:
-        raise MalformedMessage("bad_fields", f"{cls.SCHEMA}: unexpected arrays {sorted(arrays)}")
-    try:
-        msg = cls(**kwargs)
-    except TypeError as exc:  # a required scalar field is missing
-        raise MalformedMessage("bad_fields", f"{cls.SCHEMA}: {exc}") from None
-    return topic, msg
+    schema = header.get("schema")
+    if type(schema) is not str or schema not in MESSAGE_TYPES:
+        raise MalformedMessage("unknown_schema", f"schema {schema!r}")
+    decoder = _DECODERS[schema] = _make_decoder(MESSAGE_TYPES[schema])
+    return decoder
 
 
 _COMMON_TYPES = {"seq": int, "t_capture_ns": int, "t_pub_ns": int, "producer": str}
+_DECODERS: dict[Any, Any] = {}
+
+
+def _make_decoder(cls: type[Message]):
+    """A decoder specialised for one message class.
+
+    Decoding runs per message in every consumer, usually on a cold cache between control
+    ticks, where each extra Python step costs several times its warm price (measured: 35 µs
+    cold vs 6 µs warm for the generic loop). So the plan is resolved once, the valid path does
+    as little as it can, and the exact error is worked out only when a check fails.
+    """
+    plan = _plan(cls)
+    schema = cls.SCHEMA
+    arrays_req = [n for n, k, _ in plan if k == "array"]
+    arrays_opt = [n for n, k, _ in plan if k == "optarray"]
+    dicts = [(n, n + "/") for n, k, _ in plan if k == "dict"]
+    scalars_typed = [(n, allowed) for n, k, allowed in plan if k is None]
+    n_plain = len(arrays_req) + len(arrays_opt)
+    fields = dataclasses.fields(cls)
+    field_names = [f.name for f in fields]
+    n_fields = len(fields)
+    defaults: dict[str, Any] = {}
+    factories: set[str] = set()
+    for f in fields:
+        if f.default is not dataclasses.MISSING:
+            defaults[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            defaults[f.name] = f.default_factory
+            factories.add(f.name)
+    missing_ok = [n for n in field_names if n in defaults]
+    new_obj = object.__new__
+
+    def decoder(header: dict[str, Any], buffers: list[Any]) -> Message:
+        meta = header.get("a")
+        scalars = header.get("f")
+        if type(meta) is not list or type(scalars) is not dict:
+            raise MalformedMessage("bad_header", "missing 'a' or 'f'")
+        if len(meta) != len(buffers):
+            raise MalformedMessage("frame_count",
+                                   f"header lists {len(meta)} arrays, got {len(buffers)} buffers")
+        seq = header.get("seq", 0)
+        t_cap = header.get("t_capture_ns", 0)
+        t_pub = header.get("t_pub_ns", 0)
+        producer = header.get("producer", "")
+        if (type(seq) is not int or type(t_cap) is not int or type(t_pub) is not int
+                or type(producer) is not str):
+            _common_error(schema, header)
+        arrays = {}
+        for entry, buf in zip(meta, buffers):
+            arrays[entry[0] if type(entry) is list and entry else "?"] = _array_from(entry, buf)
+        kwargs: dict[str, Any] = {"seq": seq, "t_capture_ns": t_cap, "t_pub_ns": t_pub,
+                                  "producer": producer}
+        for name in arrays_req:
+            if name not in arrays:
+                raise MalformedMessage("bad_fields", f"{schema}: missing array {name!r}")
+            kwargs[name] = arrays.pop(name)
+        for name in arrays_opt:
+            kwargs[name] = arrays.pop(name, None)
+        for name, prefix in dicts:
+            if name not in scalars:
+                raise MalformedMessage("bad_fields", f"{schema}: missing {name!r}")
+            if len(arrays) == 1 and not n_plain and len(dicts) == 1:
+                # the common one-dict message (Features, Prefix): no key scan
+                (key, arr), = arrays.items()
+                if key.startswith(prefix):
+                    kwargs[name] = {key[len(prefix):]: arr}
+                    arrays = {}
+                    continue
+            kwargs[name] = {k[len(prefix):]: arrays.pop(k)
+                            for k in [k for k in arrays if k.startswith(prefix)]}
+        for name, allowed in scalars_typed:
+            if name in scalars:
+                value = scalars[name]
+                if allowed is not None and (type(value) not in allowed or (
+                        type(value) is bool and bool not in allowed)):
+                    if not isinstance(value, allowed) or (bool not in allowed
+                                                          and isinstance(value, bool)):
+                        raise MalformedMessage("bad_fields", f"{schema}.{name}: expected "
+                                               f"{'/'.join(t.__name__ for t in allowed)}, "
+                                               f"got {type(value).__name__}")
+                kwargs[name] = value
+        if arrays:
+            raise MalformedMessage("bad_fields", f"{schema}: unexpected arrays {sorted(arrays)}")
+        if len(kwargs) != n_fields:
+            for name in missing_ok:
+                if name not in kwargs:
+                    kwargs[name] = defaults[name]() if name in factories else defaults[name]
+            if len(kwargs) != n_fields:
+                missing = [f for f in field_names if f not in kwargs]
+                raise MalformedMessage("bad_fields", f"{schema}: missing field(s) {missing}")
+        # Every field is present and checked: fill the instance directly (the generated
+        # __init__ costs ~4 µs cold and only re-assigns what is here).
+        msg = new_obj(cls)
+        msg.__dict__ = kwargs
+        return msg
+
+    return decoder
+
+
+def _common_error(schema: str, header: dict[str, Any]) -> None:
+    for name, tp in _COMMON_TYPES.items():
+        if name in header and type(header[name]) is not tp:
+            raise MalformedMessage("bad_fields", f"{schema}.{name}: expected {tp.__name__}, "
+                                   f"got {type(header[name]).__name__}")
+
+
 _PLANS: dict[type, list[tuple[str, str | None, tuple[type, ...] | None]]] = {}
 
 
@@ -362,11 +451,14 @@ def _array_from(entry: Any, buf: Any) -> np.ndarray:
     dtype = _WIRE_DTYPES.get(dtype_str) if type(dtype_str) is str else None
     if dtype is None:
         raise MalformedMessage("bad_dtype", f"dtype {dtype_str!r}")
-    if type(shape) is not list or len(shape) > _MAX_NDIM or not all(
-            type(s) is int and s >= 0 for s in shape):
+    if type(shape) is not list or len(shape) > _MAX_NDIM:
         raise MalformedMessage("bad_shape", f"shape {shape!r}")
+    expected = dtype.itemsize
+    for s in shape:
+        if type(s) is not int or s < 0:
+            raise MalformedMessage("bad_shape", f"shape {shape!r}")
+        expected *= s
     mv = buf.buffer if hasattr(buf, "buffer") else memoryview(buf)
-    expected = math.prod(shape) * dtype.itemsize
     if mv.nbytes != expected:
         raise MalformedMessage("buffer_size", f"{entry[0]}: {mv.nbytes} bytes, "
                                f"{dtype_str}{shape} needs {expected}")
