@@ -155,3 +155,26 @@ def test_train_rejects_dataset_without_expected_cameras(tmp_path):
 
     with pytest.raises(FileNotFoundError, match="meta/info.json"):
         open_dataset(tmp_path)
+
+
+def test_in_memory_action_windows_match_lerobots_own_query(tiny_dataset):
+    """The training data path serves action windows from memory; items must be identical."""
+    import torch
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    from edgevla.training.train import serve_numeric_columns_from_memory
+
+    delta = {"action": [i / FPS for i in range(12)]}  # windows cross episode ends -> padding
+    plain = LeRobotDataset("local/tiny", root=tiny_dataset, delta_timestamps=delta)
+    fast = LeRobotDataset("local/tiny", root=tiny_dataset, delta_timestamps=delta)
+    assert serve_numeric_columns_from_memory(fast) == ["action"]
+    assert serve_numeric_columns_from_memory(fast) == ["action"]  # idempotent
+    for i in (0, 7, 25, 29, 30, 59, 89):
+        a, b = plain[i], fast[i]
+        assert a.keys() == b.keys()
+        for k in a:
+            if isinstance(a[k], torch.Tensor):
+                assert torch.equal(a[k], b[k]), (i, k)
+            else:
+                assert a[k] == b[k], (i, k)
+    assert bool(fast[29]["action_is_pad"][1:].all())  # last frame of an episode: padded window
