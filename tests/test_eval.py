@@ -129,3 +129,24 @@ def test_eval_cli_runs_a_real_lerobot_checkpoint(tmp_path):
     assert [(r["policy"], r["format"], r["mode"]) for r in rows] == [
         ("ACT", "PyTorch eager", "sync"), ("ACT", "PyTorch eager", "async")]
     assert all(r["latency_ms"] > 0 for r in rows)
+
+
+def test_sync_holds_still_for_the_latency_and_reports_idle_and_task_time():
+    """Sync waits out each inference (arm still, physics running); async at the same latency does not."""
+    from edgevla.training.evaluate import EvalConfig, evaluate, markdown_table
+
+    cfg = EvalConfig(episodes=1, val_episodes=0, mode="sync", max_seconds=2.0, latency_ms=500.0)
+    report, (ep,) = evaluate("hold", cfg, progress=False, policy=HoldPolicy(30, 30))
+    # 15 idle ticks, 30 executed, 15 idle: 2 s of sim time with half of it spent waiting.
+    assert (ep.steps, ep.inferences, ep.idle_steps) == (60, 2, 30)
+    assert report.idle_fraction == pytest.approx(0.5)
+    assert report.task_time_s is None  # nothing succeeded
+    row = report.row()
+    assert row["simulated_latency_ms"] == pytest.approx(500.0) and row["idle_fraction"] == 0.5
+    assert "| 500 | - | 0.500 |" in markdown_table([row])
+
+    cfg = EvalConfig(episodes=1, val_episodes=0, mode="async", max_seconds=2.0, latency_ms=500.0)
+    report, (ep,) = evaluate("hold", cfg, progress=False, policy=HoldPolicy(60, 60))
+    # only the first chunk is waited for (15-16 ticks: 500 ms on a 33.33 ms integer-ns clock),
+    # later ones arrive while the arm moves
+    assert ep.steps == 60 and ep.starvation_ticks == 0 and ep.idle_steps in (15, 16)

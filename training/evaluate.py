@@ -6,7 +6,9 @@ held-out cluster, ``global`` = both pooled. Normal (non-recovery) starts only.
 
 Two execution modes:
 
-* ``sync``: capture -> infer (the sim waits) -> execute the whole chunk (``n_action_steps``), repeat.
+* ``sync``: capture -> infer -> execute the whole chunk (``n_action_steps``), repeat. While the
+  inference runs the arm holds its last goal for the simulated latency (physics keeps running), as
+  a real synchronous robot does: that idle time is part of the task time.
 * ``async``: the executor's pure core (``actors/executor_core.ExecutorCore`` + ``RequestPolicy``)
   runs the control clock on a virtual clock; an inference started at capture time ``t`` delivers
   its chunk at ``t + latency`` (the latency is simulated, by default the measured median), while
@@ -128,7 +130,7 @@ class EvalConfig:
     mode: str = "sync"
     protocol_seed: int = 1000  # differs from the recording seed (0): new positions, same clusters
     max_seconds: float = 15.0  # episode time limit (sim time)
-    latency_ms: float | None = None  # async: simulated inference latency; None = measured median
+    latency_ms: float | None = None  # simulated inference latency (both modes); None = measured median
     request_threshold: float = 0.5  # async: ask for a new chunk when this fraction of horizon is left
     strategy: str = "crossfade"  # async: executor blending strategy
     crossfade_ms: float = 200.0
@@ -188,6 +190,7 @@ class EpisodeResult:
     inferences: int
     starvation_ticks: int = 0
     dropped_chunks: int = 0
+    idle_steps: int = 0  # ticks the arm held still waiting for a chunk (sync: latency; async: starving)
     frames: list[np.ndarray] = field(default_factory=list, repr=False)
 
 
@@ -195,12 +198,15 @@ def _frame_strip(images: dict[str, np.ndarray]) -> np.ndarray:
     return np.concatenate([images[c] for c in sorted(images)], axis=1)
 
 
-def run_sync(env, policy: ChunkPolicy, spec, cfg: EvalConfig, latencies: list[float]) -> EpisodeResult:
+def run_sync(env, policy: ChunkPolicy, spec, cfg: EvalConfig, latencies: list[float],
+             latency_ns: int = 0) -> EpisodeResult:
     obs = env.reset(spec)
     max_steps = int(cfg.max_seconds * env.cfg.fps)
-    steps = inferences = 0
+    idle_ticks = int(round(latency_ns * env.cfg.fps / 1e9))
+    steps = inferences = idle = 0
     success = False
     frames: list[np.ndarray] = []
+    goal = np.asarray(obs["state"], np.float32)  # servos keep their last goal while waiting
     while steps < max_steps and not success:
         if cfg.frames_every:
             frames.append(_frame_strip(obs["images"]))
@@ -208,11 +214,21 @@ def run_sync(env, policy: ChunkPolicy, spec, cfg: EvalConfig, latencies: list[fl
         chunk = policy.predict(obs["images"], obs["state"])
         latencies.append(time.perf_counter() - t)
         inferences += 1
+        for _ in range(min(idle_ticks, max_steps - steps)):
+            env.step(goal, render=False)
+            steps += 1
+            idle += 1
+            if env.is_success():
+                success = True
+                break
+        if success or steps >= max_steps:
+            break
         n_exec = min(policy.n_action_steps, len(chunk))
         for i in range(n_exec):
             keep = cfg.frames_every and (steps + 1) % cfg.frames_every == 0
             last = i == n_exec - 1
             obs = env.step(chunk[i], render=bool(keep))
+            goal = np.asarray(chunk[i], np.float32)
             if keep and not last:
                 frames.append(_frame_strip(obs["images"]))
             steps += 1
@@ -224,7 +240,7 @@ def run_sync(env, policy: ChunkPolicy, spec, cfg: EvalConfig, latencies: list[fl
         if not success and steps < max_steps:
             obs = env.observe(render=True)
     return EpisodeResult(spec.index, spec.split, spec.cluster, success, steps, steps / env.cfg.fps, inferences,
-                         frames=frames)
+                         idle_steps=idle, frames=frames)
 
 
 def run_async(env, policy: ChunkPolicy, spec, cfg: EvalConfig, latency_ns: int,
@@ -260,6 +276,7 @@ def run_async(env, policy: ChunkPolicy, spec, cfg: EvalConfig, latency_ns: int,
     success = False
     frames: list[np.ndarray] = []
     chunk_horizon_ns = policy.chunk_size * dt_ns
+    waiting = 0
     for steps in range(1, max_steps + 1):
         now = (steps - 1) * dt_ns
         for item in [p for p in pending if p[0] <= now]:
@@ -285,6 +302,7 @@ def run_async(env, policy: ChunkPolicy, spec, cfg: EvalConfig, latency_ns: int,
             pending.append((now + latency_ns, now, chunk))
         executor.set_measured(obs["state"])
         out = executor.tick(now)
+        waiting += out is None  # before the first chunk: holding, like sync's first wait
         target = hold if out is None else out.positions
         keep = bool(cfg.frames_every) and steps % cfg.frames_every == 0
         if keep:
@@ -298,7 +316,8 @@ def run_async(env, policy: ChunkPolicy, spec, cfg: EvalConfig, latency_ns: int,
             break
     return EpisodeResult(spec.index, spec.split, spec.cluster, success, steps, steps / fps, inferences,
                          starvation_ticks=executor.starvation_ticks,
-                         dropped_chunks=sum(executor.dropped.values()), frames=frames)
+                         dropped_chunks=sum(executor.dropped.values()),
+                         idle_steps=waiting + executor.starvation_ticks, frames=frames)
 
 
 # ------------------------------------------------------------------------------ the table
@@ -319,12 +338,17 @@ class EvalReport:
     episodes: list[dict[str, Any]]
     seconds: float
     config: dict[str, Any]
+    task_time_s: float | None = None  # mean sim time of the successful episodes
+    idle_fraction: float = 0.0  # ticks the arm waited for a chunk / all ticks
 
     def row(self) -> dict[str, Any]:
         return {"policy": self.policy, "format": self.format, "mode": self.mode,
                 "latency_ms": round(self.latency_ms, 2), "test": round(self.test, 3),
                 "val": round(self.val, 3), "global": round(self.global_, 3),
-                "n_test": self.n_test, "n_val": self.n_val}
+                "n_test": self.n_test, "n_val": self.n_val,
+                "simulated_latency_ms": self.config.get("simulated_latency_ms"),
+                "task_time_s": None if self.task_time_s is None else round(self.task_time_s, 2),
+                "idle_fraction": round(self.idle_fraction, 4)}
 
 
 def _rate(results: list[EpisodeResult]) -> float:
@@ -332,11 +356,16 @@ def _rate(results: list[EpisodeResult]) -> float:
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| policy | format | mode | latency (ms, this CPU) | success test | val | global | episodes (test/val) |",
-             "|---|---|---|---:|---:|---:|---:|---:|"]
+    lines = ["| policy | format | mode | latency (ms, this CPU) | success test | val | global | episodes (test/val) "
+             "| simulated latency (ms) | task time (s, successes) | idle fraction |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
+        sim = r.get("simulated_latency_ms")
+        tt = r.get("task_time_s")
         lines.append(f"| {r['policy']} | {r['format']} | {r['mode']} | {r['latency_ms']:.1f} | {r['test']:.2f} | "
-                     f"{r['val']:.2f} | {r['global']:.2f} | {r['n_test']}/{r['n_val']} |")
+                     f"{r['val']:.2f} | {r['global']:.2f} | {r['n_test']}/{r['n_val']} | "
+                     f"{'-' if sim is None else f'{sim:.0f}'} | {'-' if tt is None else f'{tt:.2f}'} | "
+                     f"{r.get('idle_fraction', 0.0):.3f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -415,7 +444,7 @@ def evaluate(policy_path: str | Path, cfg: EvalConfig, progress: bool = True,
         TimeElapsedColumn(), disable=not progress,
     ) as bar:
         task = bar.add_task("eval", total=len(specs), rate="-")
-        if cfg.mode == "async" and latency_ns is None:
+        if latency_ns is None:
             # Measure first: the simulated latency is this machine's median chunk time.
             obs = env.reset(specs[0])
             probe = []
@@ -426,7 +455,7 @@ def evaluate(policy_path: str | Path, cfg: EvalConfig, progress: bool = True,
             latency_ns = int(statistics.median(probe) * 1e9)
         for spec in specs:
             if cfg.mode == "sync":
-                r = run_sync(env, policy, spec, cfg, latencies)
+                r = run_sync(env, policy, spec, cfg, latencies, latency_ns)
             else:
                 r = run_async(env, policy, spec, cfg, latency_ns, latencies)
             results.append(r)
@@ -443,5 +472,8 @@ def evaluate(policy_path: str | Path, cfg: EvalConfig, progress: bool = True,
         episodes=[{k: v for k, v in asdict(r).items() if k != "frames"} for r in results],
         seconds=time.monotonic() - t0,
         config={**asdict(cfg), "simulated_latency_ms": None if latency_ns is None else latency_ns / 1e6},
+        task_time_s=(statistics.fmean(r.sim_seconds for r in results if r.success)
+                     if any(r.success for r in results) else None),
+        idle_fraction=sum(r.idle_steps for r in results) / max(1, sum(r.steps for r in results)),
     )
     return report, results
