@@ -130,6 +130,23 @@ def test_eval_cli_runs_a_real_lerobot_checkpoint(tmp_path):
         ("ACT", "PyTorch eager", "sync"), ("ACT", "PyTorch eager", "async")]
     assert all(r["latency_ms"] > 0 for r in rows)
 
+    # A latency sweep: every latency in both modes, one table, and the plot.
+    rc = main(["eval", "--policy", str(tmp_path / "run"), "--episodes", "1", "--val-episodes", "0",
+               "--max-seconds", "2", "--mode", "both", "--latency-ms", "0,200",
+               "--out", str(tmp_path / "sweep"), "--no-progress"])
+    assert rc == 0
+    rows = json.loads((tmp_path / "sweep" / "results.json").read_text())["rows"]
+    assert [(r["mode"], r["simulated_latency_ms"]) for r in rows] == [
+        ("sync", 0.0), ("async", 0.0), ("sync", 200.0), ("async", 200.0)]
+    idle = {(r["mode"], r["simulated_latency_ms"]): r["idle_fraction"] for r in rows}
+    # chunks of 20 ticks: sync waits 6 ticks before each; async (200 ms < half a chunk) only once
+    assert idle[("sync", 0.0)] == 0.0 and idle[("sync", 200.0)] >= 0.2
+    assert idle[("async", 200.0)] < idle[("sync", 200.0)] / 2
+    assert (tmp_path / "sweep" / "latency_sweep.png").stat().st_size > 10_000
+    with pytest.raises(SystemExit) as exc:
+        main(["eval", "--policy", str(tmp_path / "run"), "--latency-ms", "fast"])
+    assert exc.value.code == 2
+
 
 def test_sync_holds_still_for_the_latency_and_reports_idle_and_task_time():
     """Sync waits out each inference (arm still, physics running); async at the same latency does not."""

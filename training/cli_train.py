@@ -70,10 +70,12 @@ def add_parser(sub) -> None:
     e.add_argument("--episodes", type=int, default=20, help="test episodes (and val episodes unless --val-episodes)")
     e.add_argument("--val-episodes", type=int, default=None)
     e.add_argument("--mode", choices=("sync", "async", "both"), default="sync")
-    e.add_argument("--latency-ms", type=float, default=None,
+    e.add_argument("--latency-ms", type=_latency_list, default=None,
                    help="simulated inference latency, both modes: sync holds the arm still for it "
                         "after each capture, async gets each chunk this much later (default: the "
-                        "measured median here; e.g. 2860 = ACT ONNX FP32 on an i.MX 95 CPU)")
+                        "measured median here). A comma list (e.g. 50,320,1500,2860: 320 and 2860 "
+                        "are ACT optimised / ONNX FP32 on an i.MX 95 CPU) runs every latency and "
+                        "also writes latency_sweep.png")
     e.add_argument("--strategy", default="crossfade", help="async: executor blending strategy")
     e.add_argument("--max-seconds", type=float, default=15.0, help="episode time limit (sim seconds)")
     e.add_argument("--protocol-seed", type=int, default=1000, help="seed of the evaluation start positions")
@@ -141,29 +143,44 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _latency_list(text: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected milliseconds like 320 or 50,320,1500; got {text!r}") from None
+    if not values or any(v < 0 for v in values):
+        raise argparse.ArgumentTypeError(f"latencies must be >= 0 ms, got {text!r}")
+    return values
+
+
 def cmd_eval(args) -> int:
     _offline_env()
     from rich.console import Console
     from rich.markdown import Markdown
 
-    from edgevla.training.evaluate import EvalConfig, evaluate, open_policy, write_outputs
+    from edgevla.training.evaluate import EvalConfig, evaluate, latency_sweep_plot, open_policy, write_outputs
 
     modes = ("sync", "async") if args.mode == "both" else (args.mode,)
     keep = args.contact_sheet or args.videos
+    latencies = args.latency_ms or [None]
     try:
         policy = open_policy(args.policy)
         reports, shown = [], []
-        for mode in modes:
-            cfg = EvalConfig(episodes=args.episodes, val_episodes=args.val_episodes, mode=mode,
-                             latency_ms=args.latency_ms, strategy=args.strategy,
-                             max_seconds=args.max_seconds, protocol_seed=args.protocol_seed,
-                             frames_every=3 if keep else 0)
-            report, episodes = evaluate(args.policy, cfg, progress=not args.no_progress, policy=policy)
-            reports.append(report)
-            shown = shown or episodes
-            # Written after every mode, so a long run that dies later keeps what it measured.
-            paths = write_outputs(reports, Path(args.out), contact=shown if keep else None,
-                                  videos=args.videos, fps=policy.fps)
+        for latency in latencies:
+            for mode in modes:
+                cfg = EvalConfig(episodes=args.episodes, val_episodes=args.val_episodes, mode=mode,
+                                 latency_ms=latency, strategy=args.strategy,
+                                 max_seconds=args.max_seconds, protocol_seed=args.protocol_seed,
+                                 frames_every=3 if keep else 0)
+                report, episodes = evaluate(args.policy, cfg, progress=not args.no_progress, policy=policy)
+                reports.append(report)
+                shown = shown or episodes
+                # Written after every run, so a long sweep that dies later keeps what it measured.
+                paths = write_outputs(reports, Path(args.out), contact=shown if keep else None,
+                                      videos=args.videos, fps=policy.fps)
+        if len(latencies) > 1:
+            paths["latency_sweep"] = latency_sweep_plot([r.row() for r in reports],
+                                                        Path(args.out) / "latency_sweep.png")
     except (ValueError, FileNotFoundError) as exc:
         print(f"edgevla eval: {exc}", file=sys.stderr)
         return 2

@@ -383,6 +383,35 @@ def write_outputs(reports: list[EvalReport], out: Path, contact: list[EpisodeRes
     return paths
 
 
+def latency_sweep_plot(rows: list[dict[str, Any]], path: Path) -> Path:
+    """Idle fraction, task time and success against the simulated latency, sync vs async."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    for mode, style in (("sync", "o-"), ("async", "s-")):
+        rs = sorted((r for r in rows if r["mode"] == mode and r.get("simulated_latency_ms") is not None),
+                    key=lambda r: r["simulated_latency_ms"])
+        if not rs:
+            continue
+        x = [r["simulated_latency_ms"] for r in rs]
+        axes[0].plot(x, [r["idle_fraction"] for r in rs], style, label=mode)
+        axes[1].plot(x, [np.nan if r["task_time_s"] is None else r["task_time_s"] for r in rs], style, label=mode)
+        axes[2].plot(x, [r["global"] for r in rs], style, label=mode)
+    for ax, title in zip(axes, ("robot idle fraction", "task time of successes (s)", "global success")):
+        ax.set_title(title)
+        ax.set_xlabel("inference latency (ms, simulated)")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    axes[2].set_ylim(-0.05, 1.05)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def contact_sheet(results: list[EpisodeResult], path: Path, columns: int = 8) -> Path:
     """One row per episode: `columns` frames across the rollout, border green/red for success."""
     import matplotlib
