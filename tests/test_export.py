@@ -201,6 +201,26 @@ def test_pitfall_rope_wavelength_is_lerobots_10000(smolvla):
     assert np.max(np.abs(got_k0 - k_theta)) > 1e-2
 
 
+def test_export_rope_equals_lerobots_and_leaves_no_scatter(smolvla):
+    """The exported graphs use a cat-based RoPE (no ScatterND); same numbers as lerobot's."""
+    import onnx
+    import torch
+    from lerobot.policies.smolvla import smolvlm_with_expert as swe
+
+    from edgevla.deploy import export_smolvla as es
+
+    g = torch.Generator().manual_seed(3)
+    for shape in ((1, 7, 2, 16), (2, 65, 4, 64)):
+        x = torch.randn(*shape, generator=g)
+        pos = torch.randint(0, 300, shape[:2], generator=g)
+        assert torch.allclose(es.rope_without_scatter(x, pos), swe.apply_rope(x, pos), atol=1e-6)
+    assert swe.apply_rope is not es.rope_without_scatter  # export restored lerobot's own
+    _, _, path = smolvla
+    for stage in ("prefill", "denoise"):
+        ops = {n.op_type for n in onnx.load(str(path / f"{stage}.onnx")).graph.node}
+        assert "ScatterND" not in ops, stage
+
+
 # --------------------------------------------------------------------------- quantization
 
 def _quant(policy, stats, path, prec):
