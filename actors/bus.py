@@ -27,6 +27,9 @@ from edgevla.actors.messages import MalformedMessage, Message, decode_parts, enc
 log = logging.getLogger("edgevla.bus")
 
 _BASE_SEND = zmq.backend.Socket.send  # see Publisher.send
+_BASE_RECV = zmq.backend.Socket.recv  # see Subscriber._recv_one
+_BASE_GET = zmq.backend.Socket.get
+_RCVMORE = zmq.RCVMORE
 _MORE = zmq.SNDMORE | zmq.NOBLOCK
 
 IMAGE_HWM = 4  # frames are big and only the newest matters: a short queue bounds memory/latency
@@ -206,19 +209,26 @@ class Subscriber:
         self.counters = counters or BusCounters()
 
     def _recv_one(self, flags: int) -> tuple[str, Message] | None:
-        # One recv_multipart(copy=False) is cheaper than reading the parts one by one (the
-        # RCVMORE check per part costs more than it saves); array buffers stay zero-copy.
-        frames = self.sock.recv_multipart(flags=flags, copy=False)
-        raw_topic = frames[0].bytes
+        # Part by part through the socket's base recv: topic and header as bytes, array
+        # buffers as zero-copy frames. Measured 6.5 vs 9.5 µs (cold) for recv_multipart, whose
+        # Python loop makes a Frame object for every part. Once the first part is here the
+        # rest of the message is too (ZeroMQ delivers multipart messages whole), and every part
+        # is read before anything is judged so a rejected message never leaves parts behind.
+        sock = self.sock
+        raw_topic = _BASE_RECV(sock, flags, True, False)
+        header = _BASE_RECV(sock, 0, True, False) if _BASE_GET(sock, _RCVMORE) else None
+        buffers = []
+        while _BASE_GET(sock, _RCVMORE):
+            buffers.append(_BASE_RECV(sock, 0, False, False))
         topic = self.topics.get(raw_topic)
         if topic is None:
             if not self._all:
                 return None  # prefix match of a longer topic name: not ours
             topic = raw_topic.decode("utf-8", "replace")
         try:
-            if len(frames) < 2:
-                raise MalformedMessage("frame_count", f"{len(frames)} frame(s), need at least 2")
-            _, msg = decode_parts(raw_topic, frames[1].bytes, frames[2:])
+            if header is None:
+                raise MalformedMessage("frame_count", "1 frame(s), need at least 2")
+            _, msg = decode_parts(raw_topic, header, buffers)
         except MalformedMessage as err:
             self.counters.count_malformed(topic, err)
             return None
