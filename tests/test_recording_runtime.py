@@ -142,7 +142,7 @@ def test_wall_clock_run_replays_the_real_executor_exactly(run_base, tmp_path):
     res = replay_step(msgs, graph, ["executor"])
     assert res.tick_source["executor"].startswith("command t_target_ns - link_latency")
     (diff,) = compare_replay(res)
-    assert diff.compared >= diff.recorded - 10 and diff.recorded > 250
+    assert diff.recorded > 250
     cmds = [m.decode() for m in msgs if m.topic == "commands"]
     replayed = {decode(p.frames)[1].t_pub_ns: decode(p.frames)[1]
                 for p in res.replayed["commands"]}
@@ -152,6 +152,9 @@ def test_wall_clock_run_replays_the_real_executor_exactly(run_base, tmp_path):
     # command matches, every later command must match bit for bit.
     first_chunk = min(m.seq for m in msgs if m.topic == "chunks")
     k0 = next(i for i, c in enumerate(cmds) if c.chunk_seq >= first_chunk + 2)
+    # Only warm-up commands can lack a replay: the replay has no chunk before the first recorded
+    # one (how many that is depends on when the recorder's subscription landed; 11 seen once).
+    assert 0 <= diff.recorded - diff.compared <= k0
 
     def same(c) -> bool:
         r = replayed.get(c.t_target_ns - 5_000_000)
