@@ -20,6 +20,21 @@ from typing import Any
 import numpy as np
 
 THREADS = 2
+# ORT workers spin while a run is in flight and stop when it returns (what the board graph's
+# stage actors use, deploy/bundle.py): no CPU is burnt between runs, so the torch rows timed
+# round-robin next to the ORT ones are not slowed by idle spinning threads.
+SPINNING = "run"
+# Untimed pause before every timed call: with lerobot's default OpenMP wait policy a torch call
+# leaves its worker thread spinning ~10 ms (measured: a core burnt for 10 ms after a matmul),
+# which took one of the two cores from whatever was timed next. The pause busy-waits on this
+# thread (a sleep let the VM's vCPUs idle and made every row slower and noisier).
+SETTLE_S = 0.012
+
+
+def _settle(seconds: float) -> None:
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
 
 
 def _interleaved(fns: dict, reps: int) -> dict:
@@ -34,6 +49,7 @@ def _interleaved(fns: dict, reps: int) -> dict:
     cpu: dict = {k: [] for k in keys}
     for _ in range(reps):
         for k in keys:
+            _settle(SETTLE_S)
             c0, t0 = time.process_time(), time.perf_counter()
             fns[k]()
             times[k].append((time.perf_counter() - t0) * 1e3)
@@ -91,7 +107,7 @@ def _bench_policy(policy, stats, bundle: Path, samples, reps: int, rows: list, s
     from edgevla.deploy.pipeline import StageChoice, StageModel
 
     kind = policy.name
-    opts = BackendOptions(threads=THREADS)
+    opts = BackendOptions(threads=THREADS, allow_spinning=SPINNING)
     man_stages = ("vision", "decoder") if kind == "act" else ("vision", "prefill", "denoise")
     fp32 = StageModel(bundle, choices={s: StageChoice("fp32", "onnxruntime") for s in man_stages},
                       options=opts)
@@ -275,10 +291,10 @@ def _err(policy, stats, bundle, samples, prec) -> tuple[float, float]:
 
 def run(quick: bool = False):
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    # No busy-waiting OpenMP threads: ONNX Runtime runs with spinning off (BackendOptions), and on
-    # a shared 2-core machine spinning torch threads measured 10x slower (2.3 s vs 0.19 s for the
-    # tiny ACT chunk). Takes effect only if torch is not imported yet in this process.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # torch runs with lerobot's defaults: OMP_WAIT_POLICY is left as the caller set it (unset:
+    # libgomp spins briefly, then sleeps). Forcing PASSIVE made lerobot's SmolVLA chunk 2x slower
+    # on an idle machine (113-127 ms vs 57-60 ms, small config): a handicapped baseline. Run the
+    # bench on an otherwise idle machine (spinning torch threads suffer most from other load).
     import torch
     from rich.console import Console
 
@@ -289,7 +305,7 @@ def run(quick: bool = False):
     console = Console(stderr=True)
     torch.set_num_threads(THREADS)
     rows: list[dict[str, Any]] = []
-    summary: dict[str, Any] = {"threads": THREADS,
+    summary: dict[str, Any] = {"threads": THREADS, "ort_allow_spinning": SPINNING,
                                "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "")}
     reps = 5 if quick else 15
     with tempfile.TemporaryDirectory(prefix="edgevla-bench-") as tmp:

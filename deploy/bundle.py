@@ -43,6 +43,9 @@ class StageFile:
     backend: str          # onnxruntime | litert
     precision: str        # fp32 | int8 | int8-dynamic | int8-static | int4
     size_bytes: int = 0
+    # ONNX Runtime: a constant-per-chunk graph split off ``file`` (deploy/onnx_split.py), run
+    # once before ``file`` is run N times with the same prefix; its outputs are inputs of ``file``
+    prep: str | None = None
 
 
 @dataclass
@@ -172,8 +175,15 @@ def load_manifest(bundle_dir: str | Path, check_files: bool = True) -> Manifest:
             if v.get("precision") not in PRECISIONS:
                 raise BundleError(f"{sw}.variants.{key}.precision: expected one of {PRECISIONS}, "
                                   f"got {v.get('precision')!r}")
+            prep = v.get("prep")
+            if prep is not None:
+                if not isinstance(prep, str):
+                    raise BundleError(f"{sw}.variants.{key}.prep: expected str, got {prep!r:.60}")
+                if check_files and not (bundle_dir / prep).is_file():
+                    raise BundleError(f"{sw}.variants.{key}.prep: {bundle_dir / prep} does not exist")
             variants[key] = StageFile(file=f, backend=_req(v, "backend", f"{sw}.variants.{key}", str),
-                                      precision=v["precision"], size_bytes=int(v.get("size_bytes", 0)))
+                                      precision=v["precision"], size_bytes=int(v.get("size_bytes", 0)),
+                                      prep=prep)
         default = _req(s, "default", sw, str)
         if default not in variants:
             raise BundleError(f"{sw}.default: {default!r} is not one of the variants {sorted(variants)}")
@@ -247,6 +257,9 @@ def board_graph(manifest: Manifest, target: BoardTarget, model_dir: str,
     executor and MCU bridge pinned to their own core."""
     inf = list(target.inference_cores)
     half = max(1, len(inf) // 2)
+    # ORT workers spin only while a run is in flight (no wake-up latency between the small ops
+    # of a stage, no CPU burnt between runs): what `edgevla bench inference` measures
+    spin = {"allow_spinning": "run"}
     cams = {f"cam_{c}": {"kind": "camera", "outputs": {"frames": f"frames/{c}"},
                          "params": {"camera": c, "source": f"/dev/video{i}",
                                     "width": manifest.image_hw[1], "height": manifest.image_hw[0]},
@@ -258,21 +271,21 @@ def board_graph(manifest: Manifest, target: BoardTarget, model_dir: str,
     actors["vision"] = {"kind": "vision", "inputs": {**frame_inputs, "state": "robot/state",
                                                      "request": "policy/request"},
                         "outputs": {"features": "policy/features"},
-                        "params": {"model": "${GRAPH_DIR}/" + model_dir, "threads": half},
+                        "params": {"model": "${GRAPH_DIR}/" + model_dir, **spin, "threads": half},
                         "cpu_affinity": inf[:half]}
     if manifest.policy == "act":
         actors["decoder"] = {"kind": "act_decoder", "inputs": {"features": "policy/features"},
                              "outputs": {"chunks": "policy/chunks"},
-                             "params": {"model": "${GRAPH_DIR}/" + model_dir, "threads": len(inf) - half or 1},
+                             "params": {"model": "${GRAPH_DIR}/" + model_dir, **spin, "threads": len(inf) - half or 1},
                              "cpu_affinity": inf[half:] or inf}
     else:
         actors["prefill"] = {"kind": "prefill", "inputs": {"features": "policy/features"},
                              "outputs": {"prefix": "policy/prefix"},
-                             "params": {"model": "${GRAPH_DIR}/" + model_dir, "threads": len(inf) - half or 1},
+                             "params": {"model": "${GRAPH_DIR}/" + model_dir, **spin, "threads": len(inf) - half or 1},
                              "cpu_affinity": inf[half:] or inf}
         actors["denoise"] = {"kind": "denoise", "inputs": {"prefix": "policy/prefix"},
                              "outputs": {"chunks": "policy/chunks"},
-                             "params": {"model": "${GRAPH_DIR}/" + model_dir, "threads": len(inf) - half or 1,
+                             "params": {"model": "${GRAPH_DIR}/" + model_dir, **spin, "threads": len(inf) - half or 1,
                                         "denoise_steps": denoise_steps or
                                         int(manifest.extra.get("num_steps", 10))},
                              "cpu_affinity": inf[half:] or inf}
@@ -309,7 +322,9 @@ def write_board_bundle(model_dir: str | Path, out: str | Path, target: str = "im
     shutil.copy2(Path(model_dir) / "manifest.json", out / "model" / "manifest.json")
     for spec in manifest.stages.values():
         for var in spec.variants.values():
-            shutil.copy2(Path(model_dir) / var.file, out / "model" / var.file)
+            for f in (var.file, var.prep):
+                if f:
+                    shutil.copy2(Path(model_dir) / f, out / "model" / f)
     graph = board_graph(manifest, tgt, "model", denoise_steps)
     (out / "graph.yaml").write_text(
         "# edgevla board graph: generated by `edgevla bundle`; paths are relative to this file.\n"

@@ -226,8 +226,15 @@ def example_inputs(layout: SmolVLALayout, seed: int = 0) -> dict[str, dict[str, 
 
 
 def export_onnx(policy, out_dir: str | Path, lang_len: int, opset: int = 17,
-                progress=None) -> tuple[SmolVLALayout, dict[str, dict[str, Any]]]:
-    """Export the three stages; returns the layout and per-stage {file, inputs, outputs}."""
+                progress=None, split_denoise: bool = True
+                ) -> tuple[SmolVLALayout, dict[str, dict[str, Any]]]:
+    """Export the three stages; returns the layout and per-stage {file, inputs, outputs[, prep]}.
+
+    ``split_denoise``: the denoise graph's prefix-only part (attention masks, RoPE sin/cos of
+    the suffix positions, head expansion/transposition of the cross-attention K/V: everything
+    that depends only on the prefix) goes to ``denoise.prep.onnx``, run once per chunk; the
+    step graph ``denoise.onnx`` keeps the rest (`edgevla.deploy.onnx_split`, same numbers).
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     lo = layout_of(policy, lang_len)
@@ -251,9 +258,25 @@ def export_onnx(policy, out_dir: str | Path, lang_len: int, opset: int = 17,
             path = out_dir / f"{name}.onnx"
             _export(module.eval(), tuple(inputs.values()), path, list(inputs), outputs, opset)
             stages[name] = {"file": path.name, "inputs": _specs(inputs), "outputs": outputs}
+            if name == "denoise" and split_denoise:
+                stages[name]["prep"] = split_denoise_graph(path)
             if progress:
                 progress(name)
     return lo, stages
+
+
+def split_denoise_graph(path: Path) -> str:
+    """``denoise.onnx`` -> ``denoise.prep.onnx`` (once per chunk) + step graph (in place)."""
+    from edgevla.deploy.onnx_split import basic_optimized, split_per_step
+
+    prep = path.with_name(path.stem + ".prep.onnx")
+    tmp = path.with_name(path.stem + ".basic.onnx")
+    try:
+        basic_optimized(path, tmp)
+        split_per_step(tmp, prep, path, per_step_inputs=("x_t", "timestep"))
+    finally:
+        tmp.unlink(missing_ok=True)
+    return prep.name
 
 
 def _specs(inputs: dict[str, torch.Tensor]) -> dict[str, dict[str, Any]]:

@@ -159,7 +159,8 @@ def export_bundle(policy, out_dir: str | Path, *, stats: dict | None = None,
 
     stages: dict[str, StageSpec] = {}
     for s, spec in specs.items():
-        vs = {"fp32": StageFile(file=spec["file"], backend="onnxruntime", precision="fp32")}
+        vs = {"fp32": StageFile(file=spec["file"], backend="onnxruntime", precision="fp32",
+                                prep=spec.get("prep"))}
         stages[s] = StageSpec(inputs=spec["inputs"], outputs=spec["outputs"], default="fp32",
                               variants=vs)
     manifest = Manifest(policy=kind, model_id=model_id or f"{kind}-export", chunk_size=layout.chunk_size,
@@ -176,7 +177,9 @@ def export_bundle(policy, out_dir: str | Path, *, stats: dict | None = None,
                 continue
             dst = out_dir / f"{s}.{p}.onnx"
             concrete = quantize_stage(out_dir / specs[s]["file"], dst, p, calib.get(s))
-            stages[s].variants[p] = StageFile(file=dst.name, backend="onnxruntime", precision=concrete)
+            # a split graph's prep part has no weights: every precision of the step shares it
+            stages[s].variants[p] = StageFile(file=dst.name, backend="onnxruntime", precision=concrete,
+                                              prep=specs[s].get("prep"))
             say(f"quantized {s} -> {p} ({concrete})")
         stages[s].default = chosen[s]
     if litert and kind == "act":
@@ -192,7 +195,7 @@ def export_bundle(policy, out_dir: str | Path, *, stats: dict | None = None,
             say(f"LiteRT vision skipped: {exc}")
     for spec in stages.values():
         for var in spec.variants.values():
-            var.size_bytes = (out_dir / var.file).stat().st_size
+            var.size_bytes = sum((out_dir / f).stat().st_size for f in (var.file, var.prep) if f)
     manifest.save(out_dir)
     load_manifest(out_dir)  # what we wrote must read back
     return manifest

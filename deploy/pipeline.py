@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from edgevla.deploy.backends import BackendOptions, InferenceBackend, open_backend
+from edgevla.deploy.backends import (BackendOptions, InferenceBackend, bind_constants,
+                                     open_backend)
 from edgevla.deploy.bundle import Manifest, load_manifest
 
 
@@ -60,7 +61,8 @@ class StageModel:
             opts = opts or BackendOptions()
             if var.backend != "onnxruntime" and opts.backend == "auto":
                 opts = BackendOptions(**{**opts.__dict__, "backend": var.backend})
-            self.backends[s] = open_backend(self.dir / var.file, opts)
+            prep = self.dir / var.prep if var.prep and var.backend == "onnxruntime" else None
+            self.backends[s] = open_backend(self.dir / var.file, opts, prep=prep)
             self.files[s] = var.file
         self.num_steps = int(m.extra.get("num_steps", 10))
 
@@ -128,13 +130,14 @@ class StageModel:
         if steps < 1:
             raise ValueError(f"denoise steps must be >= 1, got {steps}")
         be = self.backends["denoise"]
-        feeds = {k: v for k, v in prefix.items() if k in be.input_names}
+        # The prefix is the same for every step: handed to the runtime once per chunk (ORT
+        # IOBinding; a split graph's prefix-only part runs here, once), only x_t/t per step.
+        step = bind_constants(be, {k: v for k, v in prefix.items()
+                                   if k in be.input_names and k not in ("x_t", "timestep")})
         x = noise.astype(np.float32)
         dt = -1.0 / steps
         for i in range(steps):
-            feeds["x_t"] = x
-            feeds["timestep"] = np.array([1.0 + i * dt], np.float32)
-            v = be.run(feeds)["v_t"]
+            v = step({"x_t": x, "timestep": np.array([1.0 + i * dt], np.float32)})["v_t"]
             x = x + np.float32(dt) * v
         return x[0, :, : self.manifest.action_dim]
 
