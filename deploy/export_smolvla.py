@@ -237,6 +237,8 @@ def export_onnx(policy, out_dir: str | Path, lang_len: int, opset: int = 17,
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    from edgevla.deploy.onnx_split import simplify_shapes
+
     lo = layout_of(policy, lang_len)
     ex = example_inputs(lo)
     vision, prefill, denoise = VisionStage(policy, lo), PrefillStage(policy, lo), DenoiseStage(policy, lo)
@@ -256,7 +258,9 @@ def export_onnx(policy, out_dir: str | Path, lang_len: int, opset: int = 17,
         ]
         for name, module, inputs, outputs in plan:
             path = out_dir / f"{name}.onnx"
-            _export(module.eval(), tuple(inputs.values()), path, list(inputs), outputs, opset)
+            _export(module.eval(), tuple(inputs.values()), path, list(inputs), outputs, opset,
+                    fused_ops=name != "vision")  # the vision tower has no RoPE/LLM attention
+            simplify_shapes(path)
             stages[name] = {"file": path.name, "inputs": _specs(inputs), "outputs": outputs}
             if name == "denoise" and split_denoise:
                 stages[name]["prep"] = split_denoise_graph(path)
@@ -267,12 +271,13 @@ def export_onnx(policy, out_dir: str | Path, lang_len: int, opset: int = 17,
 
 def split_denoise_graph(path: Path) -> str:
     """``denoise.onnx`` -> ``denoise.prep.onnx`` (once per chunk) + step graph (in place)."""
-    from edgevla.deploy.onnx_split import basic_optimized, split_per_step
+    from edgevla.deploy.onnx_split import basic_optimized, simplify_shapes, split_per_step
 
     prep = path.with_name(path.stem + ".prep.onnx")
     tmp = path.with_name(path.stem + ".basic.onnx")
     try:
         basic_optimized(path, tmp)
+        simplify_shapes(tmp)  # no-op casts are gone now: more chains show
         split_per_step(tmp, prep, path, per_step_inputs=("x_t", "timestep"))
     finally:
         tmp.unlink(missing_ok=True)
@@ -293,38 +298,159 @@ def rope_without_scatter(x: torch.Tensor, positions: torch.Tensor,
     step's time in ONNX Runtime (measured on the small bench config), for nothing. Parity with
     lerobot's function is tested (tests/test_export.py).
     """
-    d_half = x.shape[-1] // 2
+    sin, cos = _rope_sin_cos(x, positions, max_wavelength)
+    dtype = x.dtype
+    return _rotate(x.to(torch.float32), cos, sin).to(dtype)
+
+
+def rope_fused(x: torch.Tensor, positions: torch.Tensor,
+               max_wavelength: int = 10_000) -> torch.Tensor:
+    """``rope_without_scatter`` exported as one ONNX Runtime ``RotaryEmbedding`` node.
+
+    The split/4 Mul/Sub/Add/cat form costs 10 small nodes per call (6 calls per denoise step:
+    ~60 of its ~190 nodes, each a few microseconds of dispatch on a 2-core A55-class CPU). The
+    sin/cos are still computed by the graph from the positions (so they land in the per-chunk
+    prep graph) and are handed to the fused node as its cache, indexed by 0..L-1. Batch 1 only
+    (what the stage actors run); anything else keeps the portable form.
+    """
+    sin, cos = _rope_sin_cos(x, positions, max_wavelength)
     dtype = x.dtype
     x = x.to(torch.float32)
+    if x.dim() != 4 or x.shape[0] != 1 or not torch.onnx.is_in_onnx_export():
+        return _rotate(x, cos, sin).to(dtype)
+    return _FusedRotary.apply(x, cos, sin, tuple(int(d) for d in x.shape)).to(dtype)
+
+
+def _rope_sin_cos(x, positions, max_wavelength):
+    d_half = x.shape[-1] // 2
     freq_exponents = (2.0 / x.shape[-1]) * torch.arange(d_half, dtype=torch.float32, device=x.device)
     timescale = max_wavelength**freq_exponents
     radians = positions[..., None].to(torch.float32) / timescale[None, None, :].to(torch.float32)
     radians = radians[..., None, :]
-    sin, cos = torch.sin(radians), torch.cos(radians)
-    x1, x2 = x.split(d_half, dim=-1)
-    return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1).to(dtype)
+    return torch.sin(radians), torch.cos(radians)
 
 
-class _ExportRope:
-    """Within the block, lerobot's SmolVLA layers use `rope_without_scatter` (restored after)."""
+def _rotate(x, cos, sin):
+    x1, x2 = x.split(x.shape[-1] // 2, dim=-1)
+    return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)
+
+
+class _FusedRotary(torch.autograd.Function):
+    """x [1, L, H, D], cos/sin [1, L, 1, D/2] -> com.microsoft.RotaryEmbedding (non-interleaved:
+    the same half-split rotation as lerobot's ``apply_rope``)."""
+
+    @staticmethod
+    def forward(ctx, x, cos, sin, shape):  # noqa: D401 - torch.autograd.Function protocol
+        return _rotate(x, cos, sin)
+
+    @staticmethod
+    def symbolic(g, x, cos, sin, shape):
+        b, length, heads, dim = shape  # static at export (the traced graph may not carry it)
+
+        def const(values):
+            return g.op("Constant", value_t=torch.tensor(values, dtype=torch.int64))
+
+        cache_shape = const([length, dim // 2])
+        x3 = g.op("Reshape", x, const([b, length, heads * dim]))
+        pos = g.op("Constant", value_t=torch.arange(length, dtype=torch.int64)[None, :])
+        y = g.op("com.microsoft::RotaryEmbedding", x3, pos,
+                 g.op("Reshape", cos, cache_shape), g.op("Reshape", sin, cache_shape),
+                 num_heads_i=heads, interleaved_i=0)
+        y.setType(x3.type().with_sizes([b, length, heads * dim]))
+        return g.op("Reshape", y, const([b, length, heads, dim]))
+
+
+def attention_fused(self, attention_mask, batch_size, head_dim, query_states, key_states,
+                    value_states):
+    """lerobot's ``eager_attention_forward`` exported as one ``MultiHeadAttention`` node.
+
+    lerobot's form (transpose q and k, matmul, scale, ``where(mask, ., finfo.min)``, softmax,
+    matmul, transpose, reshape) is 9 small nodes per layer. Here the GQA head expansion stays as
+    lerobot writes it; the boolean mask becomes an additive bias of 0 / finfo.min (the same
+    softmax: a masked logit ends at finfo.min either way), built from the mask alone, so in the
+    denoise graph it lands in the per-chunk prep graph. Outside an ONNX export this is the plain
+    computation (parity tested against lerobot's method).
+    """
+    heads, kv_heads = self.num_attention_heads, self.num_key_value_heads
+    groups = heads // kv_heads
+    length = key_states.shape[1]
+
+    def expand(t):
+        t = t[:, :, :, None, :].expand(batch_size, length, kv_heads, groups, head_dim)
+        return t.reshape(batch_size, length, heads, head_dim)
+
+    q = query_states.to(torch.float32)
+    k, v = expand(key_states).to(torch.float32), expand(value_states)
+    bias = torch.where(attention_mask[:, None, :, :], 0.0, torch.finfo(torch.float32).min)
+    shapes = (tuple(int(d) for d in q.shape), int(length))
+    if torch.onnx.is_in_onnx_export():
+        return _FusedAttention.apply(q, k, v, bias, shapes)
+    return _attend(q, k, v, bias)
+
+
+def _attend(q, k, v, bias):
+    b, s, heads, dim = q.shape
+    att = torch.matmul(q.transpose(1, 2), k.permute(0, 2, 3, 1)) * dim**-0.5 + bias
+    probs = nn.functional.softmax(att, dim=-1).to(v.dtype)
+    out = torch.matmul(probs, v.permute(0, 2, 1, 3)).permute(0, 2, 1, 3)
+    return out.reshape(b, s, heads * dim)
+
+
+class _FusedAttention(torch.autograd.Function):
+    """q [B, S, N, H], k/v [B, L, N, H], bias [B, 1, S, L] -> com.microsoft.MultiHeadAttention."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, bias, shapes):  # noqa: D401 - torch.autograd.Function protocol
+        return _attend(q, k, v, bias)
+
+    @staticmethod
+    def symbolic(g, q, k, v, bias, shapes):
+        from torch.onnx.symbolic_helper import _optional_input_placeholder_tensor as none
+
+        (b, s, heads, dim), length = shapes
+
+        def reshape(t, shape):
+            return g.op("Reshape", t, g.op("Constant", value_t=torch.tensor(shape, dtype=torch.int64)))
+
+        q3 = reshape(q, [b, s, heads * dim])
+        k3, v3 = reshape(k, [b, length, heads * dim]), reshape(v, [b, length, heads * dim])
+        out = g.op("com.microsoft::MultiHeadAttention", q3, k3, v3, none(g), none(g), bias,
+                   num_heads_i=heads, scale_f=dim**-0.5)
+        out.setType(q3.type().with_sizes([b, s, heads * dim]))
+        return out
+
+
+class _ExportPatches:
+    """Within the block, lerobot's SmolVLA layers use ``rope`` and ``attention`` (lerobot's own
+    functions are restored after)."""
+
+    def __init__(self, rope=rope_fused, attention=attention_fused) -> None:
+        self._rope, self._attention = rope, attention
 
     def __enter__(self) -> None:
         from lerobot.policies.smolvla import smolvlm_with_expert as mod
 
-        self._mod, self._orig = mod, mod.apply_rope
-        mod.apply_rope = rope_without_scatter
+        self._mod, self._orig = mod, (mod.apply_rope, mod.SmolVLMWithExpertModel.eager_attention_forward)
+        mod.apply_rope = self._rope
+        if self._attention is not None:
+            mod.SmolVLMWithExpertModel.eager_attention_forward = self._attention
 
     def __exit__(self, *exc) -> None:
-        self._mod.apply_rope = self._orig
+        self._mod.apply_rope, self._mod.SmolVLMWithExpertModel.eager_attention_forward = self._orig
 
 
-def _export(module, args, path: Path, input_names, output_names, opset: int) -> None:
+def _export(module, args, path: Path, input_names, output_names, opset: int,
+            fused_ops: bool = False) -> None:
+    """``fused_ops``: SmolVLA's LLM stages, with RoPE and attention as ONNX Runtime
+    (com.microsoft) nodes; otherwise standard ONNX ops only."""
     import warnings
 
-    with warnings.catch_warnings(), _ExportRope():
+    patches = _ExportPatches() if fused_ops else _ExportPatches(rope_without_scatter, None)
+    with warnings.catch_warnings(), patches:
         warnings.simplefilter("ignore")
         # The TorchScript exporter: seconds instead of tens of seconds for the dynamo one, and
         # with the traps above worked around it produces clean graphs for fixed shapes.
         torch.onnx.export(module, args, str(path), input_names=input_names,
                           output_names=output_names, opset_version=opset, dynamo=False,
-                          do_constant_folding=True)
+                          do_constant_folding=True,
+                          custom_opsets={"com.microsoft": 1} if fused_ops else None)

@@ -37,6 +37,89 @@ def basic_optimized(src: str | Path, dst: str | Path) -> Path:
     return Path(dst)
 
 
+def simplify_shapes(path: str | Path) -> int:
+    """Drop no-op shape nodes in place; returns how many nodes were removed.
+
+    * ``Reshape(Reshape(x, a), b)`` -> ``Reshape(x, b)`` when ``b`` is a constant without 0
+      entries (a 0 copies a dimension of the intermediate; -1 is fine, the count is the same);
+      identities and one-input Concats in between are looked through;
+    * a Reshape, Slice, Expand, Identity or one-input Concat whose output has its input's
+      (static, inferred) shape is bypassed.
+
+    The exporter leaves many of these around the fused RoPE/attention nodes and ORT's
+    MatMul+Add -> Gemm rewrite (3-D -> 2-D -> 3-D); ONNX Runtime runs each of them as a kernel,
+    a few microseconds apiece, ~30 per denoise step. Nodes left without readers are dropped.
+    """
+    import onnx
+    from onnx import numpy_helper, shape_inference
+
+    model = onnx.load(str(path))
+    g = model.graph
+    consts = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+    for n in g.node:
+        if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value":
+            consts[n.output[0]] = numpy_helper.to_array(n.attribute[0].t)
+    producer = {o: n for n in g.node for o in n.output}
+    before = len(g.node)
+
+    def skip_identities(name):
+        # a one-input Concat (lerobot's ``torch.cat([x])``) is an identity too
+        src = producer.get(name)
+        while src is not None and (src.op_type == "Identity"
+                                   or (src.op_type == "Concat" and len(src.input) == 1)):
+            name = src.input[0]
+            src = producer.get(name)
+        return name, src
+
+    for n in g.node:
+        if n.op_type != "Reshape" or len(n.input) < 2:
+            continue
+        _, src = skip_identities(n.input[0])
+        shape = consts.get(n.input[1])
+        if (src is None or src.op_type != "Reshape" or shape is None or (shape == 0).any()
+                or any(a.name == "allowzero" and a.i for a in (*n.attribute, *src.attribute))):
+            continue
+        n.input[0] = src.input[0]
+
+    def shapes_of(m):
+        inferred = shape_inference.infer_shapes(m)
+        out = {}
+        for v in (*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output):
+            dims = v.type.tensor_type.shape.dim
+            if v.type.tensor_type.HasField("shape") and all(d.HasField("dim_value") for d in dims):
+                out[v.name] = tuple(d.dim_value for d in dims)
+        return out
+
+    shapes = shapes_of(model)
+    graph_out = {o.name for o in g.output}
+    rename: dict[str, str] = {}
+    for n in g.node:
+        n.input[:] = [rename.get(i, i) for i in n.input]
+        data = n.input[0] if n.input else ""
+        no_op = (n.op_type in ("Reshape", "Expand", "Identity")
+                 or (n.op_type == "Concat" and len(n.input) == 1)
+                 # a same-shape Slice is a copy unless it steps backwards
+                 or (n.op_type == "Slice" and (len(n.input) < 5 or not n.input[4] or (
+                     n.input[4] in consts and (consts[n.input[4]] == 1).all()))))
+        if (no_op and len(n.output) == 1 and n.output[0] not in graph_out
+                and data in shapes and shapes.get(n.output[0]) == shapes[data]):
+            rename[n.output[0]] = data
+    for o in g.output:
+        if o.name in rename:
+            raise AssertionError("graph outputs are never bypassed")
+    while True:
+        read = {i for n in g.node for i in n.input} | graph_out
+        dead = [n for n in g.node if not any(o in read for o in n.output)]
+        if not dead:
+            break
+        for n in dead:
+            g.node.remove(n)
+    removed = before - len(g.node)
+    if removed:
+        onnx.save(model, str(path))
+    return removed
+
+
 def split_per_step(src: str | Path, prep_path: str | Path, step_path: str | Path,
                    per_step_inputs: tuple[str, ...]) -> SplitReport:
     """``src`` -> ``prep_path`` (nodes that depend only on the other inputs) + ``step_path``.

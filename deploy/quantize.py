@@ -94,10 +94,15 @@ def _quantize(src: Path, dst: Path, precision: str, calibration) -> None:
     from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType,
                                           quantize_dynamic, quantize_static)
 
+    import onnx
+
     if precision == "int8-dynamic":
         quantize_dynamic(str(src), str(dst), op_types_to_quantize=["MatMul", "Gemm"],
                          weight_type=QuantType.QInt8, per_channel=False,
-                         extra_options={"MatMulConstBOnly": True})
+                         # RotaryEmbedding (com.microsoft) outputs have no ONNX-inferred type;
+                         # everything in these graphs is float32.
+                         extra_options={"MatMulConstBOnly": True,
+                                        "DefaultTensorType": onnx.TensorProto.FLOAT})
     elif precision == "int8-static":
         if not calibration:
             raise ValueError(f"{src.name}: int8-static needs calibration inputs (dataset frames)")
@@ -105,9 +110,9 @@ def _quantize(src: Path, dst: Path, precision: str, calibration) -> None:
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         per_channel=True, calibrate_method=CalibrationMethod.MinMax,
                         op_types_to_quantize=["Conv", "MatMul", "Gemm"],
-                        extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
+                        extra_options={"ActivationSymmetric": False, "WeightSymmetric": True,
+                                       "DefaultTensorType": onnx.TensorProto.FLOAT})
     elif precision == "int4":
-        import onnx
         from onnxruntime.quantization.matmul_nbits_quantizer import (
             DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer)
 

@@ -211,3 +211,43 @@ def test_split_per_step_on_a_small_graph(tmp_path):
     np.testing.assert_array_equal(got, ref)
     with pytest.raises(ValueError, match="no graph input"):
         split_per_step(src, tmp_path / "a.onnx", tmp_path / "b.onnx", ("nope",))
+
+
+def test_simplify_shapes_drops_only_no_op_shape_nodes(tmp_path):
+    """Reshape chains fold, same-shape Reshape/Slice/Expand/one-input Concat go, a reversing
+    Slice (same shape, different numbers) stays; the outputs are unchanged."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edgevla.deploy.onnx_split import simplify_shapes
+
+    def const(name, values):
+        return numpy_helper.from_array(np.asarray(values, np.int64), name)
+
+    nodes = [
+        helper.make_node("Reshape", ["x", "s4"], ["r1"]),        # [2,12] -> [2,3,4]
+        helper.make_node("Concat", ["r1"], ["c1"], axis=0),      # identity
+        helper.make_node("Reshape", ["c1", "s2"], ["r2"]),       # back to [2,12]: chain+no-op
+        helper.make_node("Slice", ["r2", "z", "big", "one", "one_"], ["sl"]),  # full slice
+        helper.make_node("Expand", ["sl", "s2"], ["ex"]),        # same shape
+        helper.make_node("Slice", ["ex", "m1", "minbig", "one", "m1"], ["rev"]),  # reversed
+        helper.make_node("Relu", ["rev"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 12])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 12])],
+        [const("s4", [2, 3, 4]), const("s2", [2, 12]), const("z", [0]), const("big", [99]),
+         const("one", [1]), const("one_", [1]), const("m1", [-1]), const("minbig", [-99])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    src, dst = tmp_path / "a.onnx", tmp_path / "b.onnx"
+    onnx.save(model, str(src))
+    onnx.save(model, str(dst))
+    removed = simplify_shapes(dst)
+    ops = [n.op_type for n in onnx.load(str(dst)).graph.node]
+    assert ops == ["Slice", "Relu"] and removed == 5
+    x = np.arange(24, dtype=np.float32).reshape(2, 12) - 10
+    run = {p: ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+           for p in (src, dst)}
+    np.testing.assert_array_equal(run[src], run[dst])
+    np.testing.assert_array_equal(run[dst], np.maximum(x[:, ::-1], 0))

@@ -221,6 +221,44 @@ def test_export_rope_equals_lerobots_and_leaves_no_scatter(smolvla):
         assert "ScatterND" not in ops, stage
 
 
+def test_fused_rope_and_attention_compute_lerobots_numbers_and_export_as_single_nodes(smolvla):
+    """rope_fused / attention_fused (plain torch outside an export) equal lerobot's functions,
+    GQA and masked rows included; the exported prefill and denoise graphs carry them as ONNX
+    Runtime RotaryEmbedding / MultiHeadAttention nodes (their numbers: the stage parity tests)."""
+    import onnx
+    import torch
+    from lerobot.policies.smolvla import smolvlm_with_expert as swe
+
+    from edgevla.deploy import export_smolvla as es
+
+    policy, _, path = smolvla
+    vwe = policy.model.vlm_with_expert
+    g = torch.Generator().manual_seed(5)
+    for shape in ((1, 7, 2, 16), (2, 65, 4, 64)):
+        x = torch.randn(*shape, generator=g)
+        pos = torch.randint(0, 300, shape[:2], generator=g)
+        assert torch.allclose(es.rope_fused(x, pos), swe.apply_rope(x, pos), atol=1e-6)
+    heads, kv_heads = vwe.num_attention_heads, vwe.num_key_value_heads
+    assert heads > kv_heads  # the test exercises the GQA expansion
+    b, s, length, dim = 2, 9, 13, 8
+    q = torch.randn(b, s, heads, dim, generator=g)
+    k = torch.randn(b, length, kv_heads, dim, generator=g)
+    v = torch.randn(b, length, kv_heads, dim, generator=g)
+    mask = torch.rand(b, s, length, generator=g) > 0.3
+    mask[0, 0] = False  # a fully masked row: uniform weights in both
+    want = swe.SmolVLMWithExpertModel.eager_attention_forward(vwe, mask, b, dim, q, k, v)
+    got = es.attention_fused(vwe, mask, b, dim, q, k, v)
+    assert got.shape == want.shape
+    assert torch.allclose(got, want, atol=1e-5)
+    assert swe.SmolVLMWithExpertModel.eager_attention_forward is not es.attention_fused
+    for stage in ("prefill", "denoise"):
+        ops = [n.op_type for n in onnx.load(str(path / f"{stage}.onnx")).graph.node]
+        assert ops.count("RotaryEmbedding") >= 2 and "MultiHeadAttention" in ops, stage
+        assert "Softmax" not in ops, stage
+    step_ops = {n.op_type for n in onnx.load(str(path / "denoise.onnx")).graph.node}
+    assert "Where" not in step_ops  # the masks' additive biases come from the prep graph
+
+
 # --------------------------------------------------------------------------- quantization
 
 def _quant(policy, stats, path, prec):
