@@ -21,7 +21,10 @@ Graph params (all optional)::
     ensemble_m: 0.01               # ACT temporal ensembling coefficient
     link_latency_ms: 5             # commands are computed for now + this
     min_horizon_ms: 20             # chunks with less future left on arrival are dropped
+    request_mode: threshold        # threshold | rate | latency (actors/request_policy.py)
     request_threshold: 0.5         # request when horizon left <= this fraction of a chunk
+    request_latency_margin: 1.5    # latency mode: request at this many measured latencies left
+    request_min_left_ms: 200       # latency mode: and at least this long before the end
     chunk_timing: capture          # capture: action i runs at t0 + i*dt (stale ones skipped);
                                    # arrival: the chunk starts when it arrives (sync baseline)
     request_rate_hz: 0             # > 0: request at a fixed rate instead
@@ -55,7 +58,8 @@ log = logging.getLogger("edgevla.executor")
 KNOWN_PARAMS = frozenset({
     "strategy", "crossfade_ms", "crossfade_shape", "ensemble_m", "link_latency_ms",
     "min_horizon_ms", "max_chunks", "request_mode", "request_threshold", "request_rate_hz",
-    "request_timeout_ms", "request_startup_period_ms", "joint_min", "joint_max",
+    "request_timeout_ms", "request_startup_period_ms", "request_latency_margin",
+    "request_min_left_ms", "joint_min", "joint_max",
     "max_velocity_rad_s", "max_accel_rad_s2", "hold_decel_rad_s2", "rate_hz", "mcu_port",
     "governor", "chunk_timing",
 })
@@ -189,7 +193,7 @@ class ExecutorActor(Actor):
         r = self.core.add_chunk(now_ns=now, t0_ns=t0_ns, dt_ns=chunk.dt_ns,
                                 actions=chunk.actions, obs_seq=chunk.obs_seq, seq=chunk.seq,
                                 t_capture_ns=chunk.t_capture_ns)
-        self.requests.on_chunk_received()
+        self.requests.on_chunk_received(now)
         if not r.accepted:
             log.debug("%s: dropped chunk seq=%d obs=%d (%s, %.1f ms left)", self.name,
                       chunk.seq, chunk.obs_seq, r.reason, r.horizon_left_ns / 1e6)

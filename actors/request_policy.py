@@ -1,6 +1,6 @@
 """When the executor asks upstream for a new observation / inference, and why. Pure logic.
 
-Two modes (``request_mode`` in the executor params):
+Three modes (``request_mode`` in the executor params):
 
 * ``threshold`` (default) – like LeRobot's ``chunk_size_threshold``: request when the executable
   horizon left (end of coverage minus ``now + link_latency``) is at most ``request_threshold``
@@ -8,6 +8,13 @@ Two modes (``request_mode`` in the executor params):
   tick below the threshold (and relies on a server-side filter), one request is outstanding at a
   time: it is re-sent only after a newer chunk arrives or after ``request_timeout_ms``.
 * ``rate`` – request every ``1 / request_rate_hz`` seconds, whatever the horizon.
+* ``latency`` – request when the horizon left is at most ``request_latency_margin`` times the
+  inference latency measured so far (request -> chunk, the slowest of the last few), and never
+  later than ``request_min_left_ms`` before the end. A fixed fraction replans too early when
+  inference is fast (ACT replanning after half of each chunk: 0.13 success vs 0.20 replanning
+  near its end, 70 episodes each, the shipped bundle) and too late when it is slow; this one
+  executes most of every chunk and still has the next one in time. Until a latency has been
+  measured it behaves like ``threshold``.
 
 In both modes the executor requests at ``startup_period_ms`` until the first chunk arrives, and
 once more as soon as it starts starving. Every decision carries its reason; counts per reason
@@ -16,11 +23,14 @@ go to stats.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
 
 REASONS = ("startup", "horizon_below_threshold", "fixed_rate", "retry_timeout", "starving")
+MODES = ("threshold", "rate", "latency")
+_LATENCY_WINDOW = 5
 
 
 @dataclass(frozen=True)
@@ -30,11 +40,19 @@ class RequestConfig:
     rate_hz: float = 0.0
     timeout_ms: float = 1000.0
     startup_period_ms: float = 200.0
+    latency_margin: float = 1.5    # latency mode: request at this many latencies left ...
+    min_left_ms: float = 200.0     # ... and at least this long before the end
 
     def __post_init__(self) -> None:
-        if self.mode not in ("threshold", "rate"):
-            raise ValueError(f"executor params: request_mode must be 'threshold' or 'rate', "
+        if self.mode not in MODES:
+            raise ValueError(f"executor params: request_mode must be one of {', '.join(MODES)}, "
                              f"got {self.mode!r}")
+        if not (self.latency_margin >= 1.0 and math.isfinite(self.latency_margin)):
+            raise ValueError(f"executor params: request_latency_margin must be >= 1, "
+                             f"got {self.latency_margin}")
+        if not (self.min_left_ms >= 0 and math.isfinite(self.min_left_ms)):
+            raise ValueError(f"executor params: request_min_left_ms must be >= 0, "
+                             f"got {self.min_left_ms}")
         if not 0.0 <= self.threshold <= 1.0:
             raise ValueError(f"executor params: request_threshold must be in [0, 1], "
                              f"got {self.threshold}")
@@ -51,7 +69,9 @@ class RequestConfig:
         mode = str(p.get("request_mode", "rate" if rate > 0 else "threshold"))
         return cls(mode=mode, threshold=float(p.get("request_threshold", 0.5)), rate_hz=rate,
                    timeout_ms=float(p.get("request_timeout_ms", 1000.0)),
-                   startup_period_ms=float(p.get("request_startup_period_ms", 200.0)))
+                   startup_period_ms=float(p.get("request_startup_period_ms", 200.0)),
+                   latency_margin=float(p.get("request_latency_margin", 1.5)),
+                   min_left_ms=float(p.get("request_min_left_ms", 200.0)))
 
 
 @dataclass(frozen=True)
@@ -68,22 +88,34 @@ class RequestPolicy:
         self._was_starving = False
         self.counts: dict[str, int] = {r: 0 for r in REASONS}
         self.last: RequestDecision | None = None
+        self._latencies_ns: list[int] = []  # request -> chunk, newest last
 
     def set_rate_hz(self, hz: float) -> None:
         """Governor / `edgevla scale` knob: switches to fixed-rate requests at ``hz``."""
-        self.cfg = RequestConfig(mode="rate", threshold=self.cfg.threshold, rate_hz=float(hz),
-                                 timeout_ms=self.cfg.timeout_ms,
-                                 startup_period_ms=self.cfg.startup_period_ms)
+        self.cfg = dataclasses.replace(self.cfg, mode="rate", rate_hz=float(hz))
 
     def set_threshold(self, threshold: float) -> None:
-        self.cfg = RequestConfig(mode=self.cfg.mode, threshold=float(threshold),
-                                 rate_hz=self.cfg.rate_hz, timeout_ms=self.cfg.timeout_ms,
-                                 startup_period_ms=self.cfg.startup_period_ms)
+        self.cfg = dataclasses.replace(self.cfg, threshold=float(threshold))
 
-    def on_chunk_received(self) -> None:
+    def on_chunk_received(self, now_ns: int | None = None) -> None:
         """A chunk arrived (kept or dropped as stale): the outstanding request is answered,
-        so a new one may go out at once instead of waiting for the retry timeout."""
+        so a new one may go out at once instead of waiting for the retry timeout. With
+        ``now_ns`` the request -> chunk latency is recorded (latency mode)."""
+        if now_ns is not None and self._outstanding and self._last_request_ns is not None:
+            self._latencies_ns.append(max(0, now_ns - self._last_request_ns))
+            del self._latencies_ns[:-_LATENCY_WINDOW]
         self._outstanding = False
+
+    @property
+    def latency_estimate_ns(self) -> int | None:
+        """The slowest of the last few request -> chunk latencies (None before the first)."""
+        return max(self._latencies_ns) if self._latencies_ns else None
+
+    def _below_threshold(self, horizon_left_ns: int, chunk_horizon_ns: int) -> bool:
+        cfg, est = self.cfg, self.latency_estimate_ns
+        if cfg.mode == "latency" and est is not None:
+            return horizon_left_ns <= max(cfg.latency_margin * est, cfg.min_left_ms * 1e6)
+        return horizon_left_ns <= cfg.threshold * chunk_horizon_ns
 
     def decide(self, now_ns: int, *, horizon_left_ns: int, chunk_horizon_ns: int,
                have_chunk: bool, starving: bool) -> RequestDecision | None:
@@ -102,7 +134,7 @@ class RequestPolicy:
             if (not self._was_starving or not self._outstanding or since is None
                     or since >= cfg.timeout_ms * 1e6):
                 reason = "starving"
-        elif horizon_left_ns <= cfg.threshold * chunk_horizon_ns:
+        elif self._below_threshold(horizon_left_ns, chunk_horizon_ns):
             if not self._outstanding:
                 reason = "horizon_below_threshold"
             elif since is None or since >= cfg.timeout_ms * 1e6:
@@ -120,6 +152,8 @@ class RequestPolicy:
         return {
             "requests": dict(self.counts),
             "request_mode": self.cfg.mode,
+            "latency_estimate_ms": (None if self.latency_estimate_ns is None
+                                    else self.latency_estimate_ns / 1e6),
             "last_request_reason": self.last.reason if self.last else None,
             "last_request_horizon_left_ms": (self.last.horizon_left_ns / 1e6
                                              if self.last else None),

@@ -294,7 +294,7 @@ def board_graph(manifest: Manifest, target: BoardTarget, model_dir: str,
                           "outputs": {"commands": "robot/commands", "requests": "policy/request",
                                       "control": "executor/control", "robot_state": "robot/state"},
                           "params": {"mcu_port": target.rpmsg_tty, "strategy": "crossfade",
-                                     "crossfade_ms": 300, "request_threshold": 0.8},
+                                     "crossfade_ms": 300, "request_mode": "latency"},
                           "cpu_affinity": list(target.rt_cores), "realtime_priority": 50}
     return {"name": f"{manifest.policy}-{target.name}",
             "description": f"{manifest.policy} on {target.name}: executor + M7 bridge on core(s) "

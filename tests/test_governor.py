@@ -129,6 +129,47 @@ def test_request_config_errors():
         RequestConfig(threshold=1.5)
     with pytest.raises(ValueError, match="request_mode"):
         RequestConfig(mode="sometimes")
+    with pytest.raises(ValueError, match="request_latency_margin"):
+        RequestConfig.from_params({"request_mode": "latency", "request_latency_margin": 0.5})
+    with pytest.raises(ValueError, match="request_min_left_ms"):
+        RequestConfig.from_params({"request_mode": "latency", "request_min_left_ms": -1})
+
+
+@pytest.mark.parametrize("latency_ms, want_left_ms", [(8, 200), (320, 480), (1500, 2250)])
+def test_request_latency_mode_asks_at_margin_times_measured_latency(latency_ms, want_left_ms):
+    """Latency mode: a fraction until a latency is measured, then margin x the slowest recent
+    request -> chunk latency left (floor min_left_ms), whatever the chunk length."""
+    rp = RequestPolicy(RequestConfig.from_params({"request_mode": "latency",
+                                                  "request_threshold": 0.5}))
+    h = 3300 * MS
+    assert rp.decide(0, horizon_left_ns=0, chunk_horizon_ns=0, have_chunk=False,
+                     starving=False).reason == "startup"
+    rp.on_chunk_received(latency_ms * MS)
+    assert rp.latency_estimate_ns == latency_ms * MS
+    t0 = latency_ms * MS
+    asked = None
+    for left_ms in range(3300, 0, -10):  # the horizon runs down by 10 ms per tick
+        d = rp.decide(t0 + (3300 - left_ms) * MS, horizon_left_ns=left_ms * MS,
+                      chunk_horizon_ns=h, have_chunk=True, starving=False)
+        if d is not None:
+            asked = left_ms
+            break
+    assert asked == want_left_ms
+    assert rp.stats()["latency_estimate_ms"] == latency_ms
+    # the estimate is the slowest of the recent ones: one slow inference moves it up at once
+    rp.on_chunk_received(t0 + (3300 - asked) * MS + 900 * MS)
+    assert rp.latency_estimate_ns == max(latency_ms, 900) * MS
+
+
+def test_request_latency_mode_without_measurement_uses_the_threshold():
+    rp = RequestPolicy(RequestConfig(mode="latency", threshold=0.25))
+    rp.decide(0, horizon_left_ns=0, chunk_horizon_ns=0, have_chunk=False, starving=False)
+    rp.on_chunk_received()  # no time given: nothing measured
+    assert rp.latency_estimate_ns is None
+    assert rp.decide(300 * MS, horizon_left_ns=260 * MS, chunk_horizon_ns=S, have_chunk=True,
+                     starving=False) is None
+    assert rp.decide(310 * MS, horizon_left_ns=250 * MS, chunk_horizon_ns=S, have_chunk=True,
+                     starving=False).reason == "horizon_below_threshold"
 
 
 def test_no_horizon_left_counts_as_overload_not_as_no_sample():

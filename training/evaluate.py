@@ -131,7 +131,10 @@ class EvalConfig:
     protocol_seed: int = 1000  # differs from the recording seed (0): new positions, same clusters
     max_seconds: float = 15.0  # episode time limit (sim time)
     latency_ms: float | None = None  # simulated inference latency (both modes); None = measured median
-    request_threshold: float = 0.5  # async: ask for a new chunk when this fraction of horizon is left
+    # async: when to ask for the next chunk (actors/request_policy.py): "latency" = at 1.5x the
+    # measured inference latency left (at least 200 ms); "threshold" = at this fraction left
+    request_mode: str = "latency"
+    request_threshold: float = 0.5
     strategy: str = "crossfade"  # async: executor blending strategy
     crossfade_ms: float = 200.0
     seed: int = 0
@@ -265,7 +268,8 @@ def run_async(env, policy: ChunkPolicy, spec, cfg: EvalConfig, latency_ns: int,
         rate_hz=float(fps), min_horizon_ms=1000.0 / fps, blend=BlendConfig(strategy=cfg.strategy, crossfade_ms=cfg.crossfade_ms),
         limits=limits,
     ))
-    requests = RequestPolicy(RequestConfig(threshold=cfg.request_threshold, timeout_ms=max(1000.0, 3 * latency_ns / 1e6),
+    requests = RequestPolicy(RequestConfig(mode=cfg.request_mode, threshold=cfg.request_threshold,
+                                           timeout_ms=max(1000.0, 3 * latency_ns / 1e6),
                                            startup_period_ms=max(50.0, latency_ns / 1e6)))
     obs = env.reset(spec)
     max_steps = int(cfg.max_seconds * fps)
@@ -284,7 +288,7 @@ def run_async(env, policy: ChunkPolicy, spec, cfg: EvalConfig, latency_ns: int,
             executor.add_chunk(now_ns=now, t0_ns=item[1], dt_ns=dt_ns, actions=item[2][: policy.n_action_steps],
                                obs_seq=item[1] // dt_ns, seq=item[1] // dt_ns)
             # Any arrival, kept or dropped as stale, answers the outstanding request.
-            requests.on_chunk_received()
+            requests.on_chunk_received(now)
         end = executor.coverage_end_ns()
         decision = requests.decide(
             now, horizon_left_ns=0 if end is None else max(0, end - now),
