@@ -39,6 +39,9 @@ def add_parser(sub) -> None:
     p.add_argument("--samples", type=int, default=8, help="calibration/parity samples (default 8)")
     p.add_argument("--no-litert", action="store_true", help="skip the LiteRT vision variant")
     p.add_argument("--no-check", action="store_true", help="skip the parity check")
+    p.add_argument("--portable-onnx", action="store_true",
+                   help="SmolVLA: standard ONNX ops only in prefill/denoise (default: RoPE and "
+                        "attention as ONNX Runtime contrib nodes, faster, ONNX Runtime only)")
     p.set_defaults(func=_export)
 
     b = sub.add_parser(
@@ -97,7 +100,7 @@ def _export(args) -> int:
         manifest = exporter.export_bundle(
             policy, out, stats=stats, precision=precision, fps=args.fps, task=args.task,
             samples=samples, litert=not args.no_litert, model_id=model_id,
-            progress=lambda s: st.update(s))
+            progress=lambda s: st.update(s), portable_onnx=args.portable_onnx)
     table = Table(title=f"{kind} bundle -> {out}")
     for c in ("stage", "variant", "backend", "precision", "MB", "default", "err vs torch (rel)"):
         table.add_column(c)

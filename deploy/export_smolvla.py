@@ -226,7 +226,7 @@ def example_inputs(layout: SmolVLALayout, seed: int = 0) -> dict[str, dict[str, 
 
 
 def export_onnx(policy, out_dir: str | Path, lang_len: int, opset: int = 17,
-                progress=None, split_denoise: bool = True
+                progress=None, split_denoise: bool = True, fused_ops: bool = True
                 ) -> tuple[SmolVLALayout, dict[str, dict[str, Any]]]:
     """Export the three stages; returns the layout and per-stage {file, inputs, outputs[, prep]}.
 
@@ -234,6 +234,8 @@ def export_onnx(policy, out_dir: str | Path, lang_len: int, opset: int = 17,
     the suffix positions, head expansion/transposition of the cross-attention K/V: everything
     that depends only on the prefix) goes to ``denoise.prep.onnx``, run once per chunk; the
     step graph ``denoise.onnx`` keeps the rest (`edgevla.deploy.onnx_split`, same numbers).
+    ``fused_ops``: RoPE and attention of the prefill/denoise graphs as ONNX Runtime
+    RotaryEmbedding / MultiHeadAttention nodes (False: standard ONNX ops only).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -259,7 +261,7 @@ def export_onnx(policy, out_dir: str | Path, lang_len: int, opset: int = 17,
         for name, module, inputs, outputs in plan:
             path = out_dir / f"{name}.onnx"
             _export(module.eval(), tuple(inputs.values()), path, list(inputs), outputs, opset,
-                    fused_ops=name != "vision")  # the vision tower has no RoPE/LLM attention
+                    fused_ops=fused_ops and name != "vision")  # vision: no RoPE/LLM attention
             simplify_shapes(path)
             stages[name] = {"file": path.name, "inputs": _specs(inputs), "outputs": outputs}
             if name == "denoise" and split_denoise:

@@ -125,8 +125,12 @@ def export_bundle(policy, out_dir: str | Path, *, stats: dict | None = None,
                   task: str = "pick up the bag and place it in the box",
                   samples: list[Sample] | None = None, variants: dict[str, tuple[str, ...]] | None = None,
                   litert: bool = True, model_id: str = "",
-                  progress: Callable[[str], None] | None = None) -> Manifest:
-    """Export ``policy`` into a model bundle directory; returns the manifest written."""
+                  progress: Callable[[str], None] | None = None,
+                  portable_onnx: bool = False) -> Manifest:
+    """Export ``policy`` into a model bundle directory; returns the manifest written.
+
+    ``portable_onnx``: SmolVLA's prefill/denoise with standard ONNX ops only (by default RoPE
+    and attention are ONNX Runtime contrib nodes: fewer, faster kernels, ONNX Runtime only)."""
     import torch
 
     from edgevla.deploy import export_act, export_smolvla
@@ -145,7 +149,8 @@ def export_bundle(policy, out_dir: str | Path, *, stats: dict | None = None,
     else:
         lang_len = policy.config.tokenizer_max_length
         layout, specs = export_smolvla.export_onnx(policy, fp32_dir, lang_len=lang_len,
-                                                   progress=lambda s: say(f"exported {s}"))
+                                                   progress=lambda s: say(f"exported {s}"),
+                                                   fused_ops=not portable_onnx)
         tokens, mask = tokenize_task(policy, task)
         extra.update(layout=layout.__dict__, task=task, lang_tokens=tokens, lang_mask=mask,
                      num_steps=int(policy.config.num_steps),

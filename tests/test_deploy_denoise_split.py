@@ -95,6 +95,29 @@ def test_split_denoise_matches_the_single_graph(smolvla, unsplit):
     assert np.max(np.abs(got - x[0, :, : m.manifest.action_dim])) <= 1e-5
 
 
+def test_portable_export_has_only_standard_ops_and_the_same_numbers(smolvla, tmp_path):
+    """--portable-onnx: no com.microsoft nodes in prefill/denoise; same v_t as the fused graphs."""
+    import onnx
+
+    from edgevla.deploy import export_smolvla
+    from edgevla.deploy.backends import BackendOptions, open_backend
+
+    policy, _, path = smolvla
+    lang_len = policy.config.tokenizer_max_length
+    _, specs = export_smolvla.export_onnx(policy, tmp_path, lang_len=lang_len, fused_ops=False)
+    for stage in ("prefill", "denoise"):
+        for f in {specs[stage]["file"], specs[stage].get("prep") or specs[stage]["file"]}:
+            domains = {n.domain for n in onnx.load(str(tmp_path / f)).graph.node}
+            assert domains <= {"", "ai.onnx"}, (f, domains)
+    m, prefix, noise = _prefix(path)
+    portable = open_backend(tmp_path / specs["denoise"]["file"], BackendOptions(),
+                            prep=tmp_path / specs["denoise"]["prep"])
+    feeds = dict(prefix, x_t=noise, timestep=np.array([0.7], np.float32))
+    got = portable.run(feeds)["v_t"]
+    ref = m.backends["denoise"].run(feeds)["v_t"]
+    assert np.max(np.abs(got - ref)) <= 1e-4 * max(1.0, float(np.abs(ref).max()))
+
+
 def test_split_int8_denoise_runs_with_the_shared_prep(smolvla):
     from edgevla.deploy.pipeline import StageChoice, StageModel
 
