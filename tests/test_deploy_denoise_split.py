@@ -14,14 +14,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 @pytest.fixture(scope="module")
-def smolvla():
-    from edgevla.deploy.smolvla_local import tiny_bundle, tiny_stats
-
-    policy, path = tiny_bundle("smolvla")
-    return policy, tiny_stats(policy), path
-
-
-@pytest.fixture(scope="module")
 def unsplit(smolvla, tmp_path_factory):
     """The same policy's denoise stage exported as one graph (no split)."""
     from edgevla.deploy import export_smolvla

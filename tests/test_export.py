@@ -15,22 +15,6 @@ pytestmark = pytest.mark.train
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
-@pytest.fixture(scope="module")
-def act():
-    from edgevla.deploy.smolvla_local import tiny_bundle, tiny_stats
-
-    policy, path = tiny_bundle("act")
-    return policy, tiny_stats(policy), path
-
-
-@pytest.fixture(scope="module")
-def smolvla():
-    from edgevla.deploy.smolvla_local import tiny_bundle, tiny_stats
-
-    policy, path = tiny_bundle("smolvla")
-    return policy, tiny_stats(policy), path
-
-
 def _samples(policy, n=2, seed=11):
     from edgevla.deploy.exporter import synthetic_samples
 
