@@ -126,6 +126,22 @@ def test_train_act_loss_falls_checkpoint_reloads_and_resumes(tmp_path, tiny_data
     with pytest.raises(FileExistsError):
         train(cfg, progress=False)  # refusing to overwrite a run without --resume
 
+    # Warm start: a new run begins from the source's weights exactly (lr 0 keeps them unchanged).
+    from safetensors.torch import load_file
+
+    src = load_file(Path(cfg.out) / "checkpoints" / "last" / "pretrained_model" / "model.safetensors")
+    warm = TrainConfig(**{**cfg.__dict__, "out": str(tmp_path / "warm"), "steps": 2, "save_every": 2,
+                          "lr": 0.0, "init_from": cfg.out})
+    train(warm, progress=False)
+    got = load_file(tmp_path / "warm" / "checkpoints" / "last" / "pretrained_model" / "model.safetensors")
+    assert sorted(got) == sorted(src)
+    assert all(np.array_equal(got[k].numpy(), src[k].numpy()) for k in src)
+    # Another architecture is refused with the reason, before any step runs.
+    other = TrainConfig(**{**warm.__dict__, "out": str(tmp_path / "other"),
+                           "policy_overrides": {**overrides, "dim_model": 32}})
+    with pytest.raises(ValueError, match="not the same architecture"):
+        train(other, progress=False)
+
 
 def test_train_smolvla_loss_falls_and_checkpoint_reloads(tmp_path, tiny_dataset):
     # SmolVLA's flow-matching loss also covers the 26 padded action dims (max_action_dim 32, as

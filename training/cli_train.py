@@ -51,6 +51,9 @@ def add_parser(sub) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override one lerobot policy config field, e.g. --set chunk_size=50 (repeatable)")
     p.add_argument("--resume", action="store_true", help="continue OUT/checkpoints/last")
+    p.add_argument("--init-from", default=None, metavar="RUN_OR_CKPT",
+                   help="warm start a new run from another run's weights and optimizer moments (same "
+                        "architecture; normaliser from --dataset), e.g. to move on to a bigger recording")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs, CI)")
     p.set_defaults(func=cmd_train)
 
@@ -123,7 +126,7 @@ def cmd_train(args) -> int:
     flags = {
         "policy": args.policy, "dataset": args.dataset, "out": args.out, "steps": args.steps,
         "batch_size": args.batch_size, "save_every": args.save_every, "lr": args.lr,
-        "num_workers": args.num_workers, "seed": args.seed,
+        "num_workers": args.num_workers, "seed": args.seed, "init_from": args.init_from,
     }
     try:
         cfg = TrainConfig.from_file(args.config, **flags) if args.config else TrainConfig(

@@ -49,6 +49,10 @@ class TrainConfig:
     episodes: list[int] | None = None  # None: the dataset's "train" split (all if it has none)
     # Extra keyword arguments for the lerobot policy config (e.g. dim_model, chunk_size).
     policy_overrides: dict[str, Any] = field(default_factory=dict)
+    # Warm start: a run / checkpoint of the same architecture whose weights (and Adam moments, when
+    # saved) start this run. The normaliser comes from *this* run's dataset, so a model can move on
+    # to a bigger recording without re-learning from random init.
+    init_from: str | None = None
 
     def __post_init__(self) -> None:
         if self.policy not in ("act", "smolvla"):
@@ -200,6 +204,38 @@ def save_checkpoint(out: Path, step: int, policy, pre, post, optimizer, schedule
         last.unlink()
     last.symlink_to(ckpt.name)
     return ckpt
+
+
+def warm_start(policy, optimizer, source: str | Path) -> Path:
+    """Load another run's weights (strictly: same architecture) and, when its checkpoint kept
+    them, its optimizer moments, so the first steps on new data do not jolt the weights."""
+    from safetensors.torch import load_file
+
+    pretrained = resolve_pretrained_dir(source)
+    state = load_file(pretrained / "model.safetensors")
+    own = policy.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    reshaped = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or unexpected or reshaped:
+        raise ValueError(
+            f"init_from {pretrained}: not the same architecture as this config "
+            f"(missing {missing[:3]}, unexpected {unexpected[:3]}, other shape {reshaped[:3]}); "
+            f"use the source run's policy_overrides"
+        )
+    policy.load_state_dict(state, strict=True)
+    moments = pretrained.parent / TRAINING_STATE_DIR
+    if (moments / "optimizer_state.safetensors").is_file():
+        from lerobot.optim.optimizers import load_optimizer_state
+
+        lrs = [g["lr"] for g in optimizer.param_groups]  # this run's learning rates win
+        try:
+            load_optimizer_state(optimizer, moments)
+        except (ValueError, KeyError, RuntimeError) as exc:  # other param groups: fresh moments
+            print(f"init_from {pretrained}: optimizer moments not reused ({exc})")
+        for group, lr in zip(optimizer.param_groups, lrs):
+            group["lr"] = lr
+    return pretrained
 
 
 def resolve_pretrained_dir(path: str | Path) -> Path:
@@ -378,6 +414,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
             history = json.loads(loss_file.read_text())
             losses = [tuple(x) for x in history["losses"] if x[0] <= step]
             previous_s = float(history.get("seconds_total", 0.0))
+    elif cfg.init_from:
+        warm_start(policy, optimizer, cfg.init_from)
 
     tasks = list(getattr(meta, "tasks", None).index) if getattr(meta, "tasks", None) is not None else []
     info = {"policy": cfg.policy, "fps": int(meta.fps), "image_hw": list(dataset_image_hw(meta)),
