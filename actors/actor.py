@@ -32,6 +32,10 @@ class Actor:
     # False: latest-value inputs (newest message per port). True: every message received since
     # the last step, in arrival order, as a list per port (the recorder needs this).
     collect_all: ClassVar[bool] = False
+    # True: large (shared-memory) input arrays arrive as read-only views into the producer's ring
+    # instead of copies. Only for actors that use a frame within a few frame periods and check
+    # `shm.still_valid(msg)` before publishing what they computed from it (see stages).
+    borrow_inputs: ClassVar[bool] = False
 
     def __init__(self, name: str = "") -> None:
         self.name = name or type(self).__name__.lower()

@@ -4,8 +4,16 @@ Transports, each measured in this run on the same payloads:
 
 * ``raw_zmq``   – bare pyzmq PUB/SUB over ipc, zero-copy frames: the baseline the edgevla bus
                   is held to (``overhead_vs_raw_zmq``);
-* ``edgevla``   – the project's bus: typed message, msgpack header, zero-copy buffers, decode;
-* ``edgevla_shm`` – edgevla header on ZeroMQ, pixels in a shared-memory ring (dora-rs style);
+* ``edgevla``   – the project's bus as the stage actors receive frames (default `Publisher`,
+                  `Subscriber(borrow=True)`): typed message, msgpack header, decode; on ipc,
+                  arrays >= 256 KiB go through the publisher's shared-memory ring (`shm`) and
+                  arrive as read-only views of it; the consumer checks `shm.still_valid` after
+                  use (counted as lost if the slot was reused);
+* ``edgevla_copy`` – the same with the default `Subscriber`, which copies shared-memory arrays
+                  into pooled buffers it owns (the recorder, any actor that keeps frames);
+* ``edgevla_inline`` – the same bus with shared memory off (``shm_min_bytes=0``, what tcp and
+                  ``EDGEVLA_SHM=0`` get): arrays inline in the ZeroMQ message, zero-copy send
+                  (large payloads only: below 256 KiB both rows are the same path);
 * ``grpc_pickle`` – gRPC unary calls carrying pickled observations, as LeRobot's async
                   inference ships them (this file is the one place pickle is allowed: it is the
                   baseline being measured, never a data path);
@@ -31,7 +39,8 @@ import numpy as np
 import zmq
 
 from edgevla.actors.bench import BenchResult
-from edgevla.actors.bus import Publisher, Subscriber
+from edgevla.actors.bus import IMAGE_HWM, SHM_AUTO, Publisher, Subscriber
+from edgevla.actors.shm import still_valid
 from edgevla.actors.messages import (ActionChunk, Features, Frame, Observation, Request,
                                      encode)
 
@@ -56,7 +65,8 @@ def _message(size: str, arr: np.ndarray, t_ns: int):
 
 # ------------------------------------------------------------------ receivers (child processes)
 
-ZMQ_MODES = ("raw_zmq", "edgevla", "edgevla_shm")
+ZMQ_MODES = ("raw_zmq", "edgevla", "edgevla_copy", "edgevla_inline")
+_BIG_ONLY = ("edgevla_copy", "edgevla_inline")  # below 256 KiB they are the edgevla path
 
 
 def _recv_zmq_all(endpoints: dict[str, str], expected: dict[str, int], n_thr: int, ready, out_q,
@@ -80,8 +90,9 @@ def _recv_zmq_all(endpoints: dict[str, str], expected: dict[str, int], n_thr: in
     raw.setsockopt(zmq.RCVHWM, 100_000)
     raw.setsockopt(zmq.SUBSCRIBE, b"")
     raw.connect(endpoints["raw_zmq"])
-    subs = {m: Subscriber(ctx, [endpoints[m]], ["bench"], hwm=100_000)
-            for m in ("edgevla", "edgevla_shm") if m in endpoints}
+    subs = {m: Subscriber(ctx, [endpoints[m], endpoints[m].replace(".sock", ".thr.sock")],
+                          ["bench"], hwm=100_000, borrow=m == "edgevla")
+            for m in ("edgevla", "edgevla_copy", "edgevla_inline") if m in endpoints}
     poller = zmq.Poller()
     poller.register(raw, zmq.POLLIN)
     by_sock = {raw: "raw_zmq"}
@@ -109,8 +120,9 @@ def _recv_zmq_all(endpoints: dict[str, str], expected: dict[str, int], n_thr: in
                 if got is None:
                     continue
                 msg = got[1]
-                if mode == "edgevla_shm":
-                    _read_shm(msg)
+                if mode == "edgevla":
+                    if not still_valid(msg):  # the consumer's after-use check
+                        continue
                 now = time.monotonic_ns()
                 t_send = msg.t_capture_ns
                 phase = msg.producer.encode()
@@ -180,48 +192,6 @@ def _serve_grpc(port: int, n: int, ready, out_q) -> None:
     out_q.put((lat, stamps[0] if stamps else 0, stamps[-1] if stamps else 0))
 
 
-# ------------------------------------------------------------------ shared-memory ring
-
-class ShmRing:
-    """Pixels in a ring of shared-memory slots; only a small descriptor crosses ZeroMQ."""
-
-    def __init__(self, slot_bytes: int, slots: int = 8, name: str | None = None) -> None:
-        from multiprocessing import shared_memory
-
-        self.slot_bytes, self.slots = slot_bytes, slots
-        if name is None:
-            self.shm = shared_memory.SharedMemory(create=True, size=slot_bytes * slots)
-        else:
-            self.shm = shared_memory.SharedMemory(name=name)
-        self.next = 0
-
-    def write(self, arr: np.ndarray) -> tuple[int, int]:
-        slot = self.next % self.slots
-        self.next += 1
-        view = np.ndarray(arr.nbytes, np.uint8, self.shm.buf, offset=slot * self.slot_bytes)
-        view[:] = arr.reshape(-1).view(np.uint8)
-        return slot, arr.nbytes
-
-    def close(self, unlink: bool = False) -> None:
-        self.shm.close()
-        if unlink:
-            self.shm.unlink()
-
-
-_SHM_CACHE: dict[str, Any] = {}
-
-
-def _read_shm(msg: Features) -> np.ndarray:
-    name = str(msg.model_id)
-    ring = _SHM_CACHE.get(name)
-    if ring is None:
-        slot_bytes = int(msg.tensors["desc"][2])
-        ring = _SHM_CACHE[name] = ShmRing(slot_bytes, name=name)
-    slot, nbytes = int(msg.tensors["desc"][0]), int(msg.tensors["desc"][1])
-    view = np.ndarray(nbytes, np.uint8, ring.shm.buf, offset=slot * ring.slot_bytes)
-    return view.copy()  # a consumer owns its copy before the slot is reused
-
-
 # ------------------------------------------------------------------ senders
 
 def _stats(lat_ns: list[int], recv_ns: list[int], sent: int, nbytes: int,
@@ -238,10 +208,10 @@ def _stats(lat_ns: list[int], recv_ns: list[int], sent: int, nbytes: int,
 
 
 def _run_zmq(size: str, n: int, n_thr: int, period_s: float) -> dict[str, dict[str, Any]]:
-    """raw_zmq / edgevla / edgevla_shm, messages interleaved so noise hits all three alike."""
+    """raw_zmq / edgevla / edgevla_inline, messages interleaved so noise hits all alike."""
     arr = SIZES[size]()
     big = arr.nbytes > 100_000
-    modes = [m for m in ZMQ_MODES if big or m != "edgevla_shm"]
+    modes = [m for m in ZMQ_MODES if big or m not in _BIG_ONLY]
     ctx_mp = mp.get_context("spawn")
     ready, out_q, ack_q = ctx_mp.Event(), ctx_mp.Queue(), ctx_mp.Queue()
     tmp = tempfile.mkdtemp(prefix="evb")
@@ -254,8 +224,20 @@ def _run_zmq(size: str, n: int, n_thr: int, period_s: float) -> dict[str, dict[s
     raw.setsockopt(zmq.SNDHWM, 100_000)
     raw.setsockopt(zmq.LINGER, 0)
     raw.bind(eps["raw_zmq"])
-    pubs = {m: Publisher(zctx, eps[m], producer="lat", hwm=100_000) for m in modes
-            if m != "raw_zmq"}
+    # Latency messages go out as an actor would send them: a camera-like publisher (queue of
+    # IMAGE_HWM frames, the default ring of hwm + 4 slots, which stays cache-warm). The unpaced
+    # burst has its own publisher whose ring holds the whole burst (the queues here are 100k
+    # deep): a ring smaller than what a subscriber has queued drops the oldest as shm_overwritten.
+    def shm_min(m: str) -> int:
+        return 0 if m == "edgevla_inline" else SHM_AUTO  # edgevla_copy: same writer as edgevla
+
+    pubs = {m: Publisher(zctx, eps[m], producer="lat", hwm=IMAGE_HWM if big else 100_000,
+                         shm_min_bytes=shm_min(m))
+            for m in modes if m != "raw_zmq"}
+    thr_pubs = {m: Publisher(zctx, eps[m].replace(".sock", ".thr.sock"), producer="thr",
+                             hwm=100_000, shm_min_bytes=shm_min(m), shm_slots=n_thr + 16,
+                             shm_max_bytes=(n_thr + 16) * arr.nbytes + 2 ** 20)
+                for m in modes if m != "raw_zmq"}
     ack_socks = {}
     ack_subs: dict[str, Subscriber] = {}
     for m in modes:
@@ -268,7 +250,6 @@ def _run_zmq(size: str, n: int, n_thr: int, period_s: float) -> dict[str, dict[s
         a.bind(eps[m].replace(".sock", ".ack.sock"))
         ack_socks[m] = a
     rtt: dict[str, list[int]] = {m: [] for m in modes}
-    ring = ShmRing(arr.nbytes) if "edgevla_shm" in modes else None
     proc.start()
     ready.wait(30)
     time.sleep(0.5)  # slow joiner: let the subscriptions propagate
@@ -277,15 +258,10 @@ def _run_zmq(size: str, n: int, n_thr: int, period_s: float) -> dict[str, dict[s
         t = time.monotonic_ns()
         if mode == "raw_zmq":
             raw.send_multipart([b"bench", struct.pack("<q", t), phase.encode(), arr], copy=False)
-        elif mode == "edgevla_shm":
-            slot, nbytes = ring.write(arr)
-            desc = np.array([slot, nbytes, ring.slot_bytes], np.int64)
-            pubs[mode].send("bench", Features(tensors={"desc": desc}, t_capture_ns=t,
-                                              model_id=ring.shm.name, producer=phase))
         else:
             msg = _message(size, arr, t)
             msg.producer = phase
-            pubs[mode].send("bench", msg)
+            (pubs if phase == "lat" else thr_pubs)[mode].send("bench", msg)
 
     for i in range(n):
         for k, mode in enumerate(modes[i % len(modes):] + modes[:i % len(modes)]):
@@ -311,12 +287,10 @@ def _run_zmq(size: str, n: int, n_thr: int, period_s: float) -> dict[str, dict[s
     lat, thr = out_q.get(timeout=120)
     proc.join(10)
     raw.close(0)
-    for p in pubs.values():
+    for p in [*pubs.values(), *thr_pubs.values()]:
         p.close()
     for a in ack_socks.values():
         a.close(0)  # (the edgevla acks' Subscribers own these sockets; closing once is enough)
-    if ring is not None:
-        ring.close(unlink=True)
     zctx.term()
     return {m: {**_stats(lat[m], thr[m], n, arr.nbytes, burst_start[m]), **_rtt(rtt[m])}
             for m in modes}
@@ -514,11 +488,18 @@ def run(quick: bool = False) -> BenchResult:
         "speedup_vs_grpc_pickle_frame_oneway": results[("grpc_pickle", frame)]["p50_us"]
         / results[("edgevla", frame)]["p50_us"],
         "edgevla_frame_rtt_p50_us": results[("edgevla", frame)]["rtt_p50_us"],
+        "edgevla_inline_frame_rtt_p50_us": results[("edgevla_inline", frame)]["rtt_p50_us"],
+        "speedup_vs_grpc_pickle_frame_inline": results[("grpc_pickle", frame)]["rtt_p50_us"]
+        / results[("edgevla_inline", frame)]["rtt_p50_us"],
+        "edgevla_copy_frame_rtt_p50_us": results[("edgevla_copy", frame)]["rtt_p50_us"],
+        "speedup_vs_grpc_pickle_frame_copy": results[("grpc_pickle", frame)]["rtt_p50_us"]
+        / results[("edgevla_copy", frame)]["rtt_p50_us"],
         "raw_zmq_frame_rtt_p50_us": results[("raw_zmq", frame)]["rtt_p50_us"],
         "grpc_pickle_frame_rtt_p50_us": results[("grpc_pickle", frame)]["rtt_p50_us"],
         "edgevla_frame_p50_us": results[("edgevla", frame)]["p50_us"],
         "raw_zmq_frame_p50_us": results[("raw_zmq", frame)]["p50_us"],
-        "shm_frame_p50_us": results[("edgevla_shm", frame)]["p50_us"],
+        "edgevla_copy_frame_p50_us": results[("edgevla_copy", frame)]["p50_us"],
+        "edgevla_inline_frame_p50_us": results[("edgevla_inline", frame)]["p50_us"],
         "memcpy_frame_us": _memcpy_floor_us(frame),
         "three_streams_lost": streams["lost"],
         "three_streams_seq_gaps": streams["seq_gaps"],

@@ -7,6 +7,15 @@ and logged once per (topic, kind), so one broken producer cannot take a consumer
 
 Endpoints: ``ipc://`` sockets in a per-run directory created 0700; ``tcp://`` bound on
 127.0.0.1 unless configured otherwise; CURVE when a graph declares a remote endpoint.
+
+Shared memory (`shm`): a publisher on an ``ipc://`` endpoint sends every array of at least
+``shm_min_bytes`` (256 KiB by default: camera frames, big feature maps) through a ring of
+shared-memory slots it owns; only a small descriptor crosses ZeroMQ and each subscriber copies
+the slot into a pre-faulted buffer it owns. Off for ``tcp://`` (a remote peer cannot map it),
+with ``shm_min_bytes=0``/None, and everywhere with the environment variable ``EDGEVLA_SHM=0``
+(the supervisor passes its environment to every actor, so ``EDGEVLA_SHM=0 edgevla run ...``
+turns it off for a whole run). ``Publisher.close`` unlinks the segments; the supervisor removes
+those of an actor that died without closing.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ from typing import Any, Iterable
 
 import zmq
 
+from edgevla.actors import shm as _shm
 from edgevla.actors.messages import MalformedMessage, Message, decode_parts, encode
 
 log = logging.getLogger("edgevla.bus")
@@ -32,6 +42,7 @@ _BASE_GET = zmq.backend.Socket.get
 _RCVMORE = zmq.RCVMORE
 _MORE = zmq.SNDMORE | zmq.NOBLOCK
 
+SHM_AUTO = -1  # Publisher default: shared memory on ipc:// endpoints (see module docstring)
 IMAGE_HWM = 4  # frames are big and only the newest matters: a short queue bounds memory/latency
 DEFAULT_HWM = 100
 
@@ -129,7 +140,13 @@ class Publisher:
 
     def __init__(self, ctx: zmq.Context, endpoint: str, *, producer: str = "",
                  kind: int = zmq.PUB, hwm: int = DEFAULT_HWM, curve: CurveKeys | None = None,
-                 counters: BusCounters | None = None, clock_ns=time.monotonic_ns) -> None:
+                 counters: BusCounters | None = None, clock_ns=time.monotonic_ns,
+                 shm_min_bytes: int | None = SHM_AUTO, shm_slots: int | None = None,
+                 shm_max_bytes: int | None = None) -> None:
+        """``shm_min_bytes``: arrays at least this big go through shared memory (ipc only;
+        None/0 disables, `SHM_AUTO` = `shm.DEFAULT_MIN_BYTES` on ipc). ``shm_slots``: messages
+        the ring holds before a slot is reused (default ``hwm + 4``: a consumer whose queue is
+        full is the one that loses anyway), bounded by ``shm_max_bytes`` per segment."""
         self.sock = ctx.socket(kind)
         self.sock.setsockopt(zmq.SNDHWM, hwm)
         self.sock.setsockopt(zmq.LINGER, 0)
@@ -143,6 +160,14 @@ class Publisher:
         self.counters = counters or BusCounters()
         self._clock_ns = clock_ns
         self._seq: dict[str, int] = defaultdict(int)
+        if shm_min_bytes == SHM_AUTO:
+            shm_min_bytes = _shm.DEFAULT_MIN_BYTES
+        self.shm: _shm.ShmWriter | None = None
+        if shm_min_bytes and endpoint.startswith("ipc://") and _shm.enabled() \
+                and _shm.supported():
+            self.shm = _shm.ShmWriter(
+                min_bytes=shm_min_bytes, slots=shm_slots or min(hwm, 1000) + 4,
+                max_bytes=shm_max_bytes or _shm.DEFAULT_MAX_BYTES)
 
     def send(self, topic: str, msg: Message) -> bool:
         self._seq[topic] += 1
@@ -151,7 +176,7 @@ class Publisher:
         if not msg.producer:
             msg.producer = self.producer
         msg.t_pub_ns = self._clock_ns()
-        frames = encode(topic, msg)
+        frames = encode(topic, msg, self.shm)
         try:
             # Part by part through the socket's base send: pyzmq's send_multipart re-validates
             # every part in Python first, which costs more than the send itself for small
@@ -180,6 +205,8 @@ class Publisher:
 
     def close(self) -> None:
         self.sock.close(linger=0)
+        if self.shm is not None:
+            self.shm.close()
 
 
 class Subscriber:
@@ -192,9 +219,16 @@ class Subscriber:
 
     def __init__(self, ctx: zmq.Context, endpoints: Iterable[str], topics: Iterable[str], *,
                  kind: int = zmq.SUB, hwm: int = DEFAULT_HWM, curve: CurveKeys | None = None,
-                 counters: BusCounters | None = None) -> None:
+                 counters: BusCounters | None = None,
+                 shm_reader: _shm.ShmReader | None = None, borrow: bool = False) -> None:
+        """``borrow``: shared-memory arrays arrive as read-only views into the producer's ring
+        instead of copies; each such message carries ``shm_leases`` and the consumer checks
+        `shm.still_valid(msg)` after using it (a slot reused meanwhile means drop the result)."""
         self.sock = ctx.socket(kind)
         self.sock.setsockopt(zmq.RCVHWM, hwm)
+        if borrow and shm_reader is None:
+            shm_reader = _shm.ShmReader(borrow=True)
+        self.shm = shm_reader  # None: the process's default reader, when a message needs one
         self.sock.setsockopt(zmq.LINGER, 0)
         apply_curve(self.sock, curve, server=False)
         self.topics = {t.encode(): t for t in topics}
@@ -228,7 +262,11 @@ class Subscriber:
         try:
             if header is None:
                 raise MalformedMessage("frame_count", "1 frame(s), need at least 2")
-            _, msg = decode_parts(raw_topic, header, buffers)
+            if self.shm is not None and self.shm.leases:
+                self.shm.leases = []  # left by a message that failed to decode
+            _, msg = decode_parts(raw_topic, header, buffers, self.shm)
+            if self.shm is not None and self.shm.leases:
+                msg.shm_leases, self.shm.leases = self.shm.leases, []
         except MalformedMessage as err:
             self.counters.count_malformed(topic, err)
             return None

@@ -8,6 +8,12 @@ A message on the bus is a multipart frame list ``[topic, header, *buffers]``:
   under ``f``, and for each array ``[name, dtype, shape]`` under ``a`` in buffer order;
 * ``buffers`` – one raw, C-contiguous buffer per array (sent zero-copy by the bus, never pickled).
 
+An ``a`` entry may carry a 4th element, a shared-memory descriptor ``[segment, slot,
+generation]`` (see `shm`): that array has no buffer frame (``buffers`` holds only the arrays of
+3-element entries, in order) and the decoder copies it out of the producer's segment into an
+array the consumer owns. Same-host publishers send large arrays that way; recordings, replays and
+injected messages use the plain 3-element form, which every decoder keeps accepting.
+
 Array-valued fields are either ``np.ndarray`` or ``dict[str, np.ndarray]`` (flattened to
 ``field/key`` names). Decoding validates everything that crosses the process boundary and raises
 `MalformedMessage` with a short ``kind`` so the bus can count drops per kind.
@@ -225,12 +231,16 @@ def _as_wire_array(name: str, arr: Any) -> np.ndarray:
     return a
 
 
-def encode(topic: str, msg: Message) -> list[Any]:
-    """Message -> ``[topic, header, *buffers]``; buffers are the arrays themselves (no copy)."""
+def encode(topic: str, msg: Message, shm: Any = None) -> list[Any]:
+    """Message -> ``[topic, header, *buffers]``; buffers are the arrays themselves (no copy).
+
+    With ``shm`` (an `shm.ShmWriter`), arrays it accepts go into shared memory and their header
+    entry carries the descriptor instead of a buffer.
+    """
     encoder = _ENCODERS.get(type(msg))
     if encoder is None:
         encoder = _ENCODERS[type(msg)] = _make_encoder(type(msg))
-    return encoder(topic, msg)
+    return encoder(topic, msg, shm)
 
 
 _ENCODERS: dict[type, Any] = {}
@@ -247,11 +257,37 @@ def _make_encoder(cls: type[Message]):
     # header field order fixed by the plan: arrays, optional arrays, dicts, as before
     order = [(n, k) for n, k in kinds if k is not None]
 
-    def encoder(topic: str, msg: Message) -> list[Any]:
+    def encoder(topic: str, msg: Message, shm: Any = None) -> list[Any]:
         meta: list[list[Any]] = []
         buffers: list[Any] = []
         fields = {n: getattr(msg, n) for n in scalars}
-        if not opt_arrays and not dicts:
+        if shm is not None:
+            wire: list[tuple[str, np.ndarray]] = []
+            for name, kind in order:
+                value = getattr(msg, name)
+                if kind == "dict":
+                    fields[name] = None
+                    items = []
+                    for key, arr in value.items():
+                        if "/" in key:
+                            raise ValueError(f"field {name!r}: key {key!r} may not contain '/'")
+                        items.append((f"{name}/{key}", arr))
+                elif value is not None or kind == "array":
+                    items = [(name, value)]
+                else:
+                    items = []
+                for full, arr in items:
+                    wire.append((full, _as_wire_array(full, arr)))
+            min_bytes = shm.min_bytes
+            shm.begin(sum(1 for _, a in wire if a.nbytes >= min_bytes))
+            for full, a in wire:
+                desc = shm.put(a) if a.nbytes >= min_bytes else None
+                if desc is None:
+                    meta.append([full, _DTYPE_STR[a.dtype], list(a.shape)])
+                    buffers.append(a)
+                else:
+                    meta.append([full, _DTYPE_STR[a.dtype], list(a.shape), desc])
+        elif not opt_arrays and not dicts:
             for name in arrays:
                 a = _as_wire_array(name, getattr(msg, name))
                 meta.append([name, _DTYPE_STR[a.dtype], list(a.shape)])
@@ -290,14 +326,19 @@ def decode_header(raw: bytes | memoryview) -> dict[str, Any]:
     return header
 
 
-def decode(frames: list[Any]) -> tuple[str, Message]:
-    """``[topic, header, *buffers]`` -> (topic, message). Arrays view the received buffers."""
+def decode(frames: list[Any], shm: Any = None) -> tuple[str, Message]:
+    """``[topic, header, *buffers]`` -> (topic, message). Arrays view the received buffers.
+
+    Arrays sent through shared memory are copied out with ``shm`` (an `shm.ShmReader`; the
+    process's default reader when None) into arrays the message owns.
+    """
     if len(frames) < 2:
         raise MalformedMessage("frame_count", f"{len(frames)} frames, need at least 2")
-    return decode_parts(bytes(frames[0]), frames[1], frames[2:])
+    return decode_parts(bytes(frames[0]), frames[1], frames[2:], shm)
 
 
-def decode_parts(topic_raw: bytes, header_raw: Any, buffers: list[Any]) -> tuple[str, Message]:
+def decode_parts(topic_raw: bytes, header_raw: Any, buffers: list[Any],
+                 shm: Any = None) -> tuple[str, Message]:
     """Like `decode`, for callers that received the topic and header separately."""
     # decode_header inlined: this runs once per received message (see `_make_decoder`)
     try:
@@ -309,7 +350,7 @@ def decode_parts(topic_raw: bytes, header_raw: Any, buffers: list[Any]) -> tuple
     decoder = _DECODERS.get(header.get("schema"))  # type: ignore[arg-type]
     if decoder is None or header.get("v") != SCHEMA_VERSION:
         decoder = _decoder_or_raise(header)
-    return topic_raw.decode("utf-8", "replace"), decoder(header, buffers)
+    return topic_raw.decode("utf-8", "replace"), decoder(header, buffers, shm)
 
 
 def _decoder_or_raise(header: dict[str, Any]):
@@ -356,14 +397,13 @@ def _make_decoder(cls: type[Message]):
     missing_ok = [n for n in field_names if n in defaults]
     new_obj = object.__new__
 
-    def decoder(header: dict[str, Any], buffers: list[Any]) -> Message:
+    def decoder(header: dict[str, Any], buffers: list[Any], shm: Any = None) -> Message:
         meta = header.get("a")
         scalars = header.get("f")
         if type(meta) is not list or type(scalars) is not dict:
             raise MalformedMessage("bad_header", "missing 'a' or 'f'")
         if len(meta) != len(buffers):
-            raise MalformedMessage("frame_count",
-                                   f"header lists {len(meta)} arrays, got {len(buffers)} buffers")
+            buffers = _with_shm(meta, buffers, shm)
         seq = header.get("seq", 0)
         t_cap = header.get("t_capture_ns", 0)
         t_pub = header.get("t_pub_ns", 0)
@@ -444,7 +484,60 @@ def _plan(cls: type[Message]) -> list[tuple[str, str | None, tuple[type, ...] | 
     return plan
 
 
+def _with_shm(meta: list[Any], buffers: list[Any], shm: Any) -> list[Any]:
+    """Buffers for every entry of ``meta``: shared-memory entries copied out, in header order.
+
+    Only reached when the header lists more arrays than there are buffer frames; anything that
+    does not add up is ``frame_count``, a bad descriptor one of the ``shm_*`` kinds.
+    """
+    n_inline = sum(1 for e in meta if not (type(e) is list and len(e) == 4))
+    if n_inline != len(buffers):
+        raise MalformedMessage("frame_count",
+                               f"header lists {len(meta)} arrays ({len(meta) - n_inline} in "
+                               f"shared memory), got {len(buffers)} buffers")
+    out: list[Any] = []
+    it = iter(buffers)
+    for entry in meta:
+        if type(entry) is list and len(entry) == 4:
+            name, dtype, shape, nbytes = _check_entry(entry[:3])
+            if shm is None:
+                from edgevla.actors.shm import default_reader
+                shm = default_reader()
+            out.append(_Owned(shm.read(entry[3], dtype, shape, nbytes)))
+        else:
+            out.append(next(it))
+    return out
+
+
+class _Owned:
+    """An array copied out of shared memory: used as is by `_array_from` (no view, no copy)."""
+
+    __slots__ = ("array",)
+
+    def __init__(self, array: np.ndarray) -> None:
+        self.array = array
+
+
+def _check_entry(entry: Any) -> tuple[str, np.dtype, list[int], int]:
+    if type(entry) is not list or len(entry) != 3 or type(entry[0]) is not str:
+        raise MalformedMessage("bad_header", f"array entry {entry!r}")
+    name, dtype_str, shape = entry
+    dtype = _WIRE_DTYPES.get(dtype_str) if type(dtype_str) is str else None
+    if dtype is None:
+        raise MalformedMessage("bad_dtype", f"dtype {dtype_str!r}")
+    if type(shape) is not list or len(shape) > _MAX_NDIM:
+        raise MalformedMessage("bad_shape", f"shape {shape!r}")
+    expected = dtype.itemsize
+    for s in shape:
+        if type(s) is not int or s < 0:
+            raise MalformedMessage("bad_shape", f"shape {shape!r}")
+        expected *= s
+    return name, dtype, shape, expected
+
+
 def _array_from(entry: Any, buf: Any) -> np.ndarray:
+    if type(buf) is _Owned:
+        return buf.array  # shape and dtype were checked before it was read
     if type(entry) is not list or len(entry) != 3 or type(entry[0]) is not str:
         raise MalformedMessage("bad_header", f"array entry {entry!r}")
     _, dtype_str, shape = entry

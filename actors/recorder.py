@@ -16,6 +16,10 @@ File format (readable by any MCAP tool: ``mcap info``, Foxglove, ``mcap.reader.m
   length + bytes). Any msgpack decoder unpacks it into a list of byte strings; `unpack_frames`
   reads it without copying. ``[topic, *that list]`` is exactly the frame list the producer
   sent, so a replay republishes bit-identical messages (`pack_frames` / `unpack_frames`).
+  Arrays a producer sent through shared memory (4-element ``a`` entries, see `messages`) are
+  recorded inline: the recorder decodes (copies them out) and re-encodes, and `write_frames`
+  materialises any raw frames that still carry descriptors, so a file never points into
+  another process's memory.
 
 Crash safety ("checkpointed MCAP"): the writer appends through `CheckpointFile`, which keeps
 the file a complete, valid MCAP after every commit (every ``flush_ms`` and every finished
@@ -60,6 +64,7 @@ from edgevla.actors.clock import Clock
 from edgevla.actors.messages import (
     MESSAGE_TYPES, SCHEMA_VERSION, Message, decode, decode_header, encode,
 )
+from edgevla.actors.shm import has_descriptors, inline_frames
 
 log = logging.getLogger("edgevla.recorder")
 
@@ -332,6 +337,9 @@ class McapRecording:
         topic = bytes(frames[0]).decode() if not isinstance(frames[0], str) else frames[0]
         if header is None:
             header = decode_header(frames[1])
+        if has_descriptors(header):
+            # shared-memory arrays become inline buffers: the file must be self-contained
+            frames, header = inline_frames(frames, header)
         cid = self._channel(topic, str(header.get("schema")), int(header.get("v", 0)))
         data = pack_frames(frames[1], list(frames[2:]))
         self.writer.add_message(cid, log_time=int(log_time_ns), data=data,

@@ -329,7 +329,7 @@ def _payload(frames: list[Any]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     and a counter started before the recording did is offset in the file."""
     header = decode_header(frames[1])
     arrays = {}
-    for (name, _dt, _shape), buf in zip(header.get("a", []), frames[2:]):
+    for (name, _dt, _shape, *_), buf in zip(header.get("a", []), frames[2:]):
         arrays[name] = np.frombuffer(memoryview(buf).cast("B"),
                                      dtype=np.dtype(_dt)).reshape(_shape)
     fields = {k: v for k, v in header.items() if k not in ("t_pub_ns", "seq", "producer", "a")}

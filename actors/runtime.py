@@ -137,7 +137,8 @@ class ActorProcess:
         endpoints = sorted({e for eps in spec.sub_endpoints.values() for e in eps})
         self.sub = Subscriber(self.ctx, endpoints, ["*"] if "*" in spec.inputs.values()
                               else sub_topics, curve=curve_client, counters=self.counters,
-                              hwm=1000 if actor.collect_all else 100) if endpoints else None
+                              hwm=1000 if actor.collect_all else 100,
+                              borrow=actor.borrow_inputs) if endpoints else None
         pull_eps = sorted({e for eps in spec.pull_endpoints.values() for e in eps})
         self.pull = Subscriber(self.ctx, pull_eps, list(spec.pull_endpoints), kind=zmq.PULL,
                                curve=curve_client, counters=self.counters) if pull_eps else None

@@ -24,6 +24,7 @@ import numpy as np
 from edgevla.actors.actor import Actor, Outputs
 from edgevla.actors.clock import Clock
 from edgevla.actors.messages import ActionChunk, Features, Frame, Message, Prefix, RobotState
+from edgevla.actors.shm import still_valid
 
 _BACKEND_KEYS = ("threads", "inter_op_threads", "cpu_affinity", "opt_level", "allow_spinning",
                  "delegate", "delegate_options")
@@ -89,6 +90,7 @@ class _StageActor(Actor):
         self.rng = np.random.default_rng(params.get("seed"))
         self.runs = 0
         self.skipped = 0
+        self.overwritten = 0  # results dropped: a borrowed frame's slot was reused meanwhile
         self.latency_ms: dict[str, float] = {}
 
     def _timed(self, clock: Clock, stage: str, fn, *args):
@@ -115,7 +117,7 @@ class _StageActor(Actor):
 
     def stats(self) -> dict[str, Any]:
         out: dict[str, Any] = {"runs": self.runs, "skipped": self.skipped,
-                               "model_id": self.model_id}
+                               "overwritten": self.overwritten, "model_id": self.model_id}
         out.update({f"{k}_ms": round(v, 3) for k, v in self.latency_ms.items()})
         if "denoise" in self.model.backends:
             out["denoise_steps"] = self.steps
@@ -147,6 +149,11 @@ class _ObservationInputs:
     def ready(self) -> bool:
         return self.state is not None and all(c in self.frames for c in self.cameras)
 
+    def intact(self) -> bool:
+        """False when a borrowed frame's shared-memory slot was reused while it was in use:
+        a result computed from it may mix two frames and is dropped."""
+        return all(still_valid(self.frames[c]) for c in self.cameras)
+
     def take(self) -> tuple[dict[str, np.ndarray], np.ndarray, int, int]:
         """frames, joints, t_capture_ns (oldest frame used), observation seq."""
         self.obs_seq += 1
@@ -162,6 +169,7 @@ class VisionActor(_StageActor):
     outputs = ("features",)
     trigger = "request"
     stage_names = ("vision",)
+    borrow_inputs = True  # frames are read once, right away: no copy out of shared memory
 
     def setup(self, params: dict[str, Any]) -> None:
         super().setup(params)
@@ -176,6 +184,9 @@ class VisionActor(_StageActor):
             return None
         frames, joints, t_cap, seq = self.obs.take()
         tensors = self._timed(clock, "vision", self.model.features, frames, joints)
+        if not self.obs.intact():
+            self.overwritten += 1
+            return None
         self.runs += 1
         return {"features": Features(tensors=tensors, seq=seq, t_capture_ns=t_cap,
                                      model_id=self.model_id, producer=self.name)}
@@ -243,6 +254,7 @@ class PolicyActor(_StageActor):
     inputs = (*CAMERA_PORTS, "state", "request")
     outputs = ("chunks",)
     trigger = "request"
+    borrow_inputs = True  # as VisionActor
 
     def setup(self, params: dict[str, Any]) -> None:
         super().setup(params)
@@ -258,6 +270,9 @@ class PolicyActor(_StageActor):
         frames, joints, t_cap, seq = self.obs.take()
         m = self.model
         feats = self._timed(clock, "vision", m.features, frames, joints)
+        if not self.obs.intact():
+            self.overwritten += 1
+            return None
         if self.manifest.policy == "act":
             actions = self._timed(clock, "decoder", m.act_decode, feats)
         else:

@@ -23,6 +23,7 @@ from typing import Any, Callable
 import zmq
 
 from edgevla.actors import endpoints as ep
+from edgevla.actors import shm as _shm
 from edgevla.actors.bus import Subscriber, bind, make_run_dir, request, serve_requests
 from edgevla.actors.graph import ActorConfig, GraphConfig
 from edgevla.actors.messages import Command, Heartbeat, MalformedMessage, decode
@@ -87,6 +88,7 @@ class Supervisor:
         self.started_at = time.monotonic()
         self.malformed_heartbeats = 0
         self.governor_commands: list[dict[str, Any]] = []
+        self._pids: set[int] = set()  # every actor pid of this run: their shm segments
         control_topics = [t for a in graph.actors.values() for p, t in a.outputs.items()
                           if p == "control"]
         self.control_sub = Subscriber(
@@ -196,6 +198,7 @@ class Supervisor:
                 cwd=os.getcwd())
         finally:
             logf.close()
+        self._pids.add(r.popen.pid)
         r.state = "running"
         r.started_at = time.monotonic()
         r.last_heartbeat_at = 0.0
@@ -220,7 +223,13 @@ class Supervisor:
     def all_replicas(self) -> list[Replica]:
         return [r for rs in self.replicas.values() for r in rs]
 
+    def _reap_shm(self, r: Replica) -> None:
+        """A dead actor cannot unlink its shared-memory segments: remove them for it."""
+        if r.popen is not None and r.popen.poll() is not None:
+            _shm.cleanup_pid(r.popen.pid)
+
     def _on_exit(self, r: Replica, code: int, now: float) -> None:
+        self._reap_shm(r)
         r.last_exit = code
         failed = code != 0 or r.state == "hung"
         policy = r.actor.restart
@@ -367,6 +376,7 @@ class Supervisor:
         for r in self.replicas[actor]:
             if r.popen is not None and r.popen.poll() is None:
                 _terminate(r.popen)
+            self._reap_shm(r)
             r.restarts += 1
             self._spawn(r)
         return {"ok": True}
@@ -428,6 +438,7 @@ class Supervisor:
         if r.popen is not None and r.popen.poll() is None:
             r.state = "stopping"
             _terminate(r.popen, timeout_s)
+        self._reap_shm(r)
         r.state = "stopped"
 
     def stop(self) -> None:
@@ -441,6 +452,8 @@ class Supervisor:
                     if reply and reply.get("ok"):
                         r.last_stats = reply["stats"]
                 self._stop_replica(r)
+        for pid in self._pids:  # every process of the run is gone: none of theirs may stay
+            _shm.cleanup_pid(pid)
         self.final_status = {**final, **self.status()}
         (self.run_dir / "status.json").write_text(json.dumps(self.final_status, indent=1,
                                                              default=str))
