@@ -261,33 +261,7 @@ def _make_encoder(cls: type[Message]):
         meta: list[list[Any]] = []
         buffers: list[Any] = []
         fields = {n: getattr(msg, n) for n in scalars}
-        if shm is not None:
-            wire: list[tuple[str, np.ndarray]] = []
-            for name, kind in order:
-                value = getattr(msg, name)
-                if kind == "dict":
-                    fields[name] = None
-                    items = []
-                    for key, arr in value.items():
-                        if "/" in key:
-                            raise ValueError(f"field {name!r}: key {key!r} may not contain '/'")
-                        items.append((f"{name}/{key}", arr))
-                elif value is not None or kind == "array":
-                    items = [(name, value)]
-                else:
-                    items = []
-                for full, arr in items:
-                    wire.append((full, _as_wire_array(full, arr)))
-            min_bytes = shm.min_bytes
-            shm.begin(sum(1 for _, a in wire if a.nbytes >= min_bytes))
-            for full, a in wire:
-                desc = shm.put(a) if a.nbytes >= min_bytes else None
-                if desc is None:
-                    meta.append([full, _DTYPE_STR[a.dtype], list(a.shape)])
-                    buffers.append(a)
-                else:
-                    meta.append([full, _DTYPE_STR[a.dtype], list(a.shape), desc])
-        elif not opt_arrays and not dicts:
+        if not opt_arrays and not dicts:
             for name in arrays:
                 a = _as_wire_array(name, getattr(msg, name))
                 meta.append([name, _DTYPE_STR[a.dtype], list(a.shape)])
@@ -307,6 +281,21 @@ def _make_encoder(cls: type[Message]):
                     a = _as_wire_array(name, value)
                     meta.append([name, _DTYPE_STR[a.dtype], list(a.shape)])
                     buffers.append(a)
+        if shm is not None:
+            # Arrays big enough go to shared memory: their entry gets the descriptor and their
+            # buffer frame goes away. Small messages pay only this scan.
+            min_bytes = shm.min_bytes
+            big = [i for i, a in enumerate(buffers) if a.nbytes >= min_bytes]
+            if big:
+                shm.begin(len(big))
+                moved = set()
+                for i in big:
+                    desc = shm.put(buffers[i])
+                    if desc is not None:
+                        meta[i].append(desc)
+                        moved.add(i)
+                if moved:
+                    buffers = [a for i, a in enumerate(buffers) if i not in moved]
         header = {"schema": schema, "v": SCHEMA_VERSION, "seq": int(msg.seq),
                   "t_capture_ns": int(msg.t_capture_ns), "t_pub_ns": int(msg.t_pub_ns),
                   "producer": msg.producer, "f": fields, "a": meta}
