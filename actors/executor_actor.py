@@ -27,6 +27,8 @@ Graph params (all optional)::
     request_min_left_ms: 200       # latency mode: and at least this long before the end
     chunk_timing: capture          # capture: action i runs at t0 + i*dt (stale ones skipped);
                                    # arrival: the chunk starts when it arrives (sync baseline)
+    rebase_when_idle: true         # a chunk captured while the arm held still starts at its
+                                   # arrival (nothing in it is stale); false: by time as above
     request_rate_hz: 0             # > 0: request at a fixed rate instead
     request_timeout_ms: 1000       # re-request if nothing newer arrived by then
     joint_min: [-3.1, ...]         # rad, scalar or per joint; joint_max likewise
@@ -61,7 +63,7 @@ KNOWN_PARAMS = frozenset({
     "request_timeout_ms", "request_startup_period_ms", "request_latency_margin",
     "request_min_left_ms", "joint_min", "joint_max",
     "max_velocity_rad_s", "max_accel_rad_s2", "hold_decel_rad_s2", "rate_hz", "mcu_port",
-    "governor", "chunk_timing",
+    "governor", "chunk_timing", "rebase_when_idle",
 })
 # changeable at run time through set_param (edgevla's control channel / the governor)
 RUNTIME_PARAMS = KNOWN_PARAMS - {"mcu_port", "governor", "joint_min", "joint_max"}

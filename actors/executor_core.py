@@ -19,7 +19,11 @@ Timing model (ARCHITECTURE.md, "Timing model"):
   ``max_velocity * (t_target - previous t_target)``;
 * when no chunk covers the target time the executor holds: every joint decelerates at
   ``hold_decel`` to a stop (bounded travel ``v^2 / (2 * hold_decel)``, no jump) and the tick is
-  counted as a starvation tick; when a chunk covers again the same limiter slews back smoothly.
+  counted as a starvation tick; when a chunk covers again the same limiter slews back smoothly;
+* a chunk whose observation was captured while the arm was already holding (before the first
+  chunk, or starving) is rebased to start at its arrival (``rebase_when_idle``): the arm did not
+  move between capture and arrival, so none of its actions is stale, and skipping them by time
+  would start the motion in the middle (a lurch the limiter then has to absorb).
 """
 
 from __future__ import annotations
@@ -34,6 +38,13 @@ from edgevla.actors.blending import BlendConfig, Contribution, blend, crossfade_
 
 DROP_REASONS = ("malformed", "wrong_dof", "older_observation", "duplicate", "expired",
                 "short_horizon")
+
+
+def _flag(p: dict[str, Any], name: str, default: bool) -> bool:
+    value = p.get(name, default)
+    if type(value) is not bool:  # "false" as a string would read as True
+        raise ValueError(f"executor params: {name} must be true or false, got {value!r}")
+    return value
 
 
 def _vector(name: str, value: Any, n: int | None) -> np.ndarray | None:
@@ -86,6 +97,7 @@ class ExecutorConfig:
     max_chunks: int = 8
     blend: BlendConfig = field(default_factory=BlendConfig)
     limits: SafetyLimits = field(default_factory=SafetyLimits)
+    rebase_when_idle: bool = True
 
     def __post_init__(self) -> None:
         if not (self.rate_hz > 0 and math.isfinite(self.rate_hz)):
@@ -123,6 +135,7 @@ class ExecutorConfig:
                    link_latency_ms=float(p.get("link_latency_ms", 0.0)),
                    min_horizon_ms=float(p.get("min_horizon_ms", 20.0)),
                    max_chunks=int(p.get("max_chunks", 8)),
+                   rebase_when_idle=_flag(p, "rebase_when_idle", True),
                    blend=blend_cfg,
                    limits=SafetyLimits.from_params(p))
 
@@ -201,7 +214,11 @@ class ExecutorCore:
         self.max_step_rad = 0.0
         self.max_seam_jump_rad = 0.0
         self.limited_ticks = 0
+        self.rebased_chunks = 0
         self._starving = False
+        # target time since which the arm has been holding (None while a chunk drives it);
+        # before the first chunk it has held "forever"
+        self._idle_since_ns: int | None = -(1 << 62)
 
     # ---------------------------------------------------------------- inputs
     def set_measured(self, joints: np.ndarray) -> None:
@@ -239,6 +256,12 @@ class ExecutorCore:
             if key <= self._newest_key:
                 return self._drop("duplicate")
         t_target = now_ns + self.cfg.link_latency_ns
+        t_obs = int(t_capture_ns) or int(t0_ns)
+        if (self.cfg.rebase_when_idle and self._idle_since_ns is not None
+                and self._idle_since_ns <= t_obs < t_target and int(t0_ns) < t_target
+                and not any(c.t0_ns <= t_target < c.end_ns for c in self.chunks)):
+            t0_ns = t_target  # held still since before the capture: nothing here is stale
+            self.rebased_chunks += 1
         h = a.shape[0]
         end = int(t0_ns) + h * int(dt_ns)
         left = end - t_target
@@ -286,6 +309,10 @@ class ExecutorCore:
         self.ticks += 1
         self._evict(t_target)
         covering = [c for c in self.chunks if c.t0_ns <= t_target < c.end_ns]
+        if covering:
+            self._idle_since_ns = None
+        elif self._idle_since_ns is None:
+            self._idle_since_ns = t_target
         if self._y is None:
             if not covering:
                 self.waiting_ticks += 1
@@ -407,5 +434,6 @@ class ExecutorCore:
             "max_step_rad": self.max_step_rad,
             "max_seam_jump_rad": self.max_seam_jump_rad,
             "limited_ticks": self.limited_ticks,
+            "rebased_chunks": self.rebased_chunks,
             "stored_chunks": len(self.chunks),
         }

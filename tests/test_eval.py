@@ -78,14 +78,17 @@ def test_async_starves_exactly_when_latency_exceeds_the_horizon_left(latency_ms,
     assert ep.dropped_chunks == 0
 
 
-def test_async_chunks_older_than_their_horizon_are_dropped():
+def test_async_chunk_observed_while_holding_runs_from_its_arrival():
     from edgevla.training.evaluate import EvalConfig, evaluate
 
     cfg = EvalConfig(episodes=1, val_episodes=0, mode="async", max_seconds=4.0, latency_ms=2000.0)
     _, (ep,) = evaluate("hold", cfg, progress=False, policy=HoldPolicy())
-    # Requests at 0 s and 2 s (startup period = latency); the first chunk (covering 0-1 s) arrives
-    # at 2 s, entirely in the past -> dropped; the second would arrive at 4 s, after the episode.
-    assert ep.inferences == 2 and ep.dropped_chunks == 1 and ep.starvation_ticks == 0
+    # The first chunk (1 s of actions, observed at 0 s with the arm still) arrives at 2 s. By
+    # time alone it would be entirely in the past and dropped; the arm held still all along, so
+    # the executor runs it from its arrival (2-3 s). Later chunks are requested at 2 s at the
+    # earliest and land at 4 s: 3-4 s the arm starves.
+    assert ep.dropped_chunks == 0
+    assert ep.startup_steps in (60, 61) and ep.starvation_ticks in (29, 30, 31)
 
 
 def test_results_table_markdown_and_json(tmp_path):
@@ -155,15 +158,17 @@ def test_sync_holds_still_for_the_latency_and_reports_idle_and_task_time():
     cfg = EvalConfig(episodes=1, val_episodes=0, mode="sync", max_seconds=2.0, latency_ms=500.0)
     report, (ep,) = evaluate("hold", cfg, progress=False, policy=HoldPolicy(30, 30))
     # 15 idle ticks, 30 executed, 15 idle: 2 s of sim time with half of it spent waiting.
-    assert (ep.steps, ep.inferences, ep.idle_steps) == (60, 2, 30)
+    assert (ep.steps, ep.inferences, ep.idle_steps, ep.startup_steps) == (60, 2, 30, 15)
     assert report.idle_fraction == pytest.approx(0.5)
+    assert report.running_idle_fraction == pytest.approx(15 / 45)  # after the first chunk
     assert report.task_time_s is None  # nothing succeeded
     row = report.row()
     assert row["simulated_latency_ms"] == pytest.approx(500.0) and row["idle_fraction"] == 0.5
-    assert "| 500 | - | 0.500 |" in markdown_table([row])
+    assert "| 500 | - | 0.500 | 0.333 |" in markdown_table([row])
 
     cfg = EvalConfig(episodes=1, val_episodes=0, mode="async", max_seconds=2.0, latency_ms=500.0)
     report, (ep,) = evaluate("hold", cfg, progress=False, policy=HoldPolicy(60, 60))
     # only the first chunk is waited for (15-16 ticks: 500 ms on a 33.33 ms integer-ns clock),
     # later ones arrive while the arm moves
     assert ep.steps == 60 and ep.starvation_ticks == 0 and ep.idle_steps in (15, 16)
+    assert ep.startup_steps == ep.idle_steps and report.running_idle_fraction == 0.0

@@ -234,10 +234,13 @@ def test_arrival_timing_runs_the_whole_chunk_from_its_arrival():
     c = chunk(1, 0, latency, h=20)
     ex_sync = make({"chunk_timing": "arrival", "max_velocity_rad_s": 100,
                     "max_accel_rad_s2": 1e5})
-    ex_async = make({"max_velocity_rad_s": 100, "max_accel_rad_s2": 1e5})
+    ex_async = make({"max_velocity_rad_s": 100, "max_accel_rad_s2": 1e5,
+                     "rebase_when_idle": False})
+    ex_rebase = make({"max_velocity_rad_s": 100, "max_accel_rad_s2": 1e5})
     t_arrival = c.t_pub_ns
     outs_sync = drive(ex_sync, [c], 80, t_start=t_arrival)
     outs_async = drive(ex_async, [c], 80, t_start=t_arrival)
+    outs_rebase = drive(ex_rebase, [c], 80, t_start=t_arrival)
     first_sync = outs_sync[0]["commands"]
     first_async = outs_async[0]["commands"]
     # sync starts at action 0 (held from where the chunk begins); async at the action for now
@@ -245,5 +248,12 @@ def test_arrival_timing_runs_the_whole_chunk_from_its_arrival():
     assert ex_async.stats()["skipped_stale_actions"] > 0
     assert ex_sync.stats()["skipped_stale_actions"] == 0
     assert not np.allclose(first_async.positions, c.actions[0], atol=1e-3)
+    # By default a chunk observed while the arm held still (here: the first) starts at its
+    # arrival as in sync mode: its 300 ms of "stale" actions were never overtaken by motion.
+    np.testing.assert_allclose(outs_rebase[0]["commands"].positions, c.actions[0], atol=1e-4)
+    assert ex_rebase.stats()["skipped_stale_actions"] == 0
+    assert ex_rebase.stats()["rebased_chunks"] == 1
     with pytest.raises(ValueError, match="chunk_timing"):
         make({"chunk_timing": "later"})
+    with pytest.raises(ValueError, match="rebase_when_idle must be true or false"):
+        make({"rebase_when_idle": "false"})

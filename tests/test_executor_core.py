@@ -38,7 +38,9 @@ class Chunk:
 
 def make_core(strategy: str, rate_hz: float, latency_ms: float, vmax: float, amax: float,
               hold: float, min_horizon_ms: float = 10.0, joint_limits: float | None = None,
-              crossfade_ms: float = 150.0) -> ExecutorCore:
+              crossfade_ms: float = 150.0, rebase_when_idle: bool = False) -> ExecutorCore:
+    # The properties below are those of the time model itself (action i at t0 + i*dt); the
+    # rebase of chunks captured while the arm held still has its own tests at the end.
     limits = SafetyLimits(
         joint_min=None if joint_limits is None else np.array([-joint_limits]),
         joint_max=None if joint_limits is None else np.array([joint_limits]),
@@ -46,6 +48,7 @@ def make_core(strategy: str, rate_hz: float, latency_ms: float, vmax: float, ama
         hold_decel_rad_s2=np.array([hold]))
     return ExecutorCore(ExecutorConfig(rate_hz=rate_hz, link_latency_ms=latency_ms,
                                        min_horizon_ms=min_horizon_ms,
+                                       rebase_when_idle=rebase_when_idle,
                                        blend=BlendConfig(strategy=strategy,
                                                          crossfade_ms=crossfade_ms),
                                        limits=limits))
@@ -345,3 +348,87 @@ def test_starvation_counts_and_resumes_smoothly():
         assert abs(o.positions[0] - prev) <= 2.0 * 0.01 + 1e-6
         prev = o.positions[0]
     assert prev == pytest.approx(-0.5, abs=1e-3)  # arrived, no oscillation left
+
+
+# ------------------------------------------------------------------ rebase when idle
+
+def _ramp(h: int, start: float, step: float) -> np.ndarray:
+    return (start + step * np.arange(h, dtype=np.float64))[:, None].repeat(2, axis=1)
+
+
+@PROPS
+@given(latency_ms=st.integers(1, 3000), dt_ms=st.integers(5, 50), h=st.integers(2, 120),
+       rate_hz=st.sampled_from([30.0, 50.0, 100.0]))
+def test_chunk_observed_while_holding_starts_at_its_first_action(latency_ms, dt_ms, h, rate_hz):
+    """The arm held still from before the capture to the arrival: action 0 runs first, nothing
+    is skipped as stale (without the rebase the chunk would start `latency` into its motion)."""
+    core = make_core("crossfade", rate_hz, 0.0, vmax=1e3, amax=1e6, hold=1e3, min_horizon_ms=0.0,
+                     rebase_when_idle=True)
+    a = _ramp(h, 0.5, 0.01)
+    arrival = (latency_ms + 7) * MS
+    r = core.add_chunk(now_ns=arrival, t0_ns=arrival - latency_ms * MS, dt_ns=dt_ms * MS,
+                       actions=a, obs_seq=1, seq=1)
+    assert r.accepted and r.skipped_stale == 0
+    out = core.tick(arrival)
+    np.testing.assert_allclose(out.desired, a[0], atol=1e-6)
+    assert core.rebased_chunks == 1 and core.skipped_stale_actions == 0
+    # ...and then runs on its own time base: action i at arrival + i*dt
+    t = arrival + (h - 1) * dt_ms * MS
+    np.testing.assert_allclose(core.tick(t).desired, a[h - 1], atol=1e-6)
+
+
+@PROPS
+@given(latency_ms=st.integers(20, 800), gap_ms=st.integers(0, 400))
+def test_only_chunks_observed_after_the_hold_began_are_rebased(latency_ms, gap_ms):
+    """A: first chunk (rebased). B: observed while A drives the arm -> by time. After A and B
+    run out the arm holds; C observed before the hold began -> by time; D observed after -> rebased."""
+    dt = 20 * MS
+    core = make_core("latest", 100.0, 0.0, vmax=1e3, amax=1e6, hold=1e3, min_horizon_ms=0.0,
+                     rebase_when_idle=True)
+    a = _ramp(50, 0.0, 0.001)  # 1 s
+    core.add_chunk(now_ns=0, t0_ns=-latency_ms * MS, dt_ns=dt, actions=a, obs_seq=1, seq=1)
+    assert core.rebased_chunks == 1
+    t = 0
+    while t < 300 * MS:
+        core.tick(t)
+        t += 10 * MS
+    b_obs = t - 100 * MS  # A was driving the arm then
+    core.add_chunk(now_ns=t, t0_ns=b_obs, dt_ns=dt, actions=_ramp(50, 0.2, 0.001), obs_seq=2,
+                   seq=2)
+    assert core.rebased_chunks == 1  # B is stale by time
+    end_b = b_obs + 50 * dt
+    while t < end_b + (gap_ms + 50) * MS:  # B runs out; the arm holds
+        core.tick(t)
+        t += 10 * MS
+    assert core.starvation_ticks > 0
+    c_obs = end_b - 30 * MS  # before the hold began: B was still moving the arm
+    r = core.add_chunk(now_ns=t, t0_ns=c_obs, dt_ns=dt, actions=_ramp(200, 0.4, 0.001),
+                       obs_seq=3, seq=3)
+    if r.accepted:
+        assert core.rebased_chunks == 1
+        out = core.tick(t)
+        np.testing.assert_allclose(out.desired, core.chunks[-1].value_at(t), atol=1e-9)
+    # the hold goes on while nothing covers; D was observed during it
+    core2 = make_core("latest", 100.0, 0.0, vmax=1e3, amax=1e6, hold=1e3, min_horizon_ms=0.0,
+                      rebase_when_idle=True)
+    core2.add_chunk(now_ns=0, t0_ns=0, dt_ns=dt, actions=a, obs_seq=1, seq=1)
+    t = 0
+    while t < 1000 * MS + (gap_ms + 20) * MS:
+        core2.tick(t)
+        t += 10 * MS
+    d_obs = t - 10 * MS
+    d = _ramp(50, 0.6, 0.001)
+    core2.add_chunk(now_ns=t + latency_ms * MS, t0_ns=d_obs, dt_ns=dt, actions=d, obs_seq=2,
+                    seq=2)
+    assert core2.rebased_chunks == 1  # (its first chunk had nothing stale: t0 = arrival)
+    np.testing.assert_allclose(core2.tick(t + latency_ms * MS).desired, d[0], atol=1e-9)
+
+
+def test_rebase_can_be_turned_off_and_bad_flags_are_refused():
+    core = make_core("crossfade", 100.0, 0.0, vmax=1e3, amax=1e6, hold=1e3, min_horizon_ms=0.0)
+    a = _ramp(30, 0.0, 0.01)
+    core.add_chunk(now_ns=100 * MS, t0_ns=0, dt_ns=10 * MS, actions=a, obs_seq=1, seq=1)
+    np.testing.assert_allclose(core.tick(100 * MS).desired, a[10], atol=1e-9)
+    assert core.rebased_chunks == 0
+    with pytest.raises(ValueError, match="rebase_when_idle must be true or false"):
+        ExecutorConfig.from_params({"rebase_when_idle": "no"})
