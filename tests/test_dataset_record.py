@@ -133,3 +133,48 @@ def test_record_refuses_an_existing_folder(recorded):
     root, specs, _ = recorded
     with pytest.raises(FileExistsError, match="already exists"):
         record_dataset(root, episodes=specs[:1], progress=False)
+
+
+def test_recorded_image_stats_are_real_pixel_statistics(recorded):
+    """lerobot 0.4.4 alone writes std 0 for images (uint8 overflow); the recorder's patch must
+    give the per-channel pixel std of the frames, and leave lerobot unpatched afterwards."""
+    import json
+
+    from lerobot.datasets.compute_stats import get_feature_stats
+
+    root, _, _ = recorded
+    stats = json.loads((root / "meta" / "stats.json").read_text())
+    ds = _load(root)
+    for cam in ("top", "gripper", "left"):
+        key = f"observation.images.{cam}"
+        px = np.stack([np.asarray(ds[i][key]) for i in range(0, ds.num_frames, 3)])  # N,C,H,W
+        want = px.transpose(1, 0, 2, 3).reshape(3, -1).std(axis=1)
+        got = np.asarray(stats[key]["std"]).ravel()
+        assert got.min() > 0.01, (key, got)
+        np.testing.assert_allclose(got, want, rtol=0.3)  # lerobot samples frames and downsizes
+    # the patch is gone: lerobot's own function still shows its bug on uint8 input
+    x = np.random.default_rng(0).integers(0, 255, (8, 3, 16, 16), dtype=np.uint8)
+    assert float(get_feature_stats(x, axis=(0, 2, 3), keepdims=True)["std"].max()) == 0.0
+
+
+def test_fix_stats_repairs_a_dataset_written_with_the_bug(tmp_path):
+    import json
+
+    from edgevla.actors.cli import main
+    from test_train import write_tiny_dataset  # written by lerobot directly: std 0 images
+
+    root = write_tiny_dataset(tmp_path / "tiny", episodes=2, frames=10)
+    before = json.loads((root / "meta" / "stats.json").read_text())
+    from edgevla.training.image_stats import broken_image_stats
+
+    assert set(broken_image_stats(before)) == {f"observation.images.{c}" for c in ("top", "gripper", "left")}
+    assert main(["dataset", "fix-stats", str(root)]) == 0
+    after = json.loads((root / "meta" / "stats.json").read_text())
+    assert broken_image_stats(after) == []
+    # uniform random pixels: std 1/sqrt(12) = 0.289 per channel
+    for c in ("top", "gripper", "left"):
+        np.testing.assert_allclose(np.ravel(after[f"observation.images.{c}"]["std"]), 0.289, atol=0.03)
+        assert after["action"] == before["action"]  # only the cameras change
+    assert (root / "meta" / "stats.json.orig").is_file()
+    assert main(["dataset", "fix-stats", str(root)]) == 0  # idempotent: nothing left to repair
+    assert json.loads((root / "meta" / "stats.json").read_text()) == after

@@ -120,6 +120,18 @@ def add_parser(sub: Any) -> None:
     b.add_argument("--json", default=None, metavar="PATH")
     b.set_defaults(func=_cmd_render_bench)
 
+    f = dsub.add_parser(
+        "fix-stats", help="repair image normalisation stats written by lerobot 0.4.4 (std 0)",
+        description="lerobot 0.4.4 computes std 0 for image features (uint8 overflow), so "
+                    "training normalises pixels ~100x too strongly. Recompute every broken "
+                    "camera's statistics from a sample of frames and rewrite meta/stats.json "
+                    "(the old one is kept as stats.json.orig). Datasets recorded by this "
+                    "version of edgevla are already correct. Models trained on the old stats "
+                    "keep them in their own normaliser.")
+    f.add_argument("dir", help="dataset folder")
+    f.add_argument("--frames", type=int, default=1000, help="frames to sample")
+    f.set_defaults(func=_cmd_fix_stats)
+
     m = dsub.add_parser("map", help="PNG map of the protocol's clusters and start positions")
     m.add_argument("--out", required=True, help="PNG path")
     _protocol_args(m)
@@ -153,6 +165,24 @@ def _cmd_record(args: argparse.Namespace) -> int:
     print(report.summary())
     print(f"map: {report.map_png}\ncontact sheet: {report.contact_sheet_png}")
     return 0 if not report.failed_episodes else 1
+
+
+def _cmd_fix_stats(args: argparse.Namespace) -> int:
+    _offline_env()
+    from edgevla.training.image_stats import repair_image_stats
+
+    try:
+        report = repair_image_stats(args.dir, max_frames=args.frames)
+    except FileNotFoundError as exc:
+        print(f"edgevla dataset fix-stats: {exc}", file=sys.stderr)
+        return 2
+    if not report:
+        print(f"{args.dir}: image statistics are plausible; nothing changed")
+    for cam, r in report.items():
+        old = ", ".join(f"{v:.4f}" for v in r["old_std"])
+        new = ", ".join(f"{v:.3f}" for v in r["new_std"])
+        print(f"{cam}: std [{old}] -> [{new}]")
+    return 0
 
 
 def _cmd_info(args: argparse.Namespace) -> int:

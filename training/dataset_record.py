@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from edgevla.training.image_stats import patch_running_stats
 from edgevla.training.protocol import ProtocolConfig, draw_map, make_protocol
 from edgevla.training.sim import JOINT_NAMES, TASK, EpisodeSpec, SceneConfig
 
@@ -155,6 +156,9 @@ def record_dataset(out_dir: str | os.PathLike[str], protocol_cfg: ProtocolConfig
     expert = ScriptedExpert(env)
     recorded: list[EpisodeSpec] = []
     stats_rows: list[dict[str, Any]] = []
+    # lerobot 0.4.4 writes std 0 for every image feature unless its stats see floats
+    # (training/image_stats.py); the patch is undone when recording ends.
+    undo_stats_patch = patch_running_stats()
     try:
         with _progress(progress) as prog:
             task_id = prog.add_task("recording", total=len(specs)) if prog else None
@@ -193,6 +197,7 @@ def record_dataset(out_dir: str | os.PathLike[str], protocol_cfg: ProtocolConfig
     finally:
         env.close()
         ds.finalize()
+        undo_stats_patch()
     n_train = sum(s.split == "train" for s in recorded)
     splits = {"train": f"0:{n_train}"}
     if n_train < len(recorded):

@@ -394,6 +394,14 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     meta = open_dataset(cfg.dataset)
+    from edgevla.training.image_stats import broken_image_stats
+
+    broken = broken_image_stats(meta.stats)
+    if broken:
+        # Not an error: runs already trained on these stats (and resumed) must stay consistent.
+        print(f"warning: {cfg.dataset}: image std below 0.01 for {', '.join(broken)} (lerobot "
+              f"0.4.4 stats bug): pixels are normalised ~100x too strongly. For a new run, "
+              f"repair them first: edgevla dataset fix-stats {cfg.dataset}", flush=True)
     policy, pre, post = build_policy(cfg, meta, out)
     optimizer, scheduler = _optimizer_and_scheduler(policy, cfg.steps)
 
