@@ -527,22 +527,10 @@ def _check_entry(entry: Any) -> tuple[str, np.dtype, list[int], int]:
 def _array_from(entry: Any, buf: Any) -> np.ndarray:
     if type(buf) is _Owned:
         return buf.array  # shape and dtype were checked before it was read
-    if type(entry) is not list or len(entry) != 3 or type(entry[0]) is not str:
-        raise MalformedMessage("bad_header", f"array entry {entry!r}")
-    _, dtype_str, shape = entry
-    dtype = _WIRE_DTYPES.get(dtype_str) if type(dtype_str) is str else None
-    if dtype is None:
-        raise MalformedMessage("bad_dtype", f"dtype {dtype_str!r}")
-    if type(shape) is not list or len(shape) > _MAX_NDIM:
-        raise MalformedMessage("bad_shape", f"shape {shape!r}")
-    expected = dtype.itemsize
-    for s in shape:
-        if type(s) is not int or s < 0:
-            raise MalformedMessage("bad_shape", f"shape {shape!r}")
-        expected *= s
+    name, dtype, shape, expected = _check_entry(entry)
     mv = buf.buffer if hasattr(buf, "buffer") else memoryview(buf)
     if mv.nbytes != expected:
-        raise MalformedMessage("buffer_size", f"{entry[0]}: {mv.nbytes} bytes, "
-                               f"{dtype_str}{shape} needs {expected}")
+        raise MalformedMessage("buffer_size", f"{name}: {mv.nbytes} bytes, "
+                               f"{entry[1]}{shape} needs {expected}")
     # a view of the received buffer: no copy
     return np.ndarray(shape, dtype, buffer=mv)

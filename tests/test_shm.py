@@ -60,10 +60,11 @@ def _pair(ctx, ep, **pub_kw):
 
 # ------------------------------------------------------------------ two processes
 
-def _producer(endpoint: str, n: int, go, done) -> None:
+def _producer(endpoint: str, n: int, go, done, bound) -> None:
     ctx = zmq.Context()
     pub = Publisher(ctx, endpoint, producer="child")
     assert pub.shm is not None
+    bound.set()
     go.wait(30)
     for i in range(n):
         pub.send("cam", Frame(camera="c", image=_image(i), seq=i + 1))
@@ -75,9 +76,9 @@ def _producer(endpoint: str, n: int, go, done) -> None:
 
 def test_frames_round_trip_bit_exact_between_processes(ctx, ep):
     spawn = mp.get_context("spawn")
-    go, done = spawn.Event(), spawn.Event()
+    go, done, bound = spawn.Event(), spawn.Event(), spawn.Event()
     n = 20
-    proc = spawn.Process(target=_producer, args=(ep, n, go, done), daemon=True)
+    proc = spawn.Process(target=_producer, args=(ep, n, go, done, bound), daemon=True)
     proc.start()
     sub = Subscriber(ctx, [ep], ["cam"])
     raw = ctx.socket(zmq.SUB)
@@ -85,7 +86,8 @@ def test_frames_round_trip_bit_exact_between_processes(ctx, ep):
     raw.setsockopt(zmq.LINGER, 0)
     raw.connect(ep)
     try:
-        time.sleep(1.0)  # child binds; subscriptions propagate
+        assert bound.wait(60), "producer did not start"
+        time.sleep(0.5)  # subscriptions propagate (slow joiner)
         go.set()
         got = []
         for _ in range(n):
