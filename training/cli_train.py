@@ -53,7 +53,8 @@ def add_parser(sub) -> None:
     p.add_argument("--resume", action="store_true", help="continue OUT/checkpoints/last")
     p.add_argument("--init-from", default=None, metavar="RUN_OR_CKPT",
                    help="warm start a new run from another run's weights and optimizer moments (same "
-                        "architecture; normaliser from --dataset), e.g. to move on to a bigger recording")
+                        "architecture; normaliser from --dataset, so both datasets need the same kind of "
+                        "image statistics), e.g. to move on to a bigger recording")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs, CI)")
     p.set_defaults(func=cmd_train)
 

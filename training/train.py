@@ -51,7 +51,9 @@ class TrainConfig:
     policy_overrides: dict[str, Any] = field(default_factory=dict)
     # Warm start: a run / checkpoint of the same architecture whose weights (and Adam moments, when
     # saved) start this run. The normaliser comes from *this* run's dataset, so a model can move on
-    # to a bigger recording without re-learning from random init.
+    # to a bigger recording without re-learning from random init. Both datasets must have been
+    # normalised alike: a model trained on lerobot 0.4.4's broken image stats (image_stats.py)
+    # would see ~70x smaller inputs on a repaired dataset.
     init_from: str | None = None
 
     def __post_init__(self) -> None:
