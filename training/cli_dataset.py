@@ -123,7 +123,7 @@ def add_parser(sub: Any) -> None:
     f = dsub.add_parser(
         "fix-stats", help="repair image normalisation stats written by lerobot 0.4.4 (std 0)",
         description="lerobot 0.4.4 computes std 0 for image features (uint8 overflow), so "
-                    "training normalises pixels ~100x too strongly. Recompute every broken "
+                    "training normalises pixels ~40-85x too strongly. Recompute every broken "
                     "camera's statistics from a sample of frames and rewrite meta/stats.json "
                     "(the old one is kept as stats.json.orig). Datasets recorded by this "
                     "version of edgevla are already correct. Models trained on the old stats "

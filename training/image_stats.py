@@ -3,9 +3,9 @@
 lerobot 0.4.4 loads image samples as uint8 and its `RunningQuantileStats.update` squares the
 batch before promoting it (`batch**2` in uint8 wraps), so the variance comes out negative and is
 clamped: every image feature of every dataset it writes has std 0 per episode, and the
-aggregated std (~0.001, the spread of per-episode means) normalises pixels by ~1/700 instead of
-~1/0.25 (upstream issue huggingface/lerobot#3682, fixed after 0.4.4). ACT's resnet uses frozen
-batch norm, so nothing downstream undoes the ~100x input scale.
+aggregated std (0.0014-0.006 here, the spread of per-episode means) normalises pixels ~40-85x
+too strongly against their real std (0.11-0.23) (upstream issue huggingface/lerobot#3682, fixed
+after 0.4.4). ACT's resnet uses frozen batch norm, so nothing downstream undoes that scale.
 
 * `patch_running_stats()` – until undone, integer batches are promoted to float64 before
   lerobot's update (used by `dataset record`, so new recordings get correct statistics);

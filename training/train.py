@@ -402,7 +402,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
     if broken:
         # Not an error: runs already trained on these stats (and resumed) must stay consistent.
         print(f"warning: {cfg.dataset}: image std below 0.01 for {', '.join(broken)} (lerobot "
-              f"0.4.4 stats bug): pixels are normalised ~100x too strongly. For a new run, "
+              f"0.4.4 stats bug): pixels are normalised ~40-85x too strongly. For a new run, "
               f"repair them first: edgevla dataset fix-stats {cfg.dataset}", flush=True)
     policy, pre, post = build_policy(cfg, meta, out)
     optimizer, scheduler = _optimizer_and_scheduler(policy, cfg.steps)
