@@ -39,7 +39,7 @@ import numpy as np
 import zmq
 
 from edgevla.actors.bench import BenchResult
-from edgevla.actors.bus import IMAGE_HWM, SHM_AUTO, Publisher, Subscriber
+from edgevla.actors.bus import IMAGE_HWM, SHM_AUTO, Publisher, Subscriber, send_frames
 from edgevla.actors.shm import still_valid
 from edgevla.actors.messages import (ActionChunk, Features, Frame, Observation, Request,
                                      encode)
@@ -131,7 +131,7 @@ def _recv_zmq_all(endpoints: dict[str, str], expected: dict[str, int], n_thr: in
                 if mode == "raw_zmq":
                     acks[mode].send(b"ack")
                 else:
-                    acks[mode].send_multipart(ack_msg)
+                    send_frames(acks[mode], ack_msg)  # the bus's own send path
             else:
                 thr[mode].append(now)
                 if len(thr[mode]) == n_thr:

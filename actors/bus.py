@@ -135,6 +135,22 @@ def bind(sock: zmq.Socket, endpoint: str) -> None:
         sock.bind(endpoint)
 
 
+def send_frames(sock: zmq.Socket, frames: list[Any]) -> None:
+    """Send an encoded message without blocking; raises zmq.Again when the queue is full.
+
+    Part by part through the socket's base send: pyzmq's send_multipart re-validates every part
+    in Python first, which costs more than the send itself for small messages. When a queue is
+    full (Again) libzmq rolls back the parts already written, so a message goes out whole or not
+    at all, as with send_multipart.
+    """
+    send = _BASE_SEND
+    send(sock, frames[0], _MORE, True, False)
+    last = len(frames) - 1
+    for i in range(1, last):
+        send(sock, frames[i], _MORE, False, False)
+    send(sock, frames[last], zmq.NOBLOCK, False, False)
+
+
 class Publisher:
     """One bound PUB (stream) or PUSH (work queue) socket; stamps t_pub_ns, producer and seq."""
 
@@ -178,17 +194,7 @@ class Publisher:
         msg.t_pub_ns = self._clock_ns()
         frames = encode(topic, msg, self.shm)
         try:
-            # Part by part through the socket's base send: pyzmq's send_multipart re-validates
-            # every part in Python first, which costs more than the send itself for small
-            # messages. When a queue is full (Again) libzmq rolls back the parts already
-            # written, so a message goes out whole or not at all, as with send_multipart.
-            send = _BASE_SEND
-            sock = self.sock
-            send(sock, frames[0], _MORE, True, False)
-            last = len(frames) - 1
-            for i in range(1, last):
-                send(sock, frames[i], _MORE, False, False)
-            send(sock, frames[last], zmq.NOBLOCK, False, False)
+            send_frames(self.sock, frames)
         except zmq.Again:
             self.counters.dropped_send[topic] += 1
             return False
