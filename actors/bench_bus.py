@@ -40,9 +40,9 @@ import zmq
 
 from edgevla.actors.bench import BenchResult
 from edgevla.actors.bus import IMAGE_HWM, SHM_AUTO, Publisher, Subscriber, send_frames
-from edgevla.actors.shm import still_valid
 from edgevla.actors.messages import (ActionChunk, Features, Frame, Observation, Request,
                                      encode)
+from edgevla.actors.shm import still_valid
 
 SIZES = {
     "64B": lambda: np.zeros(64, np.uint8),
@@ -208,7 +208,7 @@ def _stats(lat_ns: list[int], recv_ns: list[int], sent: int, nbytes: int,
 
 
 def _run_zmq(size: str, n: int, n_thr: int, period_s: float) -> dict[str, dict[str, Any]]:
-    """raw_zmq / edgevla / edgevla_inline, messages interleaved so noise hits all alike."""
+    """The ZeroMQ transports (ZMQ_MODES), messages interleaved so noise hits all alike."""
     arr = SIZES[size]()
     big = arr.nbytes > 100_000
     modes = [m for m in ZMQ_MODES if big or m not in _BIG_ONLY]

@@ -259,7 +259,7 @@ class ExecutorCore:
         t_obs = int(t_capture_ns) or int(t0_ns)
         if (self.cfg.rebase_when_idle and self._idle_since_ns is not None
                 and self._idle_since_ns <= t_obs < t_target and int(t0_ns) < t_target
-                and not any(c.t0_ns <= t_target < c.end_ns for c in self.chunks)):
+                and not self._covering(t_target)):
             t0_ns = t_target  # held still since before the capture: nothing here is stale
             self.rebased_chunks += 1
         h = a.shape[0]
@@ -294,6 +294,10 @@ class ExecutorCore:
         self.dropped[reason] += 1
         return Accepted(False, reason, 0, left)
 
+    def _covering(self, t_target: int) -> list[StoredChunk]:
+        """The stored chunks that have an action for ``t_target`` (oldest observation first)."""
+        return [c for c in self.chunks if c.t0_ns <= t_target < c.end_ns]
+
     def _evict(self, t_target: int) -> None:
         if any(c.end_ns <= t_target for c in self.chunks):
             self.chunks = [c for c in self.chunks if c.end_ns > t_target]
@@ -308,7 +312,7 @@ class ExecutorCore:
             return None
         self.ticks += 1
         self._evict(t_target)
-        covering = [c for c in self.chunks if c.t0_ns <= t_target < c.end_ns]
+        covering = self._covering(t_target)
         if covering:
             self._idle_since_ns = None
         elif self._idle_since_ns is None:
