@@ -268,16 +268,15 @@ class Subscriber:
         try:
             if header is None:
                 raise MalformedMessage("frame_count", "1 frame(s), need at least 2")
-            if self.shm is not None and self.shm.leases:
-                self.shm.leases = []  # left by a message that failed to decode
             _, msg = decode_parts(raw_topic, header, buffers, self.shm)
             if self.shm is not None and self.shm.leases:
                 msg.shm_leases, self.shm.leases = self.shm.leases, []
-        except MalformedMessage as err:
-            self.counters.count_malformed(topic, err)
-            return None
         except Exception as err:  # noqa: BLE001 - nothing on the wire may crash a consumer
-            self.counters.count_malformed(topic, MalformedMessage("decode_error", repr(err)))
+            if self.shm is not None:
+                self.shm.leases = []  # of a message that failed part-way: never attach them
+            if not isinstance(err, MalformedMessage):
+                err = MalformedMessage("decode_error", repr(err))
+            self.counters.count_malformed(topic, err)
             return None
         self.counters.received[topic] += 1
         return topic, msg
