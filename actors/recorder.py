@@ -3,14 +3,14 @@
 File format (readable by any MCAP tool: ``mcap info``, Foxglove, ``mcap.reader.make_reader``):
 
 * one MCAP channel per (topic, schema, version); ``message_encoding = "msgpack"``;
-* the channel's schema is named ``edgevla.<SCHEMA>.v<version>`` (e.g. ``edgevla.frame.v1``),
+* the channel's schema is named ``edgevla.<SCHEMA>.v<version>`` (e.g. ``edgevla.frame.v2``),
   encoding ``jsonschema``, describing the layout below and the message's fields;
 * ``log_time`` = when the recorder received the message, ``publish_time`` = the message's
   ``t_pub_ns``, ``sequence`` = its ``seq`` (all host CLOCK_MONOTONIC nanoseconds);
 * message data is the exact wire form of the message as ONE msgpack array of bin items::
 
       [ header: bin (the msgpack header frame, byte for byte),
-        buffer_0: bin, buffer_1: bin, ... (the raw array buffers, in header "a" order) ]
+        buffer_0: bin, buffer_1: bin, ... (the raw array buffers, in the header's array order) ]
 
   i.e. ``0x9N`` / ``0xdc`` array tag, then each frame as ``bin32`` (``0xc6`` + big-endian u32
   length + bytes). Any msgpack decoder unpacks it into a list of byte strings; `unpack_frames`
@@ -62,7 +62,7 @@ from typing import Any, Iterator
 from edgevla.actors.actor import Actor
 from edgevla.actors.clock import Clock
 from edgevla.actors.messages import (
-    MESSAGE_TYPES, SCHEMA_VERSION, Message, decode, decode_header, encode,
+    MESSAGE_TYPES, SCHEMA_VERSION, Message, scalar_field_names, decode, decode_header, encode,
 )
 from edgevla.actors.shm import has_descriptors, inline_frames
 
@@ -164,9 +164,13 @@ def _schema_json(schema: str, version: int) -> bytes:
         "title": schema_name(schema, version),
         "description": (
             "edgevla wire message as a msgpack array of bin items: [header, *buffers]. "
-            "header is a msgpack map {schema, v, seq, t_capture_ns, t_pub_ns, producer, "
-            "f: scalar fields, a: [[name, dtype, shape], ...]}; buffer i holds array a[i], "
-            "raw C-order bytes. Message fields: " + ", ".join(fields)),
+            + (f"header is a msgpack array [schema, v, seq, t_capture_ns, t_pub_ns, producer, "
+               f"[{', '.join(scalar_field_names(cls)) if cls else '...'}], "
+               f"[[name, dtype, shape], ...]]" if version >= 2 else
+               "header is a msgpack map {schema, v, seq, t_capture_ns, t_pub_ns, producer, "
+               "f: scalar fields, a: [[name, dtype, shape], ...]}")
+            + "; buffer i holds array i, raw C-order bytes. Message fields: "
+            + ", ".join(fields)),
         "type": "array",
         "items": {"type": "string", "contentEncoding": "binary"},
         "minItems": 1,

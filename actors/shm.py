@@ -443,9 +443,7 @@ def inline_frames(frames: list[Any], header: dict[str, Any] | None = None,
     another process's memory); frames without descriptors come back unchanged. Raises
     `MalformedMessage` when a descriptor cannot be read.
     """
-    import msgpack
-
-    from edgevla.actors.messages import _with_shm, decode_header
+    from edgevla.actors.messages import _with_shm, decode_header, pack_header
 
     if header is None:
         header = decode_header(frames[1])
@@ -463,4 +461,4 @@ def inline_frames(frames: list[Any], header: dict[str, Any] | None = None,
             new_meta.append(entry)
             out.append(buf)
     header = {**header, "a": new_meta}
-    return [frames[0], msgpack.packb(header, use_bin_type=True), *out], header
+    return [frames[0], pack_header(header), *out], header

@@ -9,8 +9,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from edgevla.actors.messages import (SCHEMA_VERSION, ActionChunk, Features, Frame,
-                                     MalformedMessage, Observation, RobotState, decode, encode)
+from edgevla.actors.messages import (LEGACY_SCHEMA_VERSION, MESSAGE_TYPES, SCHEMA_VERSION,
+                                     ActionChunk, Features, Frame, MalformedMessage,
+                                     Observation, RobotState, decode, decode_header, encode,
+                                     pack_header)
 
 WIRE_DTYPES = ["bool", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64",
                "float16", "float32", "float64"]
@@ -84,9 +86,12 @@ def test_malformed_kinds(mutate, kind):
 
 
 def _header_with(**over):
-    h = msgpack.unpackb(_valid()[1], raw=False)
+    """The valid header with fields replaced, in the current (positional) wire form."""
+    h = decode_header(_valid()[1])
     h.update(over)
-    return msgpack.packb(h)
+    if h.get("v") != SCHEMA_VERSION or h.get("schema") not in MESSAGE_TYPES:
+        return msgpack.packb(h)  # pack_header would refuse it: send the map as it is
+    return pack_header(h)
 
 
 @pytest.mark.parametrize("over, kind", [
@@ -134,7 +139,60 @@ def test_wrong_scalar_types_are_malformed(field, value):
 
 def test_wrong_message_field_type_is_malformed():
     f = _valid()
-    h = msgpack.unpackb(f[1], raw=False)
+    h = decode_header(f[1])
     h["f"]["t0_ns"] = "soon"
     with pytest.raises(MalformedMessage):
-        decode([f[0], msgpack.packb(h), f[2]])
+        decode([f[0], pack_header(h), f[2]])
+
+
+def _v1(frames):
+    """The same message with a version-1 header (a map; recordings made before version 2)."""
+    h = decode_header(frames[1])
+    h["v"] = LEGACY_SCHEMA_VERSION
+    return [frames[0], msgpack.packb(h), *frames[2:]]
+
+
+def test_header_is_positional_and_version_1_maps_still_decode():
+    chunk = ActionChunk(t0_ns=7, dt_ns=33, actions=np.arange(12, dtype=np.float32).reshape(6, 2),
+                        obs_seq=4, model_id="m", seq=9, t_capture_ns=5, producer="p")
+    frames = wire(encode("a", chunk))
+    raw = msgpack.unpackb(frames[1], raw=False)
+    assert raw == ["action_chunk", SCHEMA_VERSION, 9, 5, 0, "p", [7, 33, 4, "m"],
+                   [["actions", "<f4", [6, 2]]]]
+    obs = Observation(images={"top": np.zeros((2, 2, 3), np.uint8)}, state=np.ones(6, np.float32),
+                      task="t")
+    for msg in (chunk, obs):
+        _, new = decode(wire(encode("a", msg)))
+        _, old = decode(_v1(wire(encode("a", msg))))
+        for got in (new, old):
+            assert type(got) is type(msg)
+            for name in msg.__dataclass_fields__:
+                a, b = getattr(got, name), getattr(msg, name)
+                if isinstance(b, dict):
+                    assert a.keys() == b.keys()
+                    for k in b:
+                        np.testing.assert_array_equal(a[k], b[k])
+                else:
+                    np.testing.assert_array_equal(a, b)
+
+
+def test_version_1_header_missing_a_defaulted_field_takes_the_default():
+    h = decode_header(wire(encode("a", Features(tensors={"x": np.zeros(3, np.float32)})))[1])
+    h["v"] = LEGACY_SCHEMA_VERSION
+    del h["f"]["model_id"]
+    _, msg = decode([b"a", msgpack.packb(h), np.zeros(3, np.float32).tobytes()])
+    assert msg.model_id == ""
+
+
+@pytest.mark.parametrize("header, kind", [
+    (["action_chunk", SCHEMA_VERSION, 0, 0, 0, "", [1, 2, 3], []], "bad_fields"),  # 3 scalars
+    (["action_chunk", SCHEMA_VERSION, 0, 0, 0, "", [1, 2, 3, ""], "x"], "bad_fields"),
+    (["action_chunk", SCHEMA_VERSION, 0, 0, 0, ""], "bad_header"),  # 6 elements
+    ([["x"], SCHEMA_VERSION, 0, 0, 0, "", [], []], "unknown_schema"),  # unhashable schema
+    (["features", SCHEMA_VERSION, 0, 0, 0, "", [""], [[3, "<f4", [1]]]], "bad_header"),
+    (["features", SCHEMA_VERSION, 0, 0, 0, "", [""], [["other/x", "<f4", [1]]]], "bad_fields"),
+])
+def test_malformed_positional_headers(header, kind):
+    with pytest.raises(MalformedMessage) as exc:
+        decode([b"a", msgpack.packb(header), b"\0" * 4])
+    assert exc.value.kind == kind

@@ -81,8 +81,8 @@ def test_file_opens_with_the_plain_mcap_reader_and_names_schemas(tmp_path):
         reader = make_reader(f)
         summary = reader.get_summary()
         assert summary.statistics.message_count == 6
-        assert {s.name for s in summary.schemas.values()} == {"edgevla.frame.v1",
-                                                              "edgevla.joint_command.v1"}
+        assert {s.name for s in summary.schemas.values()} == {"edgevla.frame.v2",
+                                                              "edgevla.joint_command.v2"}
         assert {c.message_encoding for c in summary.channels.values()} == {"msgpack"}
         got = list(reader.iter_messages(log_time_order=False))
     assert [c.topic for _, c, _ in got] == ["cam/top"] * 5 + ["commands"]

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from edgevla.actors import shm
 from edgevla.actors.bus import Publisher, Subscriber
 from edgevla.actors.messages import (Features, Frame, MalformedMessage, Observation, decode,
-                                     encode)
+                                     decode_header, encode, pack_header)
 from edgevla.actors.recorder import McapRecording, read_recording
 from runtime_helpers import replica, run_until, start_graph
 
@@ -95,7 +95,7 @@ def test_frames_round_trip_bit_exact_between_processes(ctx, ep):
             assert r is not None, sub.counters.as_dict()
             got.append(r[1])
             frames = _raw_frames(raw)
-            header = msgpack.unpackb(frames[1], raw=False)
+            header = decode_header(frames[1])
             assert len(frames) == 2 and len(header["a"][0]) == 4  # pixels went via shm
         for msg in got:
             assert msg.image.flags.writeable and msg.image.flags.owndata  # owned, not a view
@@ -164,7 +164,7 @@ def test_multi_array_messages_and_small_arrays_inline(ctx, ep):
                 np.testing.assert_array_equal(out.images[k], imgs[k])
             np.testing.assert_array_equal(out.state, state)
             frames = _raw_frames(raw)
-            header = msgpack.unpackb(frames[1], raw=False)
+            header = decode_header(frames[1])
             assert [len(e) for e in header["a"]] == [4, 4, 4, 3]  # images shm, state inline
             assert len(frames) == 3
         assert pub.shm.seg.nslots >= 3 * 2
@@ -195,7 +195,7 @@ def test_overwritten_slots_are_dropped_and_counted(ctx, ep):
 def _shm_wire(ctx, ep):
     pub = Publisher(ctx, ep, producer="p")
     frames = encode("cam", Frame(camera="c", image=_image(1)), pub.shm)
-    header = msgpack.unpackb(frames[1], raw=False)
+    header = decode_header(frames[1])
     return pub, frames, header
 
 
@@ -205,7 +205,7 @@ def _with_desc(frames, header, desc, shape=None):
     if shape is not None:
         entry[2] = shape
     h["a"] = [entry]
-    return [frames[0], msgpack.packb(h, use_bin_type=True)]
+    return [frames[0], pack_header(h)]
 
 
 def test_garbage_descriptors_are_counted_by_kind(ctx, ep, tmp_path):
@@ -291,7 +291,7 @@ def test_bus_counts_bad_descriptors_and_keeps_going(ctx, ep, tmp_path):
     time.sleep(0.3)
     try:
         frames = encode("cam", Frame(camera="c", image=_image(2)), pub.shm)
-        header = msgpack.unpackb(frames[1], raw=False)
+        header = decode_header(frames[1])
         inj.send_multipart(_with_desc(frames, header, [f"edgevla-{os.getuid() + 1}-0-0", 5, 2]))
         inj.send_multipart(_with_desc(frames, header, [f"{shm.segment_prefix()}77777", 0, 2]))
         pub.send("cam", Frame(camera="c", image=_image(3)))
