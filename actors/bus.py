@@ -32,7 +32,7 @@ from typing import Any, Iterable
 import zmq
 
 from edgevla.actors import shm as _shm
-from edgevla.actors.messages import MalformedMessage, Message, decode_parts, encode
+from edgevla.actors.messages import MalformedMessage, Message, decode_body, encode
 
 log = logging.getLogger("edgevla.bus")
 
@@ -268,7 +268,7 @@ class Subscriber:
         try:
             if header is None:
                 raise MalformedMessage("frame_count", "1 frame(s), need at least 2")
-            _, msg = decode_parts(raw_topic, header, buffers, self.shm)
+            msg = decode_body(header, buffers, self.shm)
             if self.shm is not None and self.shm.leases:
                 msg.shm_leases, self.shm.leases = self.shm.leases, []
         except Exception as err:  # noqa: BLE001 - nothing on the wire may crash a consumer

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import operator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -259,6 +260,17 @@ def _make_encoder(cls: type[Message]):
     # array entries in declaration order: arrays, optional arrays and dicts as they come
     order = [(n, k) for n, k in kinds if k is not None]
     only_arrays = all(k == "array" for _, k in order)
+    # the scalar list without a comprehension (a new frame per call on Python 3.11)
+    if len(scalars) > 1:
+        scalar_values = operator.attrgetter(*scalars)  # a tuple: msgpack packs it as an array
+    elif scalars:
+        one = operator.attrgetter(scalars[0])
+
+        def scalar_values(msg: Message) -> list[Any]:
+            return [one(msg)]
+    else:
+        def scalar_values(msg: Message) -> list[Any]:
+            return []
 
     def encoder(topic: str, msg: Message, shm: Any = None) -> list[Any]:
         meta: list[list[Any]] = []
@@ -286,7 +298,10 @@ def _make_encoder(cls: type[Message]):
             # Arrays big enough go to shared memory: their entry gets the descriptor and their
             # buffer frame goes away. Small messages pay only this scan.
             min_bytes = shm.min_bytes
-            big = [i for i, a in enumerate(buffers) if a.nbytes >= min_bytes]
+            big = []
+            for i, a in enumerate(buffers):
+                if a.nbytes >= min_bytes:
+                    big.append(i)
             if big:
                 shm.begin(len(big))
                 moved = set()
@@ -298,7 +313,7 @@ def _make_encoder(cls: type[Message]):
                 if moved:
                     buffers = [a for i, a in enumerate(buffers) if i not in moved]
         header = [schema, SCHEMA_VERSION, int(msg.seq), int(msg.t_capture_ns),
-                  int(msg.t_pub_ns), msg.producer, [getattr(msg, n) for n in scalars], meta]
+                  int(msg.t_pub_ns), msg.producer, scalar_values(msg), meta]
         return [topic.encode(), _PACKER.pack(header), *buffers]
 
     return encoder
@@ -338,12 +353,12 @@ def decode(frames: list[Any], shm: Any = None) -> tuple[str, Message]:
     """
     if len(frames) < 2:
         raise MalformedMessage("frame_count", f"{len(frames)} frames, need at least 2")
-    return decode_parts(bytes(frames[0]), frames[1], frames[2:], shm)
+    return bytes(frames[0]).decode("utf-8", "replace"), decode_body(frames[1], frames[2:], shm)
 
 
-def decode_parts(topic_raw: bytes, header_raw: Any, buffers: list[Any],
-                 shm: Any = None) -> tuple[str, Message]:
-    """Like `decode`, for callers that received the topic and header separately."""
+def decode_body(header_raw: Any, buffers: list[Any], shm: Any = None) -> Message:
+    """The message of a header frame and its buffer frames (for a receiver that has matched
+    the topic itself)."""
     try:
         header = msgpack.unpackb(header_raw, raw=False, strict_map_key=True)
     except Exception as exc:  # msgpack raises several unrelated types
@@ -354,7 +369,7 @@ def decode_parts(topic_raw: bytes, header_raw: Any, buffers: list[Any],
     decoder = _DECODERS.get(schema) if type(schema) is str else None
     if decoder is None or header[1] != SCHEMA_VERSION:
         decoder = _decoder_or_raise(header)
-    return topic_raw.decode("utf-8", "replace"), decoder(header, buffers, shm)
+    return decoder(header, buffers, shm)
 
 
 def _decoder_or_raise(header: list[Any]):
