@@ -416,7 +416,14 @@ class Lease:
 def still_valid(msg: Any) -> bool:
     """True when no shared-memory array a message borrowed has been overwritten since it was
     received (always True for messages that own their arrays)."""
-    return all(lease.valid() for lease in getattr(msg, "shm_leases", ()))
+    # called after every consumed message: no generator and no attribute miss on the
+    # common message that borrowed nothing
+    leases = msg.__dict__.get("shm_leases")
+    if leases:
+        for lease in leases:
+            if not lease.valid():
+                return False
+    return True
 
 
 _DEFAULT_READER: ShmReader | None = None
