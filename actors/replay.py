@@ -53,7 +53,7 @@ import numpy as np
 from edgevla.actors.actor import Actor
 from edgevla.actors.clock import VirtualClock
 from edgevla.actors.inprocess import ActorSpec, InProcessGraph, Published, actor_specs
-from edgevla.actors.messages import decode, decode_header
+from edgevla.actors.messages import MESSAGE_TYPES, decode, decode_header, scalar_field_names
 from edgevla.actors.recorder import (
     TRACE_PREFIX, McapRecording, RecordedMessage, read_recording, recording_files,
 )
@@ -332,7 +332,12 @@ def _payload(frames: list[Any]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     for (name, _dt, _shape, *_), buf in zip(header.get("a", []), frames[2:]):
         arrays[name] = np.frombuffer(memoryview(buf).cast("B"),
                                      dtype=np.dtype(_dt)).reshape(_shape)
-    fields = {k: v for k, v in header.items() if k not in ("t_pub_ns", "seq", "producer", "a")}
+    # by field name, so a version-1 recording compares equal to its version-2 replay
+    f = header.get("f")
+    cls = MESSAGE_TYPES.get(header.get("schema"))
+    if cls is not None and isinstance(f, dict):
+        f = {n: f.get(n) for n in scalar_field_names(cls)}
+    fields = {"schema": header.get("schema"), "t_capture_ns": header.get("t_capture_ns"), "f": f}
     return fields, arrays
 
 

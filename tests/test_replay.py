@@ -271,3 +271,25 @@ def test_step_replay_is_exact_for_any_timing(tmp_path_factory, cam_hz, policy_ms
         assert diff.replayed == 0
         return
     assert diff.recorded == diff.replayed == diff.identical_frames, diff.as_dict()
+
+
+def test_a_version_1_recording_compares_equal_to_its_version_2_replay():
+    """Recordings made before the positional header (schema version 2) stay comparable."""
+    import msgpack
+
+    from edgevla.actors.messages import ActionChunk, decode_header, encode
+    from edgevla.actors.replay import compare_topic
+
+    def wire(frames):
+        return [bytes(f) if not isinstance(f, np.ndarray) else f.tobytes() for f in frames]
+
+    chunk = ActionChunk(t0_ns=5, dt_ns=33, actions=np.ones((4, 6), np.float32), obs_seq=2)
+    new = wire(encode("actions", chunk))
+    h = decode_header(new[1])
+    h["v"] = 1
+    h["f"]["policy_note"] = None  # version 1 carried dict markers; they are not fields
+    old = [new[0], msgpack.packb(h), *new[2:]]
+    assert compare_topic("actions", [old], [new]).identical_payload == 1
+    changed = wire(encode("actions", ActionChunk(t0_ns=6, dt_ns=33, actions=chunk.actions,
+                                                 obs_seq=2)))
+    assert compare_topic("actions", [old], [changed]).identical_payload == 0
