@@ -62,7 +62,7 @@ from typing import Any, Iterator
 from edgevla.actors.actor import Actor
 from edgevla.actors.clock import Clock
 from edgevla.actors.messages import (
-    MESSAGE_TYPES, SCHEMA_VERSION, Message, scalar_field_names, decode, decode_header, encode,
+    MESSAGE_TYPES, SCHEMA_VERSION, Message, decode, decode_header, encode, scalar_field_names,
 )
 from edgevla.actors.shm import has_descriptors, inline_frames
 

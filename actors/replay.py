@@ -334,10 +334,11 @@ def _payload(frames: list[Any]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
                                      dtype=np.dtype(_dt)).reshape(_shape)
     # by field name, so a version-1 recording compares equal to its version-2 replay
     f = header.get("f")
-    cls = MESSAGE_TYPES.get(header.get("schema"))
+    schema = header.get("schema")
+    cls = MESSAGE_TYPES.get(schema) if isinstance(schema, str) else None
     if cls is not None and isinstance(f, dict):
         f = {n: f.get(n) for n in scalar_field_names(cls)}
-    fields = {"schema": header.get("schema"), "t_capture_ns": header.get("t_capture_ns"), "f": f}
+    fields = {"schema": schema, "t_capture_ns": header.get("t_capture_ns"), "f": f}
     return fields, arrays
 
 
