@@ -333,9 +333,10 @@ def decode_header(raw: bytes | memoryview) -> dict[str, Any]:
     if type(header) is not list or len(header) != _HEADER_LEN:
         raise MalformedMessage("bad_header", "header is not an 8-element array")
     schema, v, seq, t_cap, t_pub, producer, scalars, meta = header
-    cls = MESSAGE_TYPES.get(schema) if type(schema) is str else None
-    if cls is not None and type(scalars) is list and len(scalars) == len(scalar_field_names(cls)):
-        scalars = dict(zip(scalar_field_names(cls), scalars))
+    cls = message_type(schema)
+    names = scalar_field_names(cls) if cls is not None else None
+    if names is not None and type(scalars) is list and len(scalars) == len(names):
+        scalars = dict(zip(names, scalars))
     return {"schema": schema, "v": v, "seq": seq, "t_capture_ns": t_cap, "t_pub_ns": t_pub,
             "producer": producer, "f": scalars, "a": meta}
 
@@ -377,9 +378,10 @@ def _decoder_or_raise(header: list[Any]):
         raise MalformedMessage("schema_version", f"version {header[1]!r}, this runtime speaks "
                                f"{SCHEMA_VERSION} (and reads {LEGACY_SCHEMA_VERSION})")
     schema = header[0]
-    if type(schema) is not str or schema not in MESSAGE_TYPES:
+    cls = message_type(schema)
+    if cls is None:
         raise MalformedMessage("unknown_schema", f"schema {schema!r}")
-    decoder = _DECODERS[schema] = _make_decoder(MESSAGE_TYPES[schema])
+    decoder = _DECODERS[schema] = _make_decoder(cls)
     return decoder
 
 
@@ -388,6 +390,11 @@ LEGACY_SCHEMA_VERSION = 1  # header as a msgpack map: recordings made before ver
 _COMMON_TYPES = {"seq": int, "t_capture_ns": int, "t_pub_ns": int, "producer": str}
 _DECODERS: dict[Any, Any] = {}
 _SCALAR_NAMES: dict[type, list[str]] = {}
+
+
+def message_type(schema: Any) -> type[Message] | None:
+    """The message class a header's schema names; None for anything else (any wire value)."""
+    return MESSAGE_TYPES.get(schema) if type(schema) is str else None
 
 
 def scalar_field_names(cls: type[Message]) -> list[str]:
@@ -411,7 +418,7 @@ def _from_map(header: Any) -> list[Any]:
         raise MalformedMessage("schema_version", f"version {v!r}, this runtime speaks "
                                f"{SCHEMA_VERSION} (and reads {LEGACY_SCHEMA_VERSION})")
     schema = header.get("schema")
-    cls = MESSAGE_TYPES.get(schema) if type(schema) is str else None
+    cls = message_type(schema)
     if cls is None:
         raise MalformedMessage("unknown_schema", f"schema {schema!r}")
     f = header.get("f")

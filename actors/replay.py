@@ -53,7 +53,7 @@ import numpy as np
 from edgevla.actors.actor import Actor
 from edgevla.actors.clock import VirtualClock
 from edgevla.actors.inprocess import ActorSpec, InProcessGraph, Published, actor_specs
-from edgevla.actors.messages import MESSAGE_TYPES, decode, decode_header, scalar_field_names
+from edgevla.actors.messages import decode, decode_header, message_type, scalar_field_names
 from edgevla.actors.recorder import (
     TRACE_PREFIX, McapRecording, RecordedMessage, read_recording, recording_files,
 )
@@ -335,7 +335,7 @@ def _payload(frames: list[Any]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     # by field name, so a version-1 recording compares equal to its version-2 replay
     f = header.get("f")
     schema = header.get("schema")
-    cls = MESSAGE_TYPES.get(schema) if isinstance(schema, str) else None
+    cls = message_type(schema)
     if cls is not None and isinstance(f, dict):
         f = {n: f.get(n) for n in scalar_field_names(cls)}
     fields = {"schema": schema, "t_capture_ns": header.get("t_capture_ns"), "f": f}
