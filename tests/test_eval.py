@@ -172,3 +172,41 @@ def test_sync_holds_still_for_the_latency_and_reports_idle_and_task_time():
     # later ones arrive while the arm moves
     assert ep.steps == 60 and ep.starvation_ticks == 0 and ep.idle_steps in (15, 16)
     assert ep.startup_steps == ep.idle_steps and report.running_idle_fraction == 0.0
+
+
+def test_wilson_interval_and_exact_mcnemar_match_textbook_values():
+    from edgevla.training.evaluate import mcnemar_exact_p, wilson_interval
+
+    lo, hi = wilson_interval(0, 10)
+    assert lo == 0.0 and hi == pytest.approx(0.2775, abs=1e-3)
+    lo, hi = wilson_interval(5, 10)
+    assert (lo, hi) == (pytest.approx(0.2366, abs=1e-3), pytest.approx(0.7634, abs=1e-3))
+    lo, hi = wilson_interval(30, 70)  # the shipped model's global rate: about +-0.11
+    assert hi - lo == pytest.approx(0.225, abs=0.01)
+    assert mcnemar_exact_p(5, 0) == pytest.approx(0.0625)
+    assert mcnemar_exact_p(0, 0) == 1.0
+    assert mcnemar_exact_p(3, 3) == 1.0
+    assert mcnemar_exact_p(10, 1) == pytest.approx(2 * 12 / 2 ** 11)
+
+
+def test_async_and_sync_runs_are_compared_episode_by_episode(tmp_path):
+    from edgevla.training.evaluate import EvalReport, paired_comparisons, write_outputs
+
+    def report(mode, successes, latency=320.0):
+        eps = [{"index": i, "split": "test" if i < 4 else "val", "cluster": 0, "success": ok}
+               for i, ok in enumerate(successes)]
+        return EvalReport(policy="P", format="f", mode=mode, latency_ms=1.0, test=0.0, val=0.0, global_=0.0,
+                          n_test=4, n_val=2, source="x", episodes=eps, seconds=1.0,
+                          config={"simulated_latency_ms": latency, "protocol_seed": 1000})
+
+    sync = report("sync", [True, True, False, False, True, False])
+    asyn = report("async", [True, False, True, True, True, True])
+    other = report("sync", [False] * 6, latency=1500.0)
+    (c,) = paired_comparisons([sync, other, asyn])
+    assert (c.simulated_latency_ms, c.pairs, c.both, c.only_sync, c.only_async, c.neither) == (320.0, 6, 2, 1, 3, 0)
+    assert c.p_value == pytest.approx(0.625) and c.verdict() == "async better (not significant)"
+    paths = write_outputs([sync, asyn], tmp_path)
+    assert "| 320 | 6 | 2 | 1 | 3 | 0 | 0.62 | async better (not significant) |" in paths["markdown"].read_text()
+    data = json.loads(paths["json"].read_text())
+    assert data["paired"][0]["only_async"] == 3
+    assert data["rows"][0]["global_ci95"] == [pytest.approx(0.188, abs=1e-3), pytest.approx(0.812, abs=1e-3)]

@@ -359,22 +359,104 @@ class EvalReport:
                 "simulated_latency_ms": self.config.get("simulated_latency_ms"),
                 "task_time_s": None if self.task_time_s is None else round(self.task_time_s, 2),
                 "idle_fraction": round(self.idle_fraction, 4),
-                "running_idle_fraction": round(self.running_idle_fraction, 4)}
+                "running_idle_fraction": round(self.running_idle_fraction, 4),
+                "global_ci95": [round(x, 3) for x in wilson_interval(
+                    sum(bool(e["success"]) for e in self.episodes), len(self.episodes))]}
 
 
 def _rate(results: list[EpisodeResult]) -> float:
     return sum(r.success for r in results) / len(results) if results else float("nan")
 
 
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of a success rate: 70 episodes still leave about +-0.11."""
+    if n <= 0:
+        return (float("nan"), float("nan"))
+    p = successes / n
+    denom = 1.0 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def mcnemar_exact_p(only_a: int, only_b: int) -> float:
+    """Two-sided exact McNemar test on the discordant pairs (binomial, p = 1/2)."""
+    n = only_a + only_b
+    if n == 0:
+        return 1.0
+    k = min(only_a, only_b)
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2.0 ** n
+    return min(1.0, 2.0 * tail)
+
+
+@dataclass
+class PairedComparison:
+    """Async against sync on the same start positions (same protocol seed and latency)."""
+
+    simulated_latency_ms: float | None
+    pairs: int
+    both: int
+    only_sync: int
+    only_async: int
+    neither: int
+    p_value: float  # exact McNemar: could the difference in success be chance?
+
+    def verdict(self) -> str:
+        if self.only_async == self.only_sync:
+            return "equal"
+        better = "async" if self.only_async > self.only_sync else "sync"
+        return f"{better} better ({'p < 0.05' if self.p_value < 0.05 else 'not significant'})"
+
+
+def paired_comparisons(reports: list[EvalReport]) -> list[PairedComparison]:
+    """Pair every async run with the sync run at the same simulated latency, episode by episode.
+
+    Both modes roll out the same starts, so the discordant episodes (solved by one mode only)
+    say more than the two rates side by side."""
+    out = []
+    for a in reports:
+        if a.mode != "async":
+            continue
+        lat = a.config.get("simulated_latency_ms")
+        for s in reports:
+            if s.mode != "sync" or s.config.get("simulated_latency_ms") != lat \
+                    or s.config.get("protocol_seed") != a.config.get("protocol_seed"):
+                continue
+            sync_ok = {(e["split"], e["index"]): bool(e["success"]) for e in s.episodes}
+            keys = [(e["split"], e["index"]) for e in a.episodes if (e["split"], e["index"]) in sync_ok]
+            async_ok = {(e["split"], e["index"]): bool(e["success"]) for e in a.episodes}
+            both = sum(sync_ok[k] and async_ok[k] for k in keys)
+            only_s = sum(sync_ok[k] and not async_ok[k] for k in keys)
+            only_a = sum(async_ok[k] and not sync_ok[k] for k in keys)
+            out.append(PairedComparison(lat, len(keys), both, only_s, only_a,
+                                        len(keys) - both - only_s - only_a, mcnemar_exact_p(only_s, only_a)))
+            break
+    return out
+
+
+def paired_markdown(pairs: list[PairedComparison]) -> str:
+    lines = ["", "Async vs sync on the same starts (exact McNemar test on the episodes only one mode solved):", "",
+             "| simulated latency (ms) | pairs | both solved | only sync | only async | neither | p | verdict |",
+             "|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for c in pairs:
+        lat = "-" if c.simulated_latency_ms is None else f"{c.simulated_latency_ms:.0f}"
+        lines.append(f"| {lat} | {c.pairs} | {c.both} | {c.only_sync} | {c.only_async} | {c.neither} | "
+                     f"{c.p_value:.2f} | {c.verdict()} |")
+    return "\n".join(lines) + "\n"
+
+
 def markdown_table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| policy | format | mode | latency (ms, this CPU) | success test | val | global | episodes (test/val) "
+    lines = ["| policy | format | mode | latency (ms, this CPU) | success test | val | global [95% CI] "
+             "| episodes (test/val) "
              "| simulated latency (ms) | task time (s, successes) | idle fraction | idle after the first chunk |",
              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         sim = r.get("simulated_latency_ms")
         tt = r.get("task_time_s")
+        ci = r.get("global_ci95")
+        ci_text = f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci and not math.isnan(ci[0]) else ""
         lines.append(f"| {r['policy']} | {r['format']} | {r['mode']} | {r['latency_ms']:.1f} | {r['test']:.2f} | "
-                     f"{r['val']:.2f} | {r['global']:.2f} | {r['n_test']}/{r['n_val']} | "
+                     f"{r['val']:.2f} | {r['global']:.2f}{ci_text} | {r['n_test']}/{r['n_val']} | "
                      f"{'-' if sim is None else f'{sim:.0f}'} | {'-' if tt is None else f'{tt:.2f}'} | "
                      f"{r.get('idle_fraction', 0.0):.3f} | {r.get('running_idle_fraction', 0.0):.3f} |")
     return "\n".join(lines) + "\n"
@@ -384,9 +466,11 @@ def write_outputs(reports: list[EvalReport], out: Path, contact: list[EpisodeRes
                   videos: bool = False, fps: int = 30) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     rows = [r.row() for r in reports]
+    pairs = paired_comparisons(reports)
     paths = {"markdown": out / "results.md", "json": out / "results.json"}
-    paths["markdown"].write_text(markdown_table(rows))
-    paths["json"].write_text(json.dumps({"rows": rows, "runs": [asdict(r) for r in reports]}, indent=1))
+    paths["markdown"].write_text(markdown_table(rows) + (paired_markdown(pairs) if pairs else ""))
+    paths["json"].write_text(json.dumps({"rows": rows, "paired": [asdict(c) for c in pairs],
+                                         "runs": [asdict(r) for r in reports]}, indent=1))
     if contact:
         paths["contact_sheet"] = contact_sheet(contact, out / "contact_sheet.png")
         if videos:
