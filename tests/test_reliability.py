@@ -231,25 +231,24 @@ def check_recording(recording: Path, kills: dict[str, tuple[float, float]], grap
                            f"over {dt[k] * 1e3:.0f} ms at t={t[i_idx[k]] - t[0]:.2f}s; fault windows "
                            f"relative to it: {where}")
 
-    # (b) The arm itself, over any 100 ms. A window, not per sample: the servos get a new goal
-    # every 10 ms and the simulated position servo closes each small step faster than the average
-    # speed. Windows where the plant stalled (a state gap well beyond its usual step on this
-    # machine: the process was not scheduled) are left out: its physics then catches up in one
-    # burst towards a goal that moved on meanwhile, a simulator artefact on a loaded machine.
-    bound = 1.5 * max_vel * window_s + 0.05
-    gap = np.diff(t, append=t[-1])
-    stall_s = max(0.04, 2.5 * float(np.median(gap[:-1])))
-    stalled = np.array([gap[i:max(i + 1, jj)].max() > stall_s for i, jj in enumerate(j)])
-    i_idx = np.flatnonzero(valid & ~stalled)
-    assert len(i_idx) > 200, (f"the plant stalled in {stalled[valid].mean():.0%} of windows "
-                              f"(gap > {stall_s * 1e3:.0f} ms): no verdict possible")
-    moves = np.abs(q[j[i_idx]] - q[i_idx]).max(axis=1)
-    worst_i = int(i_idx[np.argmax(moves)])
-    worst = float(moves.max())
-    where = {k: (round(a - t[worst_i], 2), round(b - t[worst_i], 2)) for k, (a, b) in kills.items()}
-    assert worst < bound, (f"the arm moved {worst:.3f} rad in {window_s * 1e3:.0f} ms (bound "
-                           f"{bound:.3f}) at t={t[worst_i] - t[0]:.2f}s; fault windows relative "
-                           f"to it: {where}")
+    # (b) The arm itself: over each window it travels no further than the velocity limit allows
+    # for the time that passed (1.5x: the position servo closes each 10 ms goal step faster than
+    # the average speed) plus the lag it had to close (|goal - arm| per joint at the window's start).
+    # The lag term is for a plant process that was not scheduled for a while: its sim time jumps
+    # (max_catchup_s) and the arm, left behind a goal that moved on, closes the gap in a burst once
+    # it runs again (CI: 0.645 rad in 100 ms while a restarting executor loaded the 2 cores) -- a
+    # simulator artefact, not a command. A jump of the arm itself (a plant that teleports, a joint
+    # that drops while its goal stays) is explained by neither term.
+    lag = np.abs(goal - q)[i_idx]
+    moves = np.abs(q[j[i_idx]] - q[i_idx])
+    allowed = 1.5 * max_vel * dt[:, None] + 0.05 + lag
+    excess = (moves - allowed).max(axis=1)
+    k = int(np.argmax(excess))
+    kj = int(np.argmax(moves[k] - allowed[k]))
+    where = {n: (round(a - t[i_idx[k]], 2), round(b - t[i_idx[k]], 2)) for n, (a, b) in kills.items()}
+    assert excess[k] < 0, (f"the arm moved {moves[k, kj]:.3f} rad in {dt[k] * 1e3:.0f} ms (bound "
+                           f"{allowed[k, kj]:.3f}, of which lag behind its goal {lag[k, kj]:.3f}) "
+                           f"at t={t[i_idx[k]] - t[0]:.2f}s; fault windows relative to it: {where}")
 
     # No loss while the recorder was alive: robot/state seq is contiguous within each sim
     # process's life, except across the recorder's own restart.
@@ -305,21 +304,27 @@ def test_soak_memory_is_flat(model_bundle, run_base, tmp_path):
 
 
 def _synthetic_recording(path: Path, goal_jump: float = 0.0, arm_jump: float = 0.0,
-                         period_s: float = 0.035, stall_every: int = 0) -> dict:
+                         period_s: float = 0.035, stall_every: int = 0,
+                         lag_after_stall: float = 0.0) -> dict:
     """A recording as the sim writes it (robot/state at the plant's step rate, in two files as
     after a recorder restart): the arm follows a slow sine for 40 s; optionally the servo goal or
-    the arm alone steps by some rad at t = 10 s, or every n-th step is a 120 ms stall."""
+    the arm alone steps by some rad at t = 10 s, or every n-th step is a 120 ms stall, or at
+    t = 20 s the plant stalls 400 ms and comes back `lag_after_stall` rad behind its goal, closing
+    the gap over the next two steps (the CI failure of 2026-12-04)."""
     from edgevla.actors.messages import RobotState
     from edgevla.actors.recorder import McapRecording
 
     t0 = 1_000_000_000_000
-    t_s, seq = 0.0, 0
+    t_s, seq, lag = 0.0, 0, 0.0
     files = [McapRecording(path), McapRecording(path.with_name(path.stem + ".1.mcap"))]
     while t_s < 40.0:
         seq += 1
         t_s += 0.12 if stall_every and seq % stall_every == 0 else period_s
+        if lag_after_stall and 20.0 <= t_s < 20.0 + period_s:
+            t_s, lag = t_s + 0.4, lag_after_stall
         goal = 0.4 * np.sin(2 * np.pi * 0.2 * t_s) * np.ones(6)
-        arm = goal.copy()
+        arm = goal - lag
+        lag = max(0.0, lag - lag_after_stall / 2)
         if t_s >= 10.0:
             goal += goal_jump
             arm += goal_jump + arm_jump
@@ -337,12 +342,15 @@ def _synthetic_recording(path: Path, goal_jump: float = 0.0, arm_jump: float = 0
     ({"stall_every": 6}, None),  # about half the 100 ms windows hold a stall
     ({"goal_jump": 0.8}, "servo goal jumped"),  # e.g. firmware torque-on towards 0 rad
     ({"arm_jump": 0.8}, "the arm moved"),  # the plant jumped while its goal did not
-    ({"stall_every": 3}, "no verdict possible"),  # nearly every window stalled...
+    ({"stall_every": 3}, None),  # nearly every window stalled...
     ({"stall_every": 3, "goal_jump": 0.8}, "servo goal jumped"),  # ...the goal is still judged
+    ({"stall_every": 3, "arm_jump": 1.5}, "the arm moved"),  # ...and so is the arm
+    ({"lag_after_stall": 0.5}, None),  # the arm closes what it lost while the plant was stalled
+    ({"lag_after_stall": 0.5, "arm_jump": 0.8}, "the arm moved"),
 ])
 def test_no_jump_check_judges_goal_and_arm(tmp_path, case, expect):
     """check_recording (the verdict of the fault run above) passes smooth motion, tolerates a
-    stalling plant, and fails on a jump of the servo goal or of the arm."""
+    stalling plant and the catch-up after it, and fails on a jump of the servo goal or of the arm."""
     from types import SimpleNamespace
 
     rec = tmp_path / "rel.mcap"
