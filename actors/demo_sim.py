@@ -173,8 +173,8 @@ def summarize(sup: Supervisor, episodes: list[EpisodeLog], recording: Path, out_
         if succ else None,
         "robot_idle_fraction": round(idle_ticks / ticks, 4),
         "starvation_ticks": int(ex.get("starvation_ticks", 0)),
-        "max_seam_jump_rad": ex.get("max_seam_jump_rad"),
-        "max_step_rad": ex.get("max_step_rad"),
+        "max_seam_jump_rad": _round_or_none(ex.get("max_seam_jump_rad"), 4),
+        "max_step_rad": _round_or_none(ex.get("max_step_rad"), 4),
         "chunks_accepted": ex.get("accepted_chunks"),
         "chunks_dropped": ex.get("dropped_chunks"),
         "stage_latency_ms": {**stage_lat, **ins.stages},
@@ -196,6 +196,10 @@ def summarize(sup: Supervisor, episodes: list[EpisodeLog], recording: Path, out_
     plot_timeline(msgs, out_dir / f"timeline-{cfg.mode}.png",
                   title=f"edgevla sim demo ({cfg.mode}): {len(succ)}/{len(done)} episodes")
     return summary
+
+
+def _round_or_none(v: Any, digits: int) -> float | None:
+    return None if v is None else round(float(v), digits)
 
 
 def _obs_to_motion_ms(msgs) -> dict[str, float]:
@@ -224,7 +228,7 @@ def print_summary(console: Console, s: dict[str, Any]) -> None:
         ("robot idle fraction", f"{s['robot_idle_fraction']:.3f}"),
         ("starvation ticks", str(s["starvation_ticks"])),
         ("max seam jump / max step (rad)", f"{s['max_seam_jump_rad']} / {s['max_step_rad']}"),
-        ("obs -> motion (ms)", json.dumps(s["obs_to_motion_ms"])),
+        ("obs -> motion (ms)", _fmt_obs_to_motion(s["obs_to_motion_ms"])),
         ("restarts", json.dumps(s["restarts"])),
         ("waypoints to the M7", str(s["waypoints_forwarded"])),
         ("torch in any actor", str(s["torch_loaded_in_any_actor"])),
@@ -240,6 +244,12 @@ def print_summary(console: Console, s: dict[str, Any]) -> None:
         p99 = v.get("p99_ms", v.get("loop_p99_ms"))
         lat.add_row(name, f"{p50}", f"{p99}")
     console.print(lat)
+
+
+def _fmt_obs_to_motion(o: dict[str, Any]) -> str:
+    if not o:
+        return "no chunk executed"
+    return f"p50 {o['p50_ms']} / p99 {o['p99_ms']} over {o['n']} chunks"
 
 
 def write_markdown(path: Path, summaries: list[dict[str, Any]]) -> None:
