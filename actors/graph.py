@@ -184,20 +184,28 @@ def _to_python(node: yaml.Node, dotted: str, lines: _Lines) -> Any:
     if isinstance(node, yaml.SequenceNode):
         return [_to_python(v, f"{dotted}.{i}", lines) for i, v in enumerate(node.value)]
     loader = yaml.SafeLoader("")
-    return loader.construct_object(node, deep=True)
+    try:
+        return loader.construct_object(node, deep=True)
+    except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
+        # e.g. a bare "=" (YAML's value tag) or "!!int x": the text parsed but is no value
+        problem = getattr(exc, "problem", None) or exc
+        raise GraphError([f"{lines.path}:{node.start_mark.line + 1}: "
+                          f"{dotted or 'the document'} is not a valid YAML value: {problem}"]) \
+            from None
 
 
 def _parse_yaml(text: str, path: str) -> tuple[Any, _Lines]:
     lines = _Lines(path)
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+        if node is None:
+            raise GraphError([f"{path}:1: the graph file is empty"])
+        return _to_python(node, "", lines), lines
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else path
-        raise GraphError([f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}"]) from None
-    if node is None:
-        raise GraphError([f"{path}:1: the graph file is empty"])
-    return _to_python(node, "", lines), lines
+        raise GraphError([f"{where}: not valid YAML: {getattr(exc, 'problem', None) or exc}"]) \
+            from None
 
 
 # ---------------------------------------------------------------- validation

@@ -96,7 +96,11 @@ def parse_sets(sets: Iterable[str]) -> dict[str, dict[str, Any]]:
         if not sep or not dot or not actor or not param:
             raise ValueError(f"--set {s!r}: expected ACTOR.PARAM=VALUE, e.g. "
                              f"executor.strategy=latest")
-        out.setdefault(actor, {})[param] = yaml.safe_load(value)
+        try:
+            out.setdefault(actor, {})[param] = yaml.safe_load(value)
+        except (yaml.YAMLError, ValueError) as exc:
+            raise ValueError(f"--set {s!r}: the value is not valid YAML: "
+                             f"{getattr(exc, 'problem', None) or exc}") from None
     return out
 
 

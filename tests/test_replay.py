@@ -293,3 +293,15 @@ def test_a_version_1_recording_compares_equal_to_its_version_2_replay():
     changed = wire(encode("actions", ActionChunk(t0_ns=6, dt_ns=33, actions=chunk.actions,
                                                  obs_seq=2)))
     assert compare_topic("actions", [old], [changed]).identical_payload == 0
+
+
+def test_set_values_parse_as_yaml_and_bad_ones_name_the_flag():
+    from edgevla.actors.replay import parse_sets
+
+    assert parse_sets(["executor.strategy=latest", "executor.max_velocity_rad_s=2.5"]) == \
+        {"executor": {"strategy": "latest", "max_velocity_rad_s": 2.5}}
+    for bad, why in [("executor=latest", "expected ACTOR.PARAM=VALUE"),
+                     ("executor.x==", "not valid YAML"), ("executor.x=!!int y", "not valid YAML")]:
+        with pytest.raises(ValueError, match=why) as info:
+            parse_sets([bad])
+        assert repr(bad) in str(info.value)

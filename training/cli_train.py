@@ -116,7 +116,11 @@ def _parse_sets(items: list[str]) -> dict:
         if "=" not in item:
             raise SystemExit(f"--set expects KEY=VALUE, got {item!r}")
         key, value = item.split("=", 1)
-        out[key.strip()] = yaml.safe_load(value)
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except (yaml.YAMLError, ValueError) as exc:
+            raise SystemExit(f"--set {item!r}: the value is not valid YAML: "
+                             f"{getattr(exc, 'problem', None) or exc}") from None
     return out
 
 

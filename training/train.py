@@ -71,7 +71,10 @@ class TrainConfig:
         import yaml
 
         path = Path(path)
-        data = yaml.safe_load(path.read_text()) or {}
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except (yaml.YAMLError, ValueError) as exc:
+            raise ValueError(f"{path}: not valid JSON/YAML: {exc}") from None
         if not isinstance(data, dict):
             raise ValueError(f"{path}: expected a mapping of TrainConfig fields, got {type(data).__name__}")
         known = {f.name for f in fields(cls)}
