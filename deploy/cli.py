@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 
 
@@ -80,8 +81,12 @@ def _export(args) -> int:
         stats = sl.tiny_stats(policy)
         model_id = f"tiny-{args.tiny}"
     else:
-        with console.status(f"loading {args.policy}"):
-            policy, stats = exporter.load_policy(args.policy)
+        try:
+            with console.status(f"loading {args.policy}"):
+                policy, stats = exporter.load_policy(args.policy)
+        except (FileNotFoundError, ValueError) as exc:
+            print(f"edgevla export: {exc}", file=sys.stderr)
+            return 2
         if stats is None:
             console.print("[yellow]warning: no normaliser stats in the checkpoint; the bundle "
                           "feeds raw values[/]")
@@ -94,8 +99,12 @@ def _export(args) -> int:
     except ValueError as exc:
         console.print(f"[red]{exc}[/]")
         return 2
-    samples = (exporter.samples_from_dataset(args.dataset, policy, args.samples) if args.dataset
-               else exporter.synthetic_samples(policy, args.samples))
+    try:
+        samples = (exporter.samples_from_dataset(args.dataset, policy, args.samples) if args.dataset
+                   else exporter.synthetic_samples(policy, args.samples))
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"edgevla export: {exc}", file=sys.stderr)
+        return 2
     with console.status("exporting") as st:
         manifest = exporter.export_bundle(
             policy, out, stats=stats, precision=precision, fps=args.fps, task=args.task,

@@ -244,11 +244,14 @@ def load_policy(ckpt: str | Path):
     import lerobot.policies.smolvla.configuration_smolvla  # noqa: F401
 
     ckpt = Path(ckpt)
-    if (ckpt / "pretrained_model").is_dir():
-        ckpt = ckpt / "pretrained_model"
+    # the same places `edgevla eval` looks: the folder, its pretrained_model/, a training run's last
+    for cand in (ckpt / "pretrained_model", ckpt / "checkpoints" / "last" / "pretrained_model"):
+        if (cand / "config.json").is_file():
+            ckpt = cand
+            break
     if not (ckpt / "config.json").is_file():
         raise FileNotFoundError(f"{ckpt}: not a lerobot checkpoint (no config.json); pass the "
-                                f"pretrained_model folder written by training")
+                                f"pretrained_model folder written by training, or its run folder")
     cfg = PreTrainedConfig.from_pretrained(str(ckpt))
     cfg.device = "cpu"
     if cfg.type == "act":
@@ -293,7 +296,10 @@ def samples_from_dataset(root: str | Path, policy, n: int) -> list[Sample]:
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
     root = Path(root)
-    info = json.loads((root / "meta" / "info.json").read_text()) if (root / "meta" / "info.json").is_file() else {}
+    if not (root / "meta" / "info.json").is_file():
+        # LeRobotDataset would otherwise try the hub for it; nothing is downloaded at run time
+        raise FileNotFoundError(f"{root}: not a LeRobot dataset (no meta/info.json)")
+    info = json.loads((root / "meta" / "info.json").read_text())
     repo_id = info.get("repo_id") or f"local/{root.name}"
     ds = LeRobotDataset(repo_id, root=root)
     cams = camera_names(policy)

@@ -223,6 +223,13 @@ def test_cli_export_from_checkpoint_then_bundle(tmp_path, capsys):
     assert rep["composed_fp32_vs_lerobot"]["action_max_abs"] < 1e-4
     assert main(["export", "--policy", str(ckpt), "--precision", "denoise=int8",
                  "--out", str(tmp_path / "x")]) == 2
+    # bad paths: a one-line error naming the path, exit 2, no traceback and no hub lookup
+    capsys.readouterr()
+    assert main(["export", "--policy", str(tmp_path / "nope"), "--out", str(tmp_path / "x")]) == 2
+    assert "nope: not a lerobot checkpoint" in capsys.readouterr().err
+    assert main(["export", "--policy", str(ckpt), "--out", str(tmp_path / "x"),
+                 "--dataset", str(tmp_path / "no-dataset")]) == 2
+    assert "no-dataset: not a LeRobot dataset" in capsys.readouterr().err
     assert main(["bundle", "--model", str(out), "--out", str(tmp_path / "board"), "--no-tar"]) == 0
     assert (tmp_path / "board" / "graph.yaml").is_file()
     assert main(["bundle", "--model", str(tmp_path), "--out", str(tmp_path / "b2")]) == 2
