@@ -30,6 +30,9 @@ chunks, (3) overwrites the previous footer with a 37-byte private record (opcode
 every MCAP reader skips). A SIGKILL between any two of these steps leaves a file whose first
 footer ends the data: every message up to the previous commit is readable with
 ``mcap.reader.make_reader``, with no error. A clean close writes the normal summary and index.
+Below that protocol (power loss, a filesystem that reorders writes) a file can still end
+anywhere; `read_recording` then reads it linearly up to the tear and warns, rather than losing
+the whole file.
 
 Rotation: ``max_bytes`` / ``max_seconds`` start a new file; files are named ``out.mcap``,
 ``out.1.mcap``, ``out.2.mcap`` ... (the next free index), which is also what a recorder restarted
@@ -441,11 +444,8 @@ def read_recording(path: str | os.PathLike, topics: list[str] | None = None,
 
 def iter_recording(path: str | os.PathLike, topics: list[str] | None = None,
                    include_internal: bool = False) -> Iterator[RecordedMessage]:
-    from mcap.reader import make_reader
-
     with open(path, "rb") as f:
-        reader = make_reader(f)
-        for schema, channel, rec in reader.iter_messages(topics=topics, log_time_order=False):
+        for schema, channel, rec in _mcap_records(path, f, topics):
             if channel.message_encoding != MESSAGE_ENCODING:
                 continue
             if channel.topic.startswith(TRACE_PREFIX):
@@ -460,6 +460,65 @@ def iter_recording(path: str | os.PathLike, topics: list[str] | None = None,
                 topic=channel.topic, schema=str(header.get("schema", "")),
                 log_time_ns=rec.log_time, publish_time_ns=rec.publish_time,
                 frames=[channel.topic.encode(), *items], header=header)
+
+
+MCAP_MAGIC = b"\x89MCAP0\r\n"  # the first 8 bytes of every MCAP file (spec: "Magic")
+
+
+def _mcap_records(path: str | os.PathLike, f: Any, topics: list[str] | None) -> Iterator[Any]:
+    """(schema, channel, message) in file order, as mcap's reader gives them. A file the indexed
+    reader cannot open (a tail torn by a power loss or a full disk below the recorder's own
+    commits) is read linearly up to the tear instead of being lost whole; a file that is no
+    MCAP is a ValueError naming it."""
+    from mcap.exceptions import McapError
+    from mcap.reader import make_reader
+
+    torn = (McapError, EOFError, struct.error)
+    try:
+        records = make_reader(f).iter_messages(topics=topics, log_time_order=False)
+        item = next(records, None)
+    except (*torn, OSError):
+        f.seek(0)
+        yield from _mcap_records_linear(path, f, topics)
+        return
+    n = 0
+    while item is not None:
+        yield item
+        n += 1
+        try:
+            item = next(records, None)
+        except torn as exc:
+            log.warning("%s: the recording ends in a torn record after %d messages (%s); "
+                        "returning those", path, n, str(exc) or type(exc).__name__)
+            return
+
+
+def _mcap_records_linear(path: str | os.PathLike, f: Any,
+                         topics: list[str] | None) -> Iterator[Any]:
+    from mcap.exceptions import McapError
+    from mcap.records import Channel, Message, Schema
+    from mcap.stream_reader import StreamReader
+
+    if f.read(len(MCAP_MAGIC)) != MCAP_MAGIC:
+        raise ValueError(f"{path}: not a readable MCAP recording (no MCAP magic at the start)")
+    f.seek(0)
+    schemas: dict[int, Any] = {}
+    channels: dict[int, Any] = {}
+    n = 0
+    try:
+        for r in StreamReader(f, skip_magic=False, emit_chunks=False).records:
+            if isinstance(r, Schema):
+                schemas[r.id] = r
+            elif isinstance(r, Channel):
+                channels[r.id] = r
+            elif isinstance(r, Message):
+                ch = channels.get(r.channel_id)
+                if ch is not None and (not topics or ch.topic in topics):
+                    n += 1
+                    yield schemas.get(ch.schema_id), ch, r
+    except (McapError, EOFError, struct.error) as exc:
+        log.warning("%s: the recording ends in a torn record after %d messages (%s); "
+                    "returning those", path, n, str(exc) or type(exc).__name__)
 
 
 def recording_files(path: str | os.PathLike) -> list[Path]:

@@ -194,6 +194,32 @@ def test_sigkill_mid_run_leaves_a_file_the_mcap_reader_opens(tmp_path):
 
 # ------------------------------------------------------------------ rotation, restarts
 
+def test_a_torn_tail_keeps_every_message_before_it(tmp_path, caplog):
+    """Below the recorder's own commits (a power loss, a filesystem that reorders writes) a file
+    can end anywhere: the reader returns the messages before the tear, in order, never nothing;
+    a file that is no MCAP is an error naming it."""
+    p = tmp_path / "run.mcap"
+    rec = McapRecording(p, chunk_size=4096)  # several chunks: tears inside and between them
+    for i in range(1, 61):
+        rec.write_frames(encode("cam/top", _frame(i)), log_time_ns=1000 * i + 50)
+    rec.close()
+    data = p.read_bytes()
+    assert [m.decode().seq for m in read_recording(p)] == list(range(1, 61))
+    torn = tmp_path / "torn.mcap"
+    counts = []
+    for cut in np.linspace(16, len(data) - 1, 40).astype(int):
+        torn.write_bytes(data[:cut])
+        seqs = [m.decode().seq for m in read_recording(torn)]
+        assert seqs == list(range(1, len(seqs) + 1)), cut  # a prefix, nothing invented
+        counts.append(len(seqs))
+    assert counts == sorted(counts) and counts[-1] >= 55 and counts[len(counts) // 2] >= 20
+    assert "torn record" in caplog.text
+    for junk in (b"", b"# not a recording\n", data[:5]):
+        torn.write_bytes(junk)
+        with pytest.raises(ValueError, match="torn.mcap: not a readable MCAP recording"):
+            read_recording(torn)
+
+
 def test_rotation_by_size_and_time_loses_nothing(tmp_path):
     path = tmp_path / "rot.mcap"
     rec = RecorderActor("recorder")
