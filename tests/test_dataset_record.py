@@ -178,3 +178,17 @@ def test_fix_stats_repairs_a_dataset_written_with_the_bug(tmp_path):
     assert (root / "meta" / "stats.json.orig").is_file()
     assert main(["dataset", "fix-stats", str(root)]) == 0  # idempotent: nothing left to repair
     assert json.loads((root / "meta" / "stats.json").read_text()) == after
+
+
+def test_record_selection_errors_are_clear_and_record_nothing(tmp_path, capsys):
+    from edgevla.actors.cli import main
+
+    out = tmp_path / "ds"
+    assert main(["dataset", "record", "--out", str(out), "--only-clusters", "3,99"]) == 2
+    assert "cluster(s) [99] are not in the protocol" in capsys.readouterr().err
+    for flag in ("--episodes", "--per-cluster"):
+        with pytest.raises(SystemExit) as exc:  # argparse: usage + the reason, exit 2
+            main(["dataset", "record", "--out", str(out), flag, "0"])
+        assert exc.value.code == 2
+        assert "expected an integer >= 1, got '0'" in capsys.readouterr().err
+    assert not out.exists()

@@ -22,6 +22,16 @@ def _int_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
 
 
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        v = 0
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return v
+
+
 def _size(text: str) -> tuple[int, int]:
     try:
         w, h = text.lower().split("x")
@@ -74,11 +84,11 @@ def add_parser(sub: Any) -> None:
                     "Writes protocol_map.png and contact_sheet.png into the dataset folder.")
     r.add_argument("--out", required=True,
                    help=f"new dataset folder (must not exist), e.g. {DEFAULT_OUT_HINT}")
-    r.add_argument("--episodes", type=int, default=None,
+    r.add_argument("--episodes", type=_positive_int, default=None,
                    help="record only the first N episodes of the selection")
     r.add_argument("--only-clusters", type=_int_list, default=None, metavar="C,C",
                    help="record only these clusters")
-    r.add_argument("--per-cluster", type=int, default=None,
+    r.add_argument("--per-cluster", type=_positive_int, default=None,
                    help="episodes per cluster (normal and recovery in proportion)")
     r.add_argument("--width", type=int, default=96, help="image width (640 for the reference)")
     r.add_argument("--height", type=int, default=96, help="image height (480 for the reference)")
@@ -147,13 +157,13 @@ def _cmd_record(args: argparse.Namespace) -> int:
     try:
         cfg = _protocol_cfg(args)
         scene = SceneConfig(width=args.width, height=args.height, fps=args.fps, seed=args.seed)
+        specs = make_protocol(cfg)
+        if args.only_clusters is not None or args.per_cluster is not None or args.episodes is not None:
+            specs = select_episodes(specs, clusters=args.only_clusters,
+                                    per_cluster=args.per_cluster, limit=args.episodes)
     except ValueError as exc:
         print(f"edgevla dataset record: {exc}", file=sys.stderr)
         return 2
-    specs = make_protocol(cfg)
-    if args.only_clusters is not None or args.per_cluster is not None or args.episodes:
-        specs = select_episodes(specs, clusters=args.only_clusters,
-                                per_cluster=args.per_cluster, limit=args.episodes)
     if os.path.exists(args.out):
         print(f"edgevla dataset record: {args.out} already exists; choose a new --out",
               file=sys.stderr)
@@ -205,7 +215,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
 def _cmd_expert_eval(args: argparse.Namespace) -> int:
     _offline_env()
     from edgevla.training.expert import evaluate_expert
-    from edgevla.training.protocol import ProtocolConfig, make_protocol
+    from edgevla.training.protocol import ProtocolConfig, check_clusters, make_protocol
 
     base = _protocol_cfg(args)
     n = args.episodes_per_cluster
@@ -215,6 +225,11 @@ def _cmd_expert_eval(args: argparse.Namespace) -> int:
                             "recovery_per_cluster": n_rec})
     specs = make_protocol(cfg)
     if args.only_clusters is not None:
+        try:
+            check_clusters(specs, args.only_clusters)
+        except ValueError as exc:
+            print(f"edgevla dataset expert-eval: {exc}", file=sys.stderr)
+            return 2
         specs = [s for s in specs if s.cluster in args.only_clusters]
     from rich.progress import Progress
 

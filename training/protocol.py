@@ -175,6 +175,14 @@ def make_protocol(cfg: ProtocolConfig | None = None) -> list[EpisodeSpec]:
     return specs
 
 
+def check_clusters(specs: list[EpisodeSpec], clusters: list[int] | None) -> None:
+    """ValueError naming the clusters a protocol does not have (a typo must not record nothing)."""
+    have = sorted({s.cluster for s in specs})
+    unknown = sorted(set(clusters or ()) - set(have))
+    if unknown:
+        raise ValueError(f"cluster(s) {unknown} are not in the protocol; it has {have}")
+
+
 def select_episodes(specs: list[EpisodeSpec], clusters: list[int] | None = None,
                     per_cluster: int | None = None, limit: int | None = None) -> list[EpisodeSpec]:
     """A subset of a protocol (for quick recordings): some clusters, the first N of each.
@@ -186,6 +194,7 @@ def select_episodes(specs: list[EpisodeSpec], clusters: list[int] | None = None,
     by_cluster: dict[int, list[EpisodeSpec]] = {}
     for s in specs:
         by_cluster.setdefault(s.cluster, []).append(s)
+    check_clusters(specs, clusters)
     for c, eps in by_cluster.items():
         if clusters is not None and c not in clusters:
             continue
