@@ -25,6 +25,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
             console.print(f"  {p}", markup=False, highlight=False)
         return 2
     graph = _with_bundle_paths(graph, Path(args.graph))
+    from edgevla.actors.preflight import preflight
+
+    problems = preflight(graph)
+    if problems:
+        console.print(f"[bold red]graph cannot start here[/] ({len(problems)} problem(s)):")
+        for p in problems:
+            console.print(f"  {p}", markup=False, highlight=False)
+        return 2
     if args.record:
         graph = add_recorder(graph, args.record)
     sup = Supervisor(graph)
@@ -150,6 +158,13 @@ def _cmd_check(args: argparse.Namespace) -> int:
         for p in exc.problems:
             print(p)
         return 2
+    from edgevla.actors.preflight import preflight
+
+    problems = preflight(_with_bundle_paths(g, Path(args.graph)))
+    for p in problems:
+        print(p)
+    if problems:
+        return 2
     print(f"{g.path}: ok — {len(g.actors)} actors, topics: {', '.join(g.topics())}")
     print("start order: " + " -> ".join(g.start_order()))
     return 0
@@ -169,7 +184,8 @@ def add_parser(sub) -> None:
     p.add_argument("--summary-json", metavar="PATH", help="write the final status as JSON")
     p.set_defaults(func=_cmd_run)
 
-    p = sub.add_parser("check", help="validate a graph file without starting anything")
+    p = sub.add_parser("check", help="validate a graph file and the model bundles it names, "
+                                       "without starting anything")
     p.add_argument("graph")
     p.set_defaults(func=_cmd_check)
 

@@ -14,7 +14,6 @@ KINDS: dict[str, str] = {
     "counter_sink": "edgevla.actors.kinds_synthetic:CounterSink",
     # the real graph
     "camera": "edgevla.actors.camera:CameraActor",
-    "observation": "edgevla.actors.observation:ObservationAssembler",
     "vision": "edgevla.actors.stages:VisionActor",
     "prefill": "edgevla.actors.stages:PrefillActor",
     "denoise": "edgevla.actors.stages:DenoiseActor",

@@ -32,7 +32,7 @@ _COMMON_KEYS = {"model", "precision", "backend", "graph_dir", "seed", "denoise_s
 CAMERA_PORTS = ("top", "gripper", "left")
 
 
-def _resolve_model(params: dict[str, Any], actor: str) -> Path:
+def resolve_model(params: dict[str, Any], actor: str) -> Path:
     if "model" not in params:
         raise ValueError(f"{actor}: params.model (model bundle directory) is required")
     p = Path(os.path.expanduser(str(params["model"])))
@@ -57,7 +57,7 @@ class _StageActor(Actor):
         unknown = sorted(set(params) - _COMMON_KEYS)
         if unknown:
             raise ValueError(f"{self.name}: unknown params {unknown}; known: {sorted(_COMMON_KEYS)}")
-        path = _resolve_model(params, self.name)
+        path = resolve_model(params, self.name)
         from edgevla.deploy.bundle import load_manifest
 
         policy = load_manifest(path, check_files=False).policy

@@ -60,6 +60,22 @@ class Replica:
         return self.popen.pid if self.popen and self.popen.poll() is None else None
 
 
+def expand_placeholders(value: Any, graph_path: str, run_dir: Path | None) -> Any:
+    """``${RUN_DIR}`` / ``${GRAPH_DIR}`` in parameters: per-run paths (ptys, sockets, logs) and
+    files next to the graph (models). Without a run dir, ``${RUN_DIR}`` stays as written."""
+    if isinstance(value, str):
+        graph_dir = str(Path(graph_path).resolve().parent) if graph_path != "<memory>" \
+            else os.getcwd()
+        if run_dir is not None:
+            value = value.replace("${RUN_DIR}", str(run_dir))
+        return value.replace("${GRAPH_DIR}", graph_dir)
+    if isinstance(value, dict):
+        return {k: expand_placeholders(v, graph_path, run_dir) for k, v in value.items()}
+    if isinstance(value, list):
+        return [expand_placeholders(v, graph_path, run_dir) for v in value]
+    return value
+
+
 class Supervisor:
     def __init__(self, graph: GraphConfig, *, run_dir: Path | None = None,
                  env: dict[str, str] | None = None, base_dir: str | None = None) -> None:
@@ -170,17 +186,7 @@ class Supervisor:
             curve=self.curve)
 
     def _expand(self, value: Any) -> Any:
-        """``${RUN_DIR}`` / ``${GRAPH_DIR}`` in parameters: per-run paths (ptys, sockets, logs)."""
-        if isinstance(value, str):
-            graph_dir = str(Path(self.graph.path).resolve().parent) \
-                if self.graph.path != "<memory>" else os.getcwd()
-            return value.replace("${RUN_DIR}", str(self.run_dir)).replace("${GRAPH_DIR}",
-                                                                          graph_dir)
-        if isinstance(value, dict):
-            return {k: self._expand(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [self._expand(v) for v in value]
-        return value
+        return expand_placeholders(value, self.graph.path, self.run_dir)
 
     # ------------------------------------------------------------------ lifecycle
     def _make_replica(self, a: ActorConfig, index: int) -> Replica:

@@ -115,3 +115,34 @@ def test_mutated_graphs_give_graph_error_only(data):
         parse_graph("\n".join(lines), "fuzz.yaml")
     except GraphError as exc:
         assert all(re.match(r"fuzz\.yaml:\d+: ", p) for p in exc.problems), exc.problems
+
+
+def test_every_registered_kind_is_an_actor_class():
+    from edgevla.actors.actor import Actor
+    from edgevla.actors.registry import KINDS, resolve
+
+    for kind in KINDS:
+        cls = resolve(kind)
+        assert isinstance(cls, type) and issubclass(cls, Actor), kind
+    with pytest.raises(KeyError, match="unknown actor kind 'nope'"):
+        resolve("nope")
+
+
+def test_check_and_run_refuse_a_graph_whose_model_bundle_is_missing(tmp_path, capsys):
+    """`edgevla check` / `run` look at what the graph points to: a wrong model path is one line
+    naming file, line and actor, exit 2, and nothing is started."""
+    from edgevla.actors.cli import main
+
+    shipped = Path(__file__).resolve().parents[1] / "graphs" / "sim.yaml"
+    assert main(["check", str(shipped)]) == 0
+    assert ": ok" in capsys.readouterr().out
+    text = shipped.read_text()
+    assert text.count("${GRAPH_DIR}/../../models/default/bundle") == 2
+    bad = tmp_path / "sim.yaml"
+    bad.write_text(text.replace("${GRAPH_DIR}/../../models/default/bundle", "${GRAPH_DIR}/nope"))
+    assert main(["check", str(bad)]) == 2
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and all(f"{bad}:" in ln and "is not a model bundle" in ln for ln in lines)
+    assert {ln.split(": ")[1] for ln in lines} == {"vision", "decoder"}
+    assert main(["run", str(bad), "--duration", "1", "--headless"]) == 2
+    assert "graph cannot start here" in capsys.readouterr().out
