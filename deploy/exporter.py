@@ -243,15 +243,14 @@ def load_policy(ckpt: str | Path):
     import lerobot.policies.act.configuration_act  # noqa: F401
     import lerobot.policies.smolvla.configuration_smolvla  # noqa: F401
 
-    ckpt = Path(ckpt)
-    # the same places `edgevla eval` looks: the folder, its pretrained_model/, a training run's last
-    for cand in (ckpt / "pretrained_model", ckpt / "checkpoints" / "last" / "pretrained_model"):
-        if (cand / "config.json").is_file():
-            ckpt = cand
-            break
-    if not (ckpt / "config.json").is_file():
+    from edgevla.training.train import resolve_pretrained_dir
+
+    try:  # the same places `edgevla eval` looks
+        ckpt = resolve_pretrained_dir(ckpt)
+    except FileNotFoundError:
         raise FileNotFoundError(f"{ckpt}: not a lerobot checkpoint (no config.json); pass the "
-                                f"pretrained_model folder written by training, or its run folder")
+                                f"pretrained_model folder written by training, or its run folder") \
+            from None
     cfg = PreTrainedConfig.from_pretrained(str(ckpt))
     cfg.device = "cpu"
     if cfg.type == "act":
