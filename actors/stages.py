@@ -25,6 +25,7 @@ from edgevla.actors.actor import Actor, Outputs
 from edgevla.actors.clock import Clock
 from edgevla.actors.messages import ActionChunk, Features, Frame, Message, Prefix, RobotState
 from edgevla.actors.shm import still_valid
+from edgevla.deploy.state_layout import policy_state
 
 _BACKEND_KEYS = ("threads", "inter_op_threads", "cpu_affinity", "opt_level", "allow_spinning",
                  "delegate", "delegate_options")
@@ -119,6 +120,9 @@ class _StageActor(Actor):
         out: dict[str, Any] = {"runs": self.runs, "skipped": self.skipped,
                                "overwritten": self.overwritten, "model_id": self.model_id}
         out.update({f"{k}_ms": round(v, 3) for k, v in self.latency_ms.items()})
+        obs = getattr(self, "obs", None)
+        if obs is not None and obs.without_goal:
+            out["states_without_goal"] = obs.without_goal
         if "denoise" in self.model.backends:
             out["denoise_steps"] = self.steps
         return out
@@ -127,15 +131,19 @@ class _StageActor(Actor):
 class _ObservationInputs:
     """Keeps the newest frame per camera and the newest robot state between triggers."""
 
-    def __init__(self, cameras: list[str], actor: str) -> None:
+    def __init__(self, cameras: list[str], actor: str, state_dim: int) -> None:
         bad = [c for c in cameras if c not in CAMERA_PORTS]
         if bad:
             raise ValueError(f"{actor}: the model's cameras {bad} have no input port "
                              f"(ports: {', '.join(CAMERA_PORTS)})")
         self.cameras = cameras
+        self.state_dim = state_dim
         self.frames: dict[str, Frame] = {}
         self.state: RobotState | None = None
         self.obs_seq = 0
+        # A model that takes the servo goal cannot run on states without one (an old state
+        # source): such states are counted and never used.
+        self.without_goal = 0
 
     def update(self, inputs: dict[str, Message]) -> None:
         for c in CAMERA_PORTS:
@@ -144,6 +152,9 @@ class _ObservationInputs:
                 self.frames[c] = m
         s = inputs.get("state")
         if isinstance(s, RobotState):
+            if s.commanded is None and self.state_dim != len(s.joints):
+                self.without_goal += 1
+                return
             self.state = s
 
     def ready(self) -> bool:
@@ -155,11 +166,12 @@ class _ObservationInputs:
         return all(still_valid(self.frames[c]) for c in self.cameras)
 
     def take(self) -> tuple[dict[str, np.ndarray], np.ndarray, int, int]:
-        """frames, joints, t_capture_ns (oldest frame used), observation seq."""
+        """frames, the model's observation.state, t_capture_ns (oldest frame used), seq."""
         self.obs_seq += 1
         frames = {c: self.frames[c].image for c in self.cameras}
         t_cap = min(self.frames[c].t_capture_ns for c in self.cameras)
-        return frames, np.asarray(self.state.joints, np.float32), t_cap, self.obs_seq
+        state = policy_state(self.state.joints, self.state.commanded, self.state_dim)
+        return frames, state, t_cap, self.obs_seq
 
 
 class VisionActor(_StageActor):
@@ -173,7 +185,7 @@ class VisionActor(_StageActor):
 
     def setup(self, params: dict[str, Any]) -> None:
         super().setup(params)
-        self.obs = _ObservationInputs(self.manifest.cameras, self.name)
+        self.obs = _ObservationInputs(self.manifest.cameras, self.name, self.manifest.state_dim)
 
     def step(self, clock: Clock, inputs: dict[str, Message]) -> Outputs | None:
         self.obs.update(inputs)
@@ -182,8 +194,8 @@ class VisionActor(_StageActor):
         if not self.obs.ready():
             self.skipped += 1  # asked before every camera and the state have arrived
             return None
-        frames, joints, t_cap, seq = self.obs.take()
-        tensors = self._timed(clock, "vision", self.model.features, frames, joints)
+        frames, state, t_cap, seq = self.obs.take()
+        tensors = self._timed(clock, "vision", self.model.features, frames, state)
         if not self.obs.intact():
             self.overwritten += 1
             return None
@@ -258,7 +270,7 @@ class PolicyActor(_StageActor):
 
     def setup(self, params: dict[str, Any]) -> None:
         super().setup(params)
-        self.obs = _ObservationInputs(self.manifest.cameras, self.name)
+        self.obs = _ObservationInputs(self.manifest.cameras, self.name, self.manifest.state_dim)
 
     def step(self, clock: Clock, inputs: dict[str, Message]) -> Outputs | None:
         self.obs.update(inputs)
@@ -267,9 +279,9 @@ class PolicyActor(_StageActor):
         if not self.obs.ready():
             self.skipped += 1
             return None
-        frames, joints, t_cap, seq = self.obs.take()
+        frames, state, t_cap, seq = self.obs.take()
         m = self.model
-        feats = self._timed(clock, "vision", m.features, frames, joints)
+        feats = self._timed(clock, "vision", m.features, frames, state)
         if not self.obs.intact():
             self.overwritten += 1
             return None

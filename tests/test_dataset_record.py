@@ -17,6 +17,7 @@ pytest.importorskip("mujoco")
 pytest.importorskip("lerobot")
 
 VAL_CLUSTER = 6
+MAX_REST_S = 0.25  # the longest the recorded arm may stand still before the task is done
 
 
 @pytest.fixture(scope="module")
@@ -60,10 +61,11 @@ def test_reads_back_with_lerobot_only(recorded, full):
     for cam in ("top", "gripper", "left"):
         assert tuple(item[f"observation.images.{cam}"].shape) == (3, 32, 32)
         assert float(item[f"observation.images.{cam}"].max()) <= 1.0
-    assert tuple(item["observation.state"].shape) == (6,)
+    assert tuple(item["observation.state"].shape) == (12,)  # joints, then the servo goal
     assert tuple(item["action"].shape) == (6,)
     assert item["task"] == "put the tea bag in the mug"
-    assert ds.meta.features["observation.state"]["names"][5] == "gripper"
+    names = ds.meta.features["observation.state"]["names"]
+    assert names[5] == "gripper" and names[11] == "gripper.goal"
     # episodes are whole demonstrations: 10 fps, a few seconds each, ending with the release
     lengths = np.bincount(_column(ds, "episode_index"))
     assert lengths.min() >= 30 and lengths.max() <= 120
@@ -103,7 +105,7 @@ def test_actions_lead_states(full):
     # the action recorded with an observation is the target the robot then moves toward
     ds = full
     ep0 = _column(ds, "episode_index") == 0
-    states = _column(ds, "observation.state")[ep0]
+    states = _column(ds, "observation.state")[ep0][:, :6]
     actions = _column(ds, "action")[ep0]
     err_next = np.abs(actions[:-1] - states[1:])[:, :5].mean()
     err_prev = np.abs(actions[1:] - states[:-1])[:, :5].mean()
@@ -192,3 +194,35 @@ def test_record_selection_errors_are_clear_and_record_nothing(tmp_path, capsys):
         assert exc.value.code == 2
         assert "expected an integer >= 1, got '0'" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_state_carries_the_goal_the_servos_held(full):
+    # observation.state[6:] is the servo goal when the frame was taken: the episode's start
+    # pose at first, then always the previous frame's action
+    ds = full
+    ep = _column(ds, "episode_index").reshape(-1)
+    states, actions = _column(ds, "observation.state"), _column(ds, "action")
+    for e in np.unique(ep):
+        s, a = states[ep == e], actions[ep == e]
+        np.testing.assert_array_equal(s[1:, 6:], a[:-1])
+        assert np.abs(s[0, 6:] - s[0, :6])[:5].max() < 0.05  # at rest on its own goal
+
+
+def test_recorded_arm_never_rests_before_the_task_is_done(full):
+    # The expert never dwells (training/expert.py): a pause at a point the arm later leaves
+    # in a different direction is an observation with two demonstrated next actions. The arm
+    # may come to rest for an instant where a min-jerk segment ends and the next begins.
+    ds = full
+    ep = _column(ds, "episode_index").reshape(-1)
+    actions = _column(ds, "action")
+    longest = 0.0
+    for e in np.unique(ep):
+        a = actions[ep == e]
+        moving = np.abs(np.diff(a, axis=0)).max(axis=1) > 0.06 / ds.fps  # 0.06 rad/s
+        last = np.flatnonzero(moving)[-1]  # the arm is home: the task is done from here on
+        run = best = 0
+        for m in moving[:last]:
+            run = 0 if m else run + 1
+            best = max(best, run)
+        longest = max(longest, best / ds.fps)
+    assert longest <= MAX_REST_S, f"the arm rested {longest:.2f} s mid-task"

@@ -1,7 +1,9 @@
 """Record the protocol as a LeRobot dataset, through lerobot's own dataset API.
 
-Features: ``observation.images.{top,gripper,left}`` (HxWx3), ``observation.state`` (6 joints,
-rad), ``action`` (6 joint targets, rad) and the task string. Per-episode protocol metadata is
+Features: ``observation.images.{top,gripper,left}`` (HxWx3), ``observation.state`` (12: the 6
+measured joints, rad, then the 6 goal positions the servos held when the frame was taken, i.e.
+the previous action; `deploy/state_layout.py`), ``action`` (6 joint targets, rad) and the task
+string. Per-episode protocol metadata is
 written as per-frame int64 features of shape (1,) — ``episode.cluster``,
 ``episode.position_index``, ``episode.recovery`` (0/1), ``episode.recovery_kind``
 (index into ``RECOVERY_KIND_CODES``), ``episode.split`` (0 train, 1 val) — because they are
@@ -33,6 +35,8 @@ from typing import Any
 
 import numpy as np
 
+from edgevla.deploy.state_layout import DEFAULT_DIM as STATE_DIM
+from edgevla.deploy.state_layout import policy_state, state_names
 from edgevla.training.image_stats import patch_running_stats
 from edgevla.training.protocol import ProtocolConfig, draw_map, make_protocol
 from edgevla.training.sim import JOINT_NAMES, TASK, EpisodeSpec, SceneConfig
@@ -54,7 +58,8 @@ def dataset_features(scene: SceneConfig, use_videos: bool = False) -> dict[str, 
             "dtype": img_dtype, "shape": (scene.height, scene.width, 3),
             "names": ["height", "width", "channels"],
         }
-    feats["observation.state"] = {"dtype": "float32", "shape": (6,), "names": list(JOINT_NAMES)}
+    feats["observation.state"] = {"dtype": "float32", "shape": (STATE_DIM,),
+                                  "names": state_names(JOINT_NAMES, STATE_DIM)}
     feats["action"] = {"dtype": "float32", "shape": (6,), "names": list(JOINT_NAMES)}
     for key in META_KEYS:
         feats[key] = {"dtype": "int64", "shape": (1,), "names": None}
@@ -240,7 +245,7 @@ def _record_one(ds: Any, env: Any, expert: Any, spec: EpisodeSpec,
         t0 = time.perf_counter()
         images = env.render()
         t1 = time.perf_counter()
-        state = env.joint_positions()
+        state = policy_state(env.joint_positions(), env.targets, STATE_DIM)
         action = expert.act(None)
         t2 = time.perf_counter()
         frame: dict[str, Any] = {f"observation.images.{c}": img for c, img in images.items()}

@@ -30,6 +30,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from edgevla.deploy.state_layout import policy_state
+
 SPLITS = ("test", "val", "global")
 
 
@@ -44,8 +46,12 @@ class ChunkPolicy(Protocol):
     image_hw: tuple[int, int]
     fps: int
 
-    def predict(self, images: dict[str, np.ndarray], state: np.ndarray) -> np.ndarray:
-        """HxWx3 uint8 frames by camera name + (6,) joints -> (chunk_size, 6) joint targets."""
+    state_dim: int
+
+    def predict(self, images: dict[str, np.ndarray], joints: np.ndarray,
+                goal: np.ndarray | None = None) -> np.ndarray:
+        """HxWx3 uint8 frames by camera name + (6,) measured joints + (6,) servo goal ->
+        (chunk_size, 6) joint targets. A positions-only model ignores the goal."""
 
 
 class TorchPolicy:
@@ -70,9 +76,12 @@ class TorchPolicy:
         info = json.loads(meta.read_text()) if meta.is_file() else {}
         self.fps = int(info.get("fps", 30))
         self.task = str(info.get("task", "put the tea bag in the mug"))
+        self.state_dim = int(cfg.robot_state_feature.shape[0])
 
-    def predict(self, images: dict[str, np.ndarray], state: np.ndarray) -> np.ndarray:
+    def predict(self, images: dict[str, np.ndarray], joints: np.ndarray,
+                goal: np.ndarray | None = None) -> np.ndarray:
         torch = self._torch
+        state = policy_state(joints, goal, self.state_dim)
         batch: dict[str, Any] = {
             f"observation.images.{cam}": torch.from_numpy(np.ascontiguousarray(img))
             .permute(2, 0, 1)
@@ -106,10 +115,13 @@ class BundlePolicy:
         self.n_action_steps = int(m.extra.get("n_action_steps", m.chunk_size))
         self.image_hw = (int(m.image_hw[0]), int(m.image_hw[1]))
         self.fps = int(round(m.fps))
+        self.state_dim = int(m.state_dim)
         self._rng = np.random.default_rng(rng_seed)
 
-    def predict(self, images: dict[str, np.ndarray], state: np.ndarray) -> np.ndarray:
-        return np.asarray(self.model.predict(images, np.asarray(state, np.float32), rng=self._rng), np.float32)
+    def predict(self, images: dict[str, np.ndarray], joints: np.ndarray,
+                goal: np.ndarray | None = None) -> np.ndarray:
+        state = policy_state(joints, goal, self.state_dim)
+        return np.asarray(self.model.predict(images, state, rng=self._rng), np.float32)
 
 
 def open_policy(path: str | Path) -> ChunkPolicy:
@@ -216,7 +228,7 @@ def run_sync(env, policy: ChunkPolicy, spec, cfg: EvalConfig, latencies: list[fl
         if cfg.frames_every:
             frames.append(_frame_strip(obs["images"]))
         t = time.perf_counter()
-        chunk = policy.predict(obs["images"], obs["state"])
+        chunk = policy.predict(obs["images"], obs["state"], obs["goal"])
         latencies.append(time.perf_counter() - t)
         inferences += 1
         for _ in range(min(idle_ticks, max_steps - steps)):
@@ -302,7 +314,7 @@ def run_async(env, policy: ChunkPolicy, spec, cfg: EvalConfig, latency_ns: int,
             if not obs["images"]:
                 obs = env.observe(render=True)
             t = time.perf_counter()
-            chunk = policy.predict(obs["images"], obs["state"])
+            chunk = policy.predict(obs["images"], obs["state"], obs["goal"])
             latencies.append(time.perf_counter() - t)
             inferences += 1
             seq += 1
@@ -574,7 +586,7 @@ def evaluate(policy_path: str | Path, cfg: EvalConfig, progress: bool = True,
             probe = []
             for _ in range(3):
                 t = time.perf_counter()
-                policy.predict(obs["images"], obs["state"])
+                policy.predict(obs["images"], obs["state"], obs["goal"])
                 probe.append(time.perf_counter() - t)
             latency_ns = int(statistics.median(probe) * 1e9)
         for spec in specs:

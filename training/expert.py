@@ -6,6 +6,14 @@ orientation changes made IK jump, SETUP-NOTES), vertical approach/lift moves are
 through the closed-form IK. All segments use a minimum-jerk time law so demonstrations are
 smooth, like a careful teleoperator.
 
+The segments of one plan never stop in between: each starts before the previous one has ended
+and their joint displacements add up (`_compose`), so the arm passes through the pre-grasp point
+into the descent, closes the gripper while the descent settles and starts lifting as the fingers
+close. A policy then never sees the arm resting at a point from which two different next
+actions were demonstrated (a pause at the pre-grasp point made re-planning policies hover
+there). The arm comes to rest only where the expert decides from the scene what comes next
+(after the lift, the lowering into the mug and the retreat), and only for an instant.
+
 It re-plans from what it sees, which is what makes recovery episodes show a correction: a bag
 that is not between the fingers after the lift (missed grasp) or that falls during transport
 (dropped bag) sends it back to the approach; a displaced mug is simply where it goes. Each
@@ -36,6 +44,37 @@ class _Segment:
     name: str
     duration_s: float
     path: Callable[[float], np.ndarray]  # s in [0, 1] -> 6 joint targets
+    overlap_s: float = 0.0  # starts this long before the previous segment of its plan ends
+
+
+def _compose(segments: list[_Segment]) -> _Segment:
+    """One segment running ``segments`` back to back, each overlapping its predecessor by its
+    ``overlap_s``: the joint displacements of the overlapping parts add up. Every segment starts
+    where the previous one ends, so the composite ends where the last one does, and since
+    min-jerk starts and ends with zero velocity and acceleration, the sum stays smooth."""
+    if len(segments) == 1:
+        return segments[0]
+    starts, t = [], 0.0
+    for i, seg in enumerate(segments):
+        if i:
+            t -= min(seg.overlap_s, segments[i - 1].duration_s, seg.duration_s)
+        starts.append(t)
+        t += seg.duration_s
+    total = t
+    origin = segments[0].path(0.0)
+    zero = [seg.path(0.0) for seg in segments]
+
+    def path(s: float) -> np.ndarray:
+        now = s * total
+        q = origin.copy()
+        for seg, t0, q0 in zip(segments, starts, zero):
+            if now <= t0:
+                break
+            u = (now - t0) / seg.duration_s if seg.duration_s > 0 else 1.0
+            q = q + (seg.path(min(u, 1.0)) - q0)
+        return q
+
+    return _Segment("+".join(seg.name for seg in segments), total, path)
 
 
 @dataclass
@@ -51,7 +90,7 @@ class ExpertStyle:
     release_z: float = 0.115
     release_offset: tuple[float, float] = (0.0, 0.0)
     gripper_open: float = 1.25
-    pause_s: float = 0.1
+    blend_s: float = 0.25  # how early the descent starts before the pre-grasp point is reached
 
     @classmethod
     def sample(cls, rng: np.random.Generator) -> ExpertStyle:
@@ -65,7 +104,7 @@ class ExpertStyle:
             release_z=float(rng.uniform(0.11, 0.12)),
             release_offset=tuple(rng.uniform(-0.006, 0.006, 2).tolist()),
             gripper_open=float(rng.uniform(1.1, 1.4)),
-            pause_s=float(rng.uniform(0.05, 0.2)),
+            blend_s=float(rng.uniform(0.18, 0.3)),
         )
 
 
@@ -120,6 +159,8 @@ class ScriptedExpert:
     def _next_segment(self) -> _Segment:
         if not self._queue:
             self._plan()
+            # One plan runs as one motion, without stops between its segments.
+            self._queue = [_compose(self._queue)]
         return self._queue.pop(0)
 
     def _plan(self) -> None:
@@ -139,11 +180,8 @@ class ScriptedExpert:
                 self._queue_release()
             else:
                 self._retry()
-        elif self.phase == "release":
-            if env.bag_in_mug():
-                self._queue_retreat()
-            else:
-                self._retry()
+        elif self.phase == "retreat" and not env.bag_in_mug():
+            self._retry()
         else:  # retreat / done: hold still
             self.done = self.phase in ("retreat", "done") and env.bag_in_mug()
             self.phase = "done"
@@ -167,16 +205,18 @@ class ScriptedExpert:
         dist = float(np.max(np.abs(q1[:5] - q0[:5])))
         return max(base_s, 1.875 * dist / max_vel) / self.style.speed
 
-    def _joint_move(self, name: str, q1: np.ndarray, base_s: float = 0.5) -> None:
+    def _joint_move(self, name: str, q1: np.ndarray, base_s: float = 0.5,
+                    overlap_s: float = 0.0) -> None:
         q0 = self._q.copy()
         q1 = np.asarray(q1, dtype=np.float64).copy()
         duration = self._duration(q0, q1, base_s)
         self._queue.append(_Segment(name, duration,
-                                    lambda s, q0=q0, q1=q1: q0 + (q1 - q0) * min_jerk(s)))
+                                    lambda s, q0=q0, q1=q1: q0 + (q1 - q0) * min_jerk(s),
+                                    overlap_s / self.style.speed))
         self._q = q1
 
     def _cart_move(self, name: str, p0: np.ndarray, p1: np.ndarray, gripper: float,
-                   duration_s: float) -> None:
+                   duration_s: float, overlap_s: float = 0.0) -> None:
         yaw, tilt0 = self._grasp_yaw, self._grasp_tilt
         fallback = self._q.copy()
         # At the edge of the reach the end point may need the gripper tilted outward a little
@@ -197,20 +237,19 @@ class ScriptedExpert:
             return np.array([*q5, gripper])
 
         end = path(1.0)
-        self._queue.append(_Segment(name, duration_s / self.style.speed, path))
+        self._queue.append(_Segment(name, duration_s / self.style.speed, path,
+                                    overlap_s / self.style.speed))
         self._q = end
 
-    def _gripper_move(self, name: str, target: float, duration_s: float) -> None:
+    def _gripper_move(self, name: str, target: float, duration_s: float,
+                      overlap_s: float = 0.0) -> None:
         q0 = self._q.copy()
         q1 = q0.copy()
         q1[5] = target
         self._queue.append(_Segment(name, duration_s / self.style.speed,
-                                    lambda s, q0=q0, q1=q1: q0 + (q1 - q0) * min_jerk(s)))
+                                    lambda s, q0=q0, q1=q1: q0 + (q1 - q0) * min_jerk(s),
+                                    overlap_s / self.style.speed))
         self._q = q1
-
-    def _pause(self, name: str, duration_s: float) -> None:
-        q = self._q.copy()
-        self._queue.append(_Segment(name, duration_s, lambda s, q=q: q))
 
     def _ik(self, xyz: np.ndarray, yaw: float, tilt: float) -> np.ndarray:
         q5 = arm_ik(xyz, yaw, tilt)
@@ -235,7 +274,7 @@ class ScriptedExpert:
             self._gripper_move("open", opening, 0.3)
             up = tcp.copy()
             up[2] = max(st.pregrasp_z, tcp[2] + 0.04)
-            self._cart_move_from_current("rise", tcp, up, opening, 0.5)
+            self._cart_move_from_current("rise", tcp, up, opening, 0.5, overlap_s=0.1)
         bag = env.bag_pos()
         yaw = env.bag_yaw()
         r = math.hypot(bag[0], bag[1])
@@ -253,27 +292,26 @@ class ScriptedExpert:
         above = target.copy()
         above[2] = st.pregrasp_z
         q_above = self._ik(above, yaw, tilt)
-        self._joint_move("to_pregrasp", np.array([*q_above, opening]), base_s=0.6)
-        self._pause("settle", st.pause_s)
+        self._joint_move("to_pregrasp", np.array([*q_above, opening]), base_s=0.6,
+                         overlap_s=0.15 if self._queue else 0.0)
         grasp = target.copy()
         grasp[2] = st.grasp_z
-        self._cart_move("descend", above, grasp, opening, 0.55)
-        self._pause("settle", 0.1)
-        self._gripper_move("close", GRIPPER_CLOSED, 0.3)
-        self._pause("squeeze", 0.25)
+        # Through the pre-grasp point without stopping; the fingers start closing over the
+        # last millimetres of the descent and the lift starts slowly as they finish.
+        self._cart_move("descend", above, grasp, opening, 0.55, overlap_s=st.blend_s)
+        self._gripper_move("close", GRIPPER_CLOSED, 0.35, overlap_s=0.08)
         lift = grasp.copy()
         lift[2] = st.lift_z
-        self._cart_move("lift", grasp, lift, GRIPPER_CLOSED, 0.5)
-        self._queue.append(_Segment("check", 0.0, lambda s, q=self._q.copy(): q))
+        self._cart_move("lift", grasp, lift, GRIPPER_CLOSED, 0.6, overlap_s=0.05)
         self.phase = "lift"
 
     def _cart_move_from_current(self, name: str, p0: np.ndarray, p1: np.ndarray,
-                                gripper: float, duration_s: float) -> None:
+                                gripper: float, duration_s: float, overlap_s: float = 0.0) -> None:
         """Vertical move from the current pose, keeping the current wrist roll as the yaw."""
         q_now = self._q
         pan = math.atan2(p0[1], p0[0])
         self._grasp_yaw = pan - float(q_now[4])
-        self._cart_move(name, p0.copy(), p1.copy(), gripper, duration_s)
+        self._cart_move(name, p0.copy(), p1.copy(), gripper, duration_s, overlap_s)
 
     def _queue_place(self) -> None:
         env, st = self.env, self.style
@@ -288,25 +326,19 @@ class ScriptedExpert:
         self._grasp_yaw, self._grasp_tilt = yaw, 0.0
         release = carry.copy()
         release[2] = st.release_z
-        self._cart_move("lower", carry, release, GRIPPER_CLOSED, 0.35)
-        self._queue.append(_Segment("check", 0.0, lambda s, q=self._q.copy(): q))
+        self._cart_move("lower", carry, release, GRIPPER_CLOSED, 0.35, overlap_s=0.15)
 
     def _queue_release(self) -> None:
+        """Open, and rise and go home as the bag drops: whether it landed in the mug is
+        checked once the arm is home (a miss sends it back to the bag from there)."""
         st = self.style
-        self.phase = "release"
-        self._gripper_move("open", st.gripper_open, 0.3)
-        self._pause("let_go", 0.35)
-        self._queue.append(_Segment("check", 0.0, lambda s, q=self._q.copy(): q))
-
-    def _queue_retreat(self) -> None:
         self.phase = "retreat"
+        self._gripper_move("open", st.gripper_open, 0.3)
         tcp = self.env.tcp_pos()
         up = tcp.copy()
         up[2] = tcp[2] + 0.05
-        self._cart_move_from_current("retreat_up", tcp, up, self.style.gripper_open, 0.4)
-        home = HOME_Q.copy()
-        self._joint_move("home", home, base_s=0.8)
-        self._queue.append(_Segment("check", 0.0, lambda s, q=self._q.copy(): q))
+        self._cart_move_from_current("retreat_up", tcp, up, st.gripper_open, 0.4, overlap_s=0.1)
+        self._joint_move("home", HOME_Q.copy(), base_s=0.8, overlap_s=0.15)
 
 
 def run_episode(env: TeaBagEnv, expert: ScriptedExpert, max_steps: int,

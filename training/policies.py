@@ -18,8 +18,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgevla.deploy.state_layout import DEFAULT_DIM as DEFAULT_STATE_DIM
+
 CAMERAS: tuple[str, ...] = ("top", "gripper", "left")
-STATE_DIM = 6
+STATE_DIM = DEFAULT_STATE_DIM  # joint positions + servo goal (deploy/state_layout.py)
 ACTION_DIM = 6
 DEFAULT_IMAGE_HW: tuple[int, int] = (96, 128)  # (height, width) of the recorder's default
 TASK = "put the tea bag in the mug"
@@ -53,7 +55,8 @@ def _ensure_lerobot_importable() -> None:
     ensure_torchvision()
 
 
-def _features(image_hw: tuple[int, int], cameras: tuple[str, ...] = CAMERAS):
+def _features(image_hw: tuple[int, int], cameras: tuple[str, ...] = CAMERAS,
+              state_dim: int = STATE_DIM):
     from lerobot.configs.types import FeatureType, PolicyFeature
 
     h, w = image_hw
@@ -61,7 +64,7 @@ def _features(image_hw: tuple[int, int], cameras: tuple[str, ...] = CAMERAS):
         f"observation.images.{cam}": PolicyFeature(type=FeatureType.VISUAL, shape=(3, h, w))
         for cam in cameras
     }
-    inputs["observation.state"] = PolicyFeature(type=FeatureType.STATE, shape=(STATE_DIM,))
+    inputs["observation.state"] = PolicyFeature(type=FeatureType.STATE, shape=(state_dim,))
     outputs = {"action": PolicyFeature(type=FeatureType.ACTION, shape=(ACTION_DIM,))}
     return inputs, outputs
 
@@ -109,14 +112,15 @@ def make_act_config(
     size: ActSize | None = None,
     cameras: tuple[str, ...] = CAMERAS,
     device: str = "cpu",
+    state_dim: int = STATE_DIM,
     **overrides: Any,
 ):
-    """lerobot `ACTConfig` for the project's 3 cameras + 6-D state/action, offline backbone."""
+    """lerobot `ACTConfig` for the project's 3 cameras, state and 6-D action, offline backbone."""
     _ensure_lerobot_importable()
     from lerobot.policies.act.configuration_act import ACTConfig
 
     size = size or ActSize()
-    inputs, outputs = _features(image_hw, cameras)
+    inputs, outputs = _features(image_hw, cameras, state_dim)
     kwargs = asdict(size)
     kwargs.update(overrides)
     return ACTConfig(
@@ -291,6 +295,7 @@ def make_smolvla_config(
     size: SmolVLASize | None = None,
     cameras: tuple[str, ...] = CAMERAS,
     device: str = "cpu",
+    state_dim: int = STATE_DIM,
     **overrides: Any,
 ):
     """lerobot `SmolVLAConfig` pointing at a local tiny SmolVLM folder (written if missing)."""
@@ -299,7 +304,7 @@ def make_smolvla_config(
 
     size = size or SmolVLASize()
     folder = write_tiny_smolvlm(vlm_folder, size.vlm)
-    inputs, outputs = _features(image_hw, cameras)
+    inputs, outputs = _features(image_hw, cameras, state_dim)
     kwargs = {k: v for k, v in asdict(size).items() if k != "vlm"}
     kwargs.update(overrides)
     return SmolVLAConfig(

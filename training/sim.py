@@ -409,7 +409,10 @@ class TeaBagEnv:
         return {c: self.render_camera(c) for c in self.cfg.cameras}
 
     def observe(self, render: bool = True) -> dict[str, Any]:
-        return {"images": self.render() if render else {}, "state": self.joint_positions()}
+        """Camera images, measured joints (``state``) and the servos' goal (``goal``): what a
+        real SO-101 reports as Present_Position and Goal_Position."""
+        return {"images": self.render() if render else {}, "state": self.joint_positions(),
+                "goal": self.targets.astype(np.float32)}
 
     # ------------------------------------------------------------------ privileged state
     def bag_pos(self) -> np.ndarray:

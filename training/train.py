@@ -24,6 +24,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from edgevla.deploy.state_layout import LAYOUTS, N_JOINTS
+
 CAMERA_KEYS = tuple(f"observation.images.{c}" for c in ("top", "gripper", "left"))
 PRETRAINED_DIR = "pretrained_model"
 TRAINING_STATE_DIR = "training_state"
@@ -117,11 +119,12 @@ def dataset_image_hw(meta) -> tuple[int, int]:
             hw.add((int(shape[1]), int(shape[2])))
         else:
             hw.add((int(shape[0]), int(shape[1])))
-    for key, dim in (("observation.state", 6), ("action", 6)):
+    for key, dims in (("observation.state", tuple(LAYOUTS)), ("action", (N_JOINTS,))):
         feat = meta.features.get(key)
-        if feat is None or tuple(feat["shape"]) != (dim,):
+        if feat is None or len(feat["shape"]) != 1 or int(feat["shape"][0]) not in dims:
+            want = " or ".join(f"({d},)" for d in dims)
             raise ValueError(
-                f"{meta.root}/meta/info.json: {key} must have shape ({dim},), got {feat and feat['shape']}"
+                f"{meta.root}/meta/info.json: {key} must have shape {want}, got {feat and feat['shape']}"
             )
     if len(hw) != 1:
         raise ValueError(f"{meta.root}: cameras have different sizes {sorted(hw)}; expected one (H, W)")
@@ -166,6 +169,7 @@ def build_policy(cfg: TrainConfig, meta, out: Path):
 
     hw = dataset_image_hw(meta)
     overrides = dict(cfg.policy_overrides)
+    overrides.setdefault("state_dim", int(meta.features["observation.state"]["shape"][0]))
     if cfg.lr is not None:
         overrides["optimizer_lr"] = cfg.lr
         if cfg.policy == "act":
