@@ -23,6 +23,7 @@ BENCHES: dict[str, str] = {
     "executor": "edgevla.actors.bench_executor:run",
     "inference": "edgevla.deploy.bench_inference:run",
     "recorder": "edgevla.actors.bench_recorder:run",
+    "train-step": "edgevla.training.bench_train_step:run",
 }
 
 

@@ -142,11 +142,22 @@ def _cmd_simple(cmd: str):
     return handler
 
 
+def _nonnegative_ms(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected milliseconds, got {text!r}") from None
+    if not 0.0 <= v <= 60_000.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 60000] ms, got {text!r}")
+    return v
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from edgevla.actors.demo import run_demo
 
     return run_demo(out_dir=Path(args.out), duration_s=args.duration, profile=args.profile,
-                    qemu=args.qemu, mode=args.mode, episodes=args.episodes, model=args.model)
+                    qemu=args.qemu, mode=args.mode, episodes=args.episodes, model=args.model,
+                    latency_ms=args.latency_ms)
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
@@ -223,4 +234,7 @@ def add_parser(sub) -> None:
     p.add_argument("--episodes", type=int, default=0,
                    help="stop after this many episodes (default: run for --duration)")
     p.add_argument("--model", help="model bundle directory (default: models/default)")
+    p.add_argument("--latency-ms", type=_nonnegative_ms, default=0.0, metavar="MS",
+                   help="simulate a board's inference latency: each chunk leaves the decoder no "
+                        "earlier than capture + MS (default 0: this machine's own latency)")
     p.set_defaults(func=_cmd_demo)

@@ -33,7 +33,7 @@ def run_skeleton(out_dir: Path, duration_s: float) -> int:
 
 def run_demo(out_dir: Path, duration_s: float | None = None, profile: str = "sim",
              qemu: bool = False, mode: str = "async", episodes: int = 0,
-             model: str | None = None) -> int:
+             model: str | None = None, latency_ms: float = 0.0) -> int:
     if profile == "sim":
         try:
             from edgevla.actors.demo_sim import run_sim_demo
@@ -43,5 +43,5 @@ def run_demo(out_dir: Path, duration_s: float | None = None, profile: str = "sim
             Console().print("[yellow]sim profile not available yet: running the skeleton[/]")
         else:
             return run_sim_demo(out_dir, duration_s, qemu=qemu, mode=mode, episodes=episodes,
-                                model=model)
+                                model=model, latency_ms=latency_ms)
     return run_skeleton(out_dir, duration_s or 10.0)

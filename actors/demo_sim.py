@@ -43,6 +43,9 @@ class SimDemoConfig:
     model: str | None = None  # default: models/default
     episodes: int = 0  # stop after this many episodes (0: only the duration bounds the run)
     seed: int = 0
+    # board-class inference latency, simulated: the decoder publishes each chunk no earlier than
+    # capture + this (0: as fast as this machine infers)
+    latency_ms: float = 0.0
 
 
 @dataclass
@@ -52,6 +55,13 @@ class EpisodeLog:
     split: str
     success: bool
     task_time_s: float
+    start_ns: int = 0  # host monotonic time (the recording's time base)
+    end_ns: int = 0
+    phases: list[tuple[int, str]] = field(default_factory=list)  # (host ns, task phase) samples
+
+    @property
+    def last_phase(self) -> str:
+        return self.phases[-1][1] if self.phases else "?"
 
 
 @dataclass
@@ -65,6 +75,8 @@ class EpisodeManager:
     started_sim_s: float | None = None
     last_episodes_seen: int = 0
     pending_reset_at: float = 0.0
+    started_ns: int = 0
+    phases: list[tuple[int, str]] = field(default_factory=list)
 
     def on_tick(self, sup: Supervisor) -> None:
         reps = sup.replicas.get("sim", [])
@@ -73,21 +85,28 @@ class EpisodeManager:
         st = reps[0].last_stats.get("actor_stats", {})
         sim_t = float(st.get("sim_time_s", 0.0))
         episodes = int(st.get("episodes", 0))
+        now_ns = time.monotonic_ns()
         if episodes != self.last_episodes_seen:  # a reset (ours, or a restarted sim) took effect
             self.last_episodes_seen = episodes
             self.started_sim_s = sim_t
+            self.started_ns, self.phases = now_ns, []
             return
         if self.started_sim_s is None:
             self.started_sim_s = sim_t
+            self.started_ns = now_ns
         if time.monotonic() < self.pending_reset_at:
             return
+        phase = st.get("task_phase")
+        if phase and (not self.phases or self.phases[-1][1] != phase):
+            self.phases.append((now_ns, str(phase)))
         elapsed = sim_t - self.started_sim_s
         success = bool(st.get("success"))
         if success or elapsed > self.timeout_s:
             spec = self.specs[self.current % len(self.specs)]
             self.results.append(EpisodeLog(index=self.current, cluster=int(spec.get("cluster", -1)),
                                            split=str(spec.get("split", "train")), success=success,
-                                           task_time_s=round(elapsed, 2)))
+                                           task_time_s=round(elapsed, 2), start_ns=self.started_ns,
+                                           end_ns=now_ns, phases=list(self.phases)))
             self.current += 1
             nxt = self.specs[self.current % len(self.specs)]
             sup.set_param("sim", "reset", nxt)
@@ -123,6 +142,11 @@ def build_graph(cfg: SimDemoConfig, out_dir: Path) -> GraphConfig:
         sim_params = {k: v for k, v in actors["sim"].params.items() if k != "servo_port"}
         actors["sim"] = replace(actors["sim"], params=sim_params,
                                 inputs={"commands": "exec/commands"})
+    if cfg.latency_ms:
+        dec = actors["decoder"]
+        actors["decoder"] = replace(dec, params={**dec.params, "simulated_latency_ms": cfg.latency_ms},
+                                    heartbeat_timeout_s=max(dec.heartbeat_timeout_s or 0.0,
+                                                            10.0 + 2 * cfg.latency_ms / 1e3))
     if cfg.mode == "sync":
         ex = actors["executor"]
         actors["executor"] = replace(ex, params={**ex.params, "request_threshold": 0.0,
@@ -162,6 +186,7 @@ def summarize(sup: Supervisor, episodes: list[EpisodeLog], recording: Path, out_
         stage_lat[actor] = {"loop_p50_ms": a.get("loop_p50_ms"), "loop_p99_ms": a.get("loop_p99_ms")}
     summary = {
         "mode": cfg.mode,
+        "simulated_latency_ms": cfg.latency_ms,
         "firmware": "qemu-m7" if cfg.qemu else "host",
         "duration_s": round(wall, 1),
         "episodes": len(done),
@@ -195,6 +220,17 @@ def summarize(sup: Supervisor, episodes: list[EpisodeLog], recording: Path, out_
     }
     plot_timeline(msgs, out_dir / f"timeline-{cfg.mode}.png",
                   title=f"edgevla sim demo ({cfg.mode}): {len(succ)}/{len(done)} episodes")
+    failed = [e for e in done if not e.success]
+    for old in out_dir.glob(f"episode-{cfg.mode}-*.png"):
+        old.unlink()
+    if failed:
+        from edgevla.actors.demo_plots import plot_episode
+
+        e = failed[0]
+        summary["failed_episode_plot"] = str(plot_episode(
+            msgs, e, out_dir / f"episode-{cfg.mode}-{e.index}.png",
+            title=f"{cfg.mode}: episode {e.index} (cluster {e.cluster}, {e.split}) failed "
+                  f"after {e.task_time_s:.1f} s in phase '{e.last_phase}'"))
     return summary
 
 
@@ -317,7 +353,8 @@ def run_once(cfg: SimDemoConfig, out_dir: Path, console: Console, live: bool) ->
 
 
 def run_sim_demo(out_dir: Path, duration_s: float | None = None, qemu: bool = False,
-                 mode: str = "async", episodes: int = 0, model: str | None = None) -> int:
+                 mode: str = "async", episodes: int = 0, model: str | None = None,
+                 latency_ms: float = 0.0) -> int:
     import sys
 
     console = Console(width=None if sys.stdout.isatty() else 150)
@@ -325,7 +362,8 @@ def run_sim_demo(out_dir: Path, duration_s: float | None = None, qemu: bool = Fa
     summaries = []
     for m in modes:
         cfg = SimDemoConfig(mode=m, qemu=qemu, episodes=episodes, model=model,
-                            duration_s=duration_s or SimDemoConfig.duration_s)
+                            duration_s=duration_s or SimDemoConfig.duration_s,
+                            latency_ms=latency_ms)
         summaries.append(run_once(cfg, out_dir, console, live=sys.stdout.isatty()))
     write_markdown(out_dir / "summary.md", summaries)
     (out_dir / "summary.json").write_text(json.dumps(summaries if len(summaries) > 1

@@ -29,8 +29,19 @@ from edgevla.deploy.state_layout import policy_state
 
 _BACKEND_KEYS = ("threads", "inter_op_threads", "cpu_affinity", "opt_level", "allow_spinning",
                  "delegate", "delegate_options")
-_COMMON_KEYS = {"model", "precision", "backend", "graph_dir", "seed", "denoise_steps", *_BACKEND_KEYS}
+_COMMON_KEYS = {"model", "precision", "backend", "graph_dir", "seed", "denoise_steps",
+                "simulated_latency_ms", *_BACKEND_KEYS}
 CAMERA_PORTS = ("top", "gripper", "left")
+
+
+def _latency_ns(value: Any, actor: str) -> int:
+    try:
+        ms = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{actor}: simulated_latency_ms must be a number of ms, got {value!r}") from None
+    if not 0.0 <= ms <= 60_000.0:
+        raise ValueError(f"{actor}: simulated_latency_ms must be in [0, 60000], got {value!r}")
+    return int(ms * 1e6)
 
 
 def resolve_model(params: dict[str, Any], actor: str) -> Path:
@@ -89,6 +100,7 @@ class _StageActor(Actor):
         if self.steps < 1:
             raise ValueError(f"{self.name}: params.denoise_steps must be >= 1, got {self.steps}")
         self.rng = np.random.default_rng(params.get("seed"))
+        self.simulated_latency_ns = _latency_ns(params.get("simulated_latency_ms", 0), self.name)
         self.runs = 0
         self.skipped = 0
         self.overwritten = 0  # results dropped: a borrowed frame's slot was reused meanwhile
@@ -100,20 +112,28 @@ class _StageActor(Actor):
         self.latency_ms[stage] = (clock.now_ns() - t0) / 1e6
         return out
 
-    def _chunk(self, actions: np.ndarray, t_capture_ns: int, obs_seq: int) -> ActionChunk:
+    def _chunk(self, clock: Clock, actions: np.ndarray, t_capture_ns: int,
+               obs_seq: int) -> ActionChunk:
+        # A board-class inference latency on a fast host: the chunk leaves no earlier than
+        # capture + latency, and the stage is busy until then, as a slow board's would be.
+        if self.simulated_latency_ns:
+            clock.sleep_until_ns(int(t_capture_ns) + self.simulated_latency_ns)
         return ActionChunk(t0_ns=int(t_capture_ns), dt_ns=self.manifest.dt_ns,
                            actions=np.ascontiguousarray(actions, np.float32), obs_seq=int(obs_seq),
                            model_id=self.model_id, seq=int(obs_seq), t_capture_ns=int(t_capture_ns),
                            producer=self.name)
 
     def set_param(self, name: str, value: Any) -> None:
+        if name == "simulated_latency_ms":
+            self.simulated_latency_ns = _latency_ns(value, self.name)
+            return
         if name == "denoise_steps" and "denoise" in self.model.backends:
             v = int(value)
             if v < 1:
                 raise ValueError(f"{self.name}: denoise_steps must be >= 1, got {value!r}")
             self.steps = v
             return
-        has = "denoise_steps" if "denoise" in self.model.backends else "none"
+        has = "simulated_latency_ms" + (", denoise_steps" if "denoise" in self.model.backends else "")
         raise KeyError(f"{self.name}: no runtime parameter {name!r} (has: {has})")
 
     def stats(self) -> dict[str, Any]:
@@ -239,7 +259,8 @@ class DenoiseActor(_StageActor):
         noise = self.model.sample_noise(self.rng)
         actions = self._timed(clock, "denoise", self.model.denoise, p.tensors, noise, self.steps)
         self.runs += 1
-        return {"chunks": self._chunk(self.model.unnormalize_actions(actions), p.t_capture_ns, p.seq)}
+        return {"chunks": self._chunk(clock, self.model.unnormalize_actions(actions), p.t_capture_ns,
+                                      p.seq)}
 
 
 class ActDecoderActor(_StageActor):
@@ -257,7 +278,8 @@ class ActDecoderActor(_StageActor):
             return None
         actions = self._timed(clock, "decoder", self.model.act_decode, f.tensors)
         self.runs += 1
-        return {"chunks": self._chunk(self.model.unnormalize_actions(actions), f.t_capture_ns, f.seq)}
+        return {"chunks": self._chunk(clock, self.model.unnormalize_actions(actions), f.t_capture_ns,
+                                      f.seq)}
 
 
 class PolicyActor(_StageActor):
@@ -292,4 +314,4 @@ class PolicyActor(_StageActor):
             actions = self._timed(clock, "denoise", m.denoise, prefix, m.sample_noise(self.rng),
                                   self.steps)
         self.runs += 1
-        return {"chunks": self._chunk(m.unnormalize_actions(actions), t_cap, seq)}
+        return {"chunks": self._chunk(clock, m.unnormalize_actions(actions), t_cap, seq)}

@@ -134,6 +134,7 @@ def export_bundle(policy, out_dir: str | Path, *, stats: dict | None = None,
     import torch
 
     from edgevla.deploy import export_act, export_smolvla
+    from edgevla.deploy.state_layout import layout_name
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -168,6 +169,8 @@ def export_bundle(policy, out_dir: str | Path, *, stats: dict | None = None,
                                 prep=spec.get("prep"))}
         stages[s] = StageSpec(inputs=spec["inputs"], outputs=spec["outputs"], default="fp32",
                               variants=vs)
+    # what observation.state holds, for a person reading the manifest (the runtime goes by state_dim)
+    extra["state_layout"] = layout_name(layout.state_dim)
     manifest = Manifest(policy=kind, model_id=model_id or f"{kind}-export", chunk_size=layout.chunk_size,
                         action_dim=layout.action_dim, state_dim=layout.state_dim, fps=float(fps),
                         cameras=cams, image_hw=[int(shape[1]), int(shape[2])], stages=stages,

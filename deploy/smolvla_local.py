@@ -93,20 +93,22 @@ def write_tiny_smolvlm(folder: str | Path, size: SmolVLMSize = SmolVLMSize()) ->
     return folder
 
 
-def _features(kind: str, image_hw: tuple[int, int], cameras: tuple[str, ...]) -> tuple[dict, dict]:
+def _features(kind: str, image_hw: tuple[int, int], cameras: tuple[str, ...],
+              state_dim: int = STATE_DIM) -> tuple[dict, dict]:
     from lerobot.configs.types import FeatureType, PolicyFeature
 
     inputs: dict[str, Any] = {
         f"observation.images.{c}": PolicyFeature(type=FeatureType.VISUAL, shape=(3, *image_hw))
         for c in cameras
     }
-    inputs["observation.state"] = PolicyFeature(type=FeatureType.STATE, shape=(STATE_DIM,))
+    inputs["observation.state"] = PolicyFeature(type=FeatureType.STATE, shape=(state_dim,))
     outputs = {"action": PolicyFeature(type=FeatureType.ACTION, shape=(ACTION_DIM,))}
     return inputs, outputs
 
 
 def make_tiny_act(image_hw: tuple[int, int] = (96, 96), cameras: tuple[str, ...] = CAMERAS,
-                  chunk_size: int = 20, dim_model: int = 64, seed: int = 0, **overrides):
+                  chunk_size: int = 20, dim_model: int = 64, seed: int = 0,
+                  state_dim: int = STATE_DIM, **overrides):
     """ACTPolicy in eval mode, random weights, resnet18 backbone (no download)."""
     import torch
 
@@ -116,7 +118,7 @@ def make_tiny_act(image_hw: tuple[int, int] = (96, 96), cameras: tuple[str, ...]
     from lerobot.policies.act.configuration_act import ACTConfig
     from lerobot.policies.act.modeling_act import ACTPolicy
 
-    inputs, outputs = _features("act", image_hw, cameras)
+    inputs, outputs = _features("act", image_hw, cameras, state_dim)
     kw = dict(input_features=inputs, output_features=outputs, pretrained_backbone_weights=None,
               chunk_size=chunk_size, n_action_steps=chunk_size, dim_model=dim_model, n_heads=4,
               dim_feedforward=dim_model * 4, n_encoder_layers=2, n_decoder_layers=1,
@@ -178,10 +180,12 @@ def tiny_bundle(kind: str, **export_kw) -> tuple[Any, Path]:
         _TINY["_root"] = root
     if kind == "act":
         policy = make_tiny_act(image_hw=(64, 64))
+    elif kind == "act-goal":  # observation.state = joints + servo goal (deploy/state_layout.py)
+        policy = make_tiny_act(image_hw=(64, 64), state_dim=2 * STATE_DIM)
     elif kind == "smolvla":
         policy = make_tiny_smolvla(write_tiny_smolvlm(root / "vlm"))
     else:
-        raise ValueError(f"tiny_bundle: kind must be act or smolvla, got {kind!r}")
+        raise ValueError(f"tiny_bundle: kind must be act, act-goal or smolvla, got {kind!r}")
     stats = tiny_stats(policy)
     export_bundle(policy, root / kind, stats=stats, samples=synthetic_samples(policy, 4),
                   model_id=f"tiny-{kind}", **export_kw)
@@ -194,8 +198,9 @@ def tiny_stats(policy) -> dict[str, dict[str, Any]]:
     import numpy as np
 
     rng = np.random.default_rng(7)
-    s = {"observation.state": {"mean": rng.uniform(-0.3, 0.3, STATE_DIM), "std": rng.uniform(0.2, 0.6, STATE_DIM),
-                               "min": np.full(STATE_DIM, -1.5), "max": np.full(STATE_DIM, 1.5)},
+    n = policy.config.robot_state_feature.shape[0]
+    s = {"observation.state": {"mean": rng.uniform(-0.3, 0.3, n), "std": rng.uniform(0.2, 0.6, n),
+                               "min": np.full(n, -1.5), "max": np.full(n, 1.5)},
          "action": {"mean": rng.uniform(-0.3, 0.3, ACTION_DIM), "std": rng.uniform(0.2, 0.6, ACTION_DIM),
                     "min": np.full(ACTION_DIM, -1.5), "max": np.full(ACTION_DIM, 1.5)}}
     for k in policy.config.image_features:

@@ -20,11 +20,13 @@ class HoldPolicy:
         self.chunk_size, self.n_action_steps, self.image_hw, self.fps = chunk_size, n_action_steps, hw, fps
         self.calls = 0
         self.image_shapes: set = set()
+        self.goals: list = []
 
-    def predict(self, images, state):
+    def predict(self, images, joints, goal=None):
         self.calls += 1
         self.image_shapes |= {(k, v.shape, v.dtype.name) for k, v in images.items()}
-        return np.repeat(np.asarray(state, np.float32)[None], self.chunk_size, axis=0)
+        self.goals.append(None if goal is None else np.asarray(goal, np.float32).copy())
+        return np.repeat(np.asarray(joints, np.float32)[None], self.chunk_size, axis=0)
 
 
 def test_eval_positions_split_train_clusters_and_held_out_cluster():
@@ -55,6 +57,15 @@ def test_sync_executes_whole_chunks_and_async_never_starves():
     assert report.test == 0.0 and report.val == 0.0 and report.global_ == 0.0
     assert (report.n_test, report.n_val) == (1, 1)
     assert pol.image_shapes == {(f"{c}", (48, 64, 3), "uint8") for c in ("top", "gripper", "left")}
+    # the servo goal goes with every observation: the start pose, then the last action held
+    assert len(pol.goals) == pol.calls and all(g is not None and g.shape == (6,) for g in pol.goals)
+
+    # Re-planning more often: 10 of each 30-action chunk executed -> 6 inferences per 60 steps
+    pol = HoldPolicy(chunk_size=30, n_action_steps=30)
+    cfg = EvalConfig(episodes=1, val_episodes=0, mode="sync", max_seconds=2.0, actions_per_chunk=10)
+    report, episodes = evaluate("hold", cfg, progress=False, policy=pol)
+    assert [e.inferences for e in episodes] == [6]
+    assert report.row()["actions_per_chunk"] == 10
 
     # Async: 100 ms simulated latency < the 0.5 s left at request time -> no starvation, and a
     # new chunk is requested about every half chunk (threshold 0.5) instead of every chunk.
@@ -115,7 +126,7 @@ def test_eval_cli_runs_a_real_lerobot_checkpoint(tmp_path):
     from edgevla.training.train import save_checkpoint
 
     torch.manual_seed(0)
-    stats = {"observation.state": {"mean": torch.zeros(6), "std": torch.ones(6)},
+    stats = {"observation.state": {"mean": torch.zeros(12), "std": torch.ones(12)},
              "action": {"mean": torch.zeros(6), "std": torch.ones(6)}}
     for cam in policies.CAMERAS:
         stats[f"observation.images.{cam}"] = {"mean": torch.full((3, 1, 1), 0.5), "std": torch.full((3, 1, 1), 0.2)}
@@ -164,7 +175,7 @@ def test_sync_holds_still_for_the_latency_and_reports_idle_and_task_time():
     assert report.task_time_s is None  # nothing succeeded
     row = report.row()
     assert row["simulated_latency_ms"] == pytest.approx(500.0) and row["idle_fraction"] == 0.5
-    assert "| 500 | - | 0.500 | 0.333 |" in markdown_table([row])
+    assert "| 500 | all | - | 0.500 | 0.333 |" in markdown_table([row])
 
     cfg = EvalConfig(episodes=1, val_episodes=0, mode="async", max_seconds=2.0, latency_ms=500.0)
     report, (ep,) = evaluate("hold", cfg, progress=False, policy=HoldPolicy(60, 60))

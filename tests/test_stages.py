@@ -160,6 +160,56 @@ def test_act_actors_match_lerobot(bundles):
 
 
 @pytest.mark.train
+def test_act_with_servo_goal_reads_it_from_the_robot_state(bundles):
+    # a model whose observation.state is joints + servo goal gets RobotState.commanded as the
+    # goal, matches lerobot on that 12-value state, and never runs on a state without a goal
+    from edgevla.actors.stages import ActDecoderActor, VisionActor
+    from edgevla.deploy.exporter import Sample
+    from edgevla.deploy.parity import lerobot_chunk
+    from edgevla.deploy.smolvla_local import tiny_bundle, tiny_stats
+
+    policy, path = tiny_bundle("act-goal")
+    clock = VirtualClock(0)
+    frames = _frames((policy, path), 50)
+    vision = _make(VisionActor, "v", {"model": str(path), "precision": "fp32"})
+    dec = _make(ActDecoderActor, "d", {"model": str(path)})
+    assert vision.manifest.state_dim == 12
+    goal = np.linspace(-0.5, 0.5, 6).astype(np.float32)
+    no_goal = _state()
+    assert vision.step(clock, {**frames, "state": no_goal, "request": Request()}) is None
+    assert vision.stats()["states_without_goal"] == 1
+    with_goal = RobotState(joints=no_goal.joints, commanded=goal, t_capture_ns=5)
+    f = vision.step(clock, {"state": _wire(with_goal), "request": Request()})["features"]
+    state = np.concatenate([no_goal.joints, goal])
+    np.testing.assert_allclose(f.tensors["state"], vision.manifest.state_norm.normalize(state),
+                               rtol=1e-6)
+    c = dec.step(clock, {"features": _wire(f)})["chunks"]
+    ref = lerobot_chunk(policy, tiny_stats(policy),
+                        Sample({k: v.image for k, v in frames.items()}, state), "")
+    np.testing.assert_allclose(c.actions, ref, atol=1e-4)
+
+
+@pytest.mark.train
+def test_simulated_latency_holds_the_chunk_until_capture_plus_latency(bundles):
+    from edgevla.actors.stages import ActDecoderActor, VisionActor
+
+    _, path = bundles["act"]
+    vision = _make(VisionActor, "v", {"model": str(path)})
+    dec = _make(ActDecoderActor, "d", {"model": str(path), "simulated_latency_ms": 1500})
+    clock = VirtualClock(10_000_000)
+    frames = _frames(bundles["act"], 9_000_000)
+    f = vision.step(clock, {**frames, "state": _state(), "request": Request()})["features"]
+    c = dec.step(clock, {"features": f})["chunks"]
+    assert clock.now_ns() == 9_000_000 + 1_500_000_000  # busy until capture + latency
+    assert c.t0_ns == 9_000_000  # still timed from the capture
+    dec.set_param("simulated_latency_ms", 0)
+    dec.step(clock, {"features": f})
+    assert clock.now_ns() == 9_000_000 + 1_500_000_000  # no wait: already past
+    with pytest.raises(ValueError, match="simulated_latency_ms"):
+        dec.set_param("simulated_latency_ms", -1)
+
+
+@pytest.mark.train
 def test_actor_param_errors(bundles, tmp_path):
     from edgevla.actors.stages import ActDecoderActor, DenoiseActor, PolicyActor
 

@@ -81,6 +81,13 @@ def add_parser(sub) -> None:
                         "are ACT optimised / ONNX FP32 on an i.MX 95 CPU) runs every latency and "
                         "also writes latency_sweep.png")
     e.add_argument("--strategy", default="crossfade", help="async: executor blending strategy")
+    e.add_argument("--crossfade-ms", type=float, default=200.0, help="async: crossfade length")
+    e.add_argument("--request-margin", type=float, default=1.5,
+                   help="async: ask for the next chunk this many measured latencies before the "
+                        "current one runs out")
+    e.add_argument("--actions-per-chunk", type=_count_list, default=None, metavar="N[,N...]",
+                   help="execute only the first N actions of each chunk (default: the policy's "
+                        "n_action_steps); a comma list runs each, e.g. 100,50,25,10")
     e.add_argument("--max-seconds", type=float, default=15.0, help="episode time limit (sim seconds)")
     e.add_argument("--protocol-seed", type=int, default=1000, help="seed of the evaluation start positions")
     e.add_argument("--out", default="out/eval", help="folder for results.md/json, contact sheet, videos")
@@ -161,6 +168,16 @@ def _latency_list(text: str) -> list[float]:
     return values
 
 
+def _count_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected counts like 25 or 100,50,25; got {text!r}") from None
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"counts must be >= 1, got {text!r}")
+    return values
+
+
 def cmd_eval(args) -> int:
     _offline_env()
     from rich.console import Console
@@ -174,18 +191,22 @@ def cmd_eval(args) -> int:
     try:
         policy = open_policy(args.policy)
         reports, shown = [], []
-        for latency in latencies:
-            for mode in modes:
-                cfg = EvalConfig(episodes=args.episodes, val_episodes=args.val_episodes, mode=mode,
-                                 latency_ms=latency, strategy=args.strategy,
-                                 max_seconds=args.max_seconds, protocol_seed=args.protocol_seed,
-                                 frames_every=3 if keep else 0)
-                report, episodes = evaluate(args.policy, cfg, progress=not args.no_progress, policy=policy)
-                reports.append(report)
-                shown = shown or episodes
-                # Written after every run, so a long sweep that dies later keeps what it measured.
-                paths = write_outputs(reports, Path(args.out), contact=shown if keep else None,
-                                      videos=args.videos, fps=policy.fps)
+        runs = [(lat, n, mode) for lat in latencies for n in (args.actions_per_chunk or [None])
+                for mode in modes]
+        for latency, n_exec, mode in runs:
+            cfg = EvalConfig(episodes=args.episodes, val_episodes=args.val_episodes, mode=mode,
+                             latency_ms=latency, strategy=args.strategy,
+                             crossfade_ms=args.crossfade_ms,
+                             request_latency_margin=args.request_margin,
+                             actions_per_chunk=n_exec,
+                             max_seconds=args.max_seconds, protocol_seed=args.protocol_seed,
+                             frames_every=3 if keep else 0)
+            report, episodes = evaluate(args.policy, cfg, progress=not args.no_progress, policy=policy)
+            reports.append(report)
+            shown = shown or episodes
+            # Written after every run, so a long sweep that dies later keeps what it measured.
+            paths = write_outputs(reports, Path(args.out), contact=shown if keep else None,
+                                  videos=args.videos, fps=policy.fps)
         if len(latencies) > 1:
             paths["latency_sweep"] = latency_sweep_plot([r.row() for r in reports],
                                                         Path(args.out) / "latency_sweep.png")
@@ -222,17 +243,17 @@ class DefaultRecipe:
     """How models/default is made. Sized for the 2-core CPU this project is developed on."""
 
     # dataset: the reference protocol's clusters (11 of 10x10 cm, cluster 6 held out and not
-    # recorded at all) at the recorder's default 96x96 and 30 fps; 5 episodes per training cluster
-    # (4 normal + 1 recovery) instead of the reference's 12, because recording competes with
-    # training for the same 2 cores. Drop "--per-cluster 5" for the full 120 episodes.
-    record_args: tuple[str, ...] = ("--only-clusters", "0,1,2,3,4,5,7,8,9,10", "--per-cluster", "5")
-    steps: int = 20000
+    # recorded at all) at the recorder's default 96x96 and 30 fps; 10 episodes per training
+    # cluster (8 normal + 2 recovery, 20%) of the reference's 12: 100 episodes, ~10 min here.
+    record_args: tuple[str, ...] = ("--only-clusters", "0,1,2,3,4,5,7,8,9,10", "--per-cluster", "10")
+    steps: int = 30000
     batch_size: int = 8
-    save_every: int = 250
+    save_every: int = 500
     lr: float = 2e-4
-    # Stop and keep the last checkpoint after 100 minutes: ~0.5 s/step on 2 idle cores since
-    # the action windows come from memory (train.serve_numeric_columns_from_memory).
+    # Stop and keep the last checkpoint after 100 minutes (~0.45 s/step on 2 idle cores with
+    # bf16 autocast, `edgevla bench train-step`; resume with `make train-default` again).
     time_budget_s: float = 6000.0
+    bf16_autocast: bool = True
     policy_overrides: dict = field(default_factory=dict)  # ActSize defaults (dim 128, chunk 100)
     eval_episodes: int = 10  # per split: one test start in each training cluster, 10 held-out
     export_args: tuple[str, ...] = ("--no-litert",)  # deploy's default precisions (vision int8 variant)
@@ -322,6 +343,7 @@ def run_recipe(recipe: DefaultRecipe, out: Path, work: Path, dataset: str | None
         "policy": "act", "dataset": str(ds), "out": str(run_dir), "steps": recipe.steps,
         "batch_size": recipe.batch_size, "save_every": recipe.save_every, "lr": recipe.lr,
         "time_budget_s": recipe.time_budget_s, "policy_overrides": dict(recipe.policy_overrides),
+        "bf16_autocast": recipe.bf16_autocast,
     }))
     cmd = [exe, "train", "--config", str(cfg_file), "--no-progress"]
     if resume or (run_dir / "checkpoints" / "last").exists():

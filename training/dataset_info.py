@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from edgevla.deploy.state_layout import N_JOINTS, layout_name
 from edgevla.training.dataset_record import META_KEYS, RECOVERY_KIND_CODES, REPO_ID, SPLIT_CODES
 
 
@@ -112,6 +113,10 @@ def format_summary(s: DatasetSummary) -> str:
                                    ("timestamp", "frame_index", "episode_index", "index",
                                     "task_index")),
     ]
+    state = s.features.get("observation.state")
+    if state:
+        lines.append(f"  observation.state layout: {layout_name(state[0])}"
+                     + (" (no servo goal: recorded before 2026-12-06)" if state[0] == N_JOINTS else ""))
     if s.clusters:
         lines.append("  cluster  split  episodes  recovery  frames")
         for c in s.clusters:

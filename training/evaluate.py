@@ -152,6 +152,9 @@ class EvalConfig:
     crossfade_ms: float = 200.0
     seed: int = 0
     frames_every: int = 0  # keep every n-th frame for videos / contact sheets (0: none)
+    # execute only the first N actions of each chunk (None: the policy's n_action_steps): how
+    # often the policy re-plans, without retraining it
+    actions_per_chunk: int | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in ("sync", "async"):
@@ -162,6 +165,8 @@ class EvalConfig:
             raise ValueError(f"EvalConfig.val_episodes must be >= 0, got {self.val_episodes}")
         if self.max_seconds <= 0:
             raise ValueError(f"EvalConfig.max_seconds must be > 0, got {self.max_seconds}")
+        if self.actions_per_chunk is not None and self.actions_per_chunk < 1:
+            raise ValueError(f"EvalConfig.actions_per_chunk must be >= 1, got {self.actions_per_chunk}")
         if not 0.0 <= self.request_threshold <= 1.0:
             raise ValueError(f"EvalConfig.request_threshold must be in [0, 1], got {self.request_threshold}")
 
@@ -215,6 +220,10 @@ def _frame_strip(images: dict[str, np.ndarray]) -> np.ndarray:
     return np.concatenate([images[c] for c in sorted(images)], axis=1)
 
 
+def executed_per_chunk(policy: ChunkPolicy, cfg: EvalConfig) -> int:
+    return cfg.actions_per_chunk or policy.n_action_steps
+
+
 def run_sync(env, policy: ChunkPolicy, spec, cfg: EvalConfig, latencies: list[float],
              latency_ns: int = 0) -> EpisodeResult:
     obs = env.reset(spec)
@@ -240,7 +249,7 @@ def run_sync(env, policy: ChunkPolicy, spec, cfg: EvalConfig, latencies: list[fl
                 break
         if success or steps >= max_steps:
             break
-        n_exec = min(policy.n_action_steps, len(chunk))
+        n_exec = min(executed_per_chunk(policy, cfg), len(chunk))
         for i in range(n_exec):
             keep = cfg.frames_every and (steps + 1) % cfg.frames_every == 0
             last = i == n_exec - 1
@@ -300,7 +309,7 @@ def run_async(env, policy: ChunkPolicy, spec, cfg: EvalConfig, latency_ns: int,
         now = (steps - 1) * dt_ns
         for item in [p for p in pending if p[0] <= now]:
             pending.remove(item)
-            executor.add_chunk(now_ns=now, t0_ns=item[1], dt_ns=dt_ns, actions=item[2][: policy.n_action_steps],
+            executor.add_chunk(now_ns=now, t0_ns=item[1], dt_ns=dt_ns, actions=item[2][: executed_per_chunk(policy, cfg)],
                                obs_seq=item[1] // dt_ns, seq=item[1] // dt_ns)
             # Any arrival, kept or dropped as stale, answers the outstanding request.
             requests.on_chunk_received(now)
@@ -369,6 +378,7 @@ class EvalReport:
                 "val": round(self.val, 3), "global": round(self.global_, 3),
                 "n_test": self.n_test, "n_val": self.n_val,
                 "simulated_latency_ms": self.config.get("simulated_latency_ms"),
+                "actions_per_chunk": self.config.get("actions_per_chunk"),
                 "task_time_s": None if self.task_time_s is None else round(self.task_time_s, 2),
                 "idle_fraction": round(self.idle_fraction, 4),
                 "running_idle_fraction": round(self.running_idle_fraction, 4),
@@ -432,6 +442,7 @@ def paired_comparisons(reports: list[EvalReport]) -> list[PairedComparison]:
         lat = a.config.get("simulated_latency_ms")
         for s in reports:
             if s.mode != "sync" or s.config.get("simulated_latency_ms") != lat \
+                    or s.config.get("actions_per_chunk") != a.config.get("actions_per_chunk") \
                     or s.config.get("protocol_seed") != a.config.get("protocol_seed"):
                 continue
             sync_ok = {(e["split"], e["index"]): bool(e["success"]) for e in s.episodes}
@@ -460,8 +471,9 @@ def paired_markdown(pairs: list[PairedComparison]) -> str:
 def markdown_table(rows: list[dict[str, Any]]) -> str:
     lines = ["| policy | format | mode | latency (ms, this CPU) | success test | val | global [95% CI] "
              "| episodes (test/val) "
-             "| simulated latency (ms) | task time (s, successes) | idle fraction | idle after the first chunk |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| simulated latency (ms) | actions executed per chunk | task time (s, successes) "
+             "| idle fraction | idle after the first chunk |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         sim = r.get("simulated_latency_ms")
         tt = r.get("task_time_s")
@@ -469,7 +481,8 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
         ci_text = f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci and not math.isnan(ci[0]) else ""
         lines.append(f"| {r['policy']} | {r['format']} | {r['mode']} | {r['latency_ms']:.1f} | {r['test']:.2f} | "
                      f"{r['val']:.2f} | {r['global']:.2f}{ci_text} | {r['n_test']}/{r['n_val']} | "
-                     f"{'-' if sim is None else f'{sim:.0f}'} | {'-' if tt is None else f'{tt:.2f}'} | "
+                     f"{'-' if sim is None else f'{sim:.0f}'} | {r.get('actions_per_chunk') or 'all'} | "
+                     f"{'-' if tt is None else f'{tt:.2f}'} | "
                      f"{r.get('idle_fraction', 0.0):.3f} | {r.get('running_idle_fraction', 0.0):.3f} |")
     return "\n".join(lines) + "\n"
 

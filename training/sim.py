@@ -28,6 +28,9 @@ JOINT_NAMES: tuple[str, ...] = (
     "shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper",
 )
 CAMERAS: tuple[str, ...] = ("top", "gripper", "left")
+# The task's phases in order (`TeaBagEnv.task_phase`): a failed episode says where it stalled.
+TASK_PHASES: tuple[str, ...] = ("reaching", "grasped", "carrying", "in_mug")
+BAG_LIFTED_Z_M = 0.03
 # (low, high) in rad, SO-101 URDF-like; the gripper is the servo angle of the rack and pinion.
 JOINT_LIMITS = np.array(
     [[-1.92, 1.92], [-1.75, 1.75], [-1.69, 1.69], [-1.66, 1.66], [-2.74, 2.84], [0.0, 1.75]],
@@ -450,6 +453,15 @@ class TeaBagEnv:
     def is_success(self) -> bool:
         """Tea bag inside the mug and released (no finger touching it)."""
         return self.bag_in_mug() and self.finger_bag_contacts() == 0
+
+    def task_phase(self) -> str:
+        """Where the task stands, from the privileged scene state: one of `TASK_PHASES`."""
+        if self.bag_in_mug():
+            return "in_mug"
+        held = self.finger_bag_contacts() == 2 and np.linalg.norm(self.bag_pos() - self.tcp_pos()) < 0.03
+        if held:
+            return "carrying" if self.bag_pos()[2] > BAG_LIFTED_Z_M else "grasped"
+        return "reaching"
 
     def close(self) -> None:
         for r in self._renderers.values():

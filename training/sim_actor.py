@@ -192,6 +192,7 @@ class SimPlantActor(Actor):
         return {
             "episodes": self.episodes, "successes": self.successes,
             "success": bool(self.env.is_success()), "sim_time_s": round(self.env.sim_time_s, 4),
+            "task_phase": self.env.task_phase(),
             "frames": self.frames, "state_msgs": self.state_msgs, "commands": self.commands,
             "physics_steps": self.physics_steps, "lag_jumps": self.lag_jumps,
             "render_ms_mean": round(1e3 * self.render_s / self.frames, 3) if self.frames else 0.0,

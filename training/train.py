@@ -57,6 +57,10 @@ class TrainConfig:
     # normalised alike: a model trained on lerobot 0.4.4's broken image stats (image_stats.py)
     # would see ~70x smaller inputs on a repaired dataset.
     init_from: str | None = None
+    # Forward pass under bfloat16 autocast (weights, gradients and Adam stay float32). Pays
+    # where the CPU has AMX or AVX512-BF16 (`edgevla bench train-step` measures it); slower
+    # elsewhere.
+    bf16_autocast: bool = False
 
     def __post_init__(self) -> None:
         if self.policy not in ("act", "smolvla"):
@@ -411,6 +415,11 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
         print(f"warning: {cfg.dataset}: image std below 0.01 for {', '.join(broken)} (lerobot "
               f"0.4.4 stats bug): pixels are normalised ~40-85x too strongly. For a new run, "
               f"repair them first: edgevla dataset fix-stats {cfg.dataset}", flush=True)
+    state_dim = int(meta.features["observation.state"]["shape"][0])
+    if state_dim == N_JOINTS:
+        print(f"note: {cfg.dataset}: observation.state holds joint positions only (datasets "
+              f"recorded before 2026-12-06), not the servo goal: the policy will not know how "
+              f"the arm is moving. `edgevla dataset record` writes both.", flush=True)
     policy, pre, post = build_policy(cfg, meta, out)
     optimizer, scheduler = _optimizer_and_scheduler(policy, cfg.steps)
 
@@ -472,7 +481,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
         task = bar.add_task("train", total=cfg.steps, completed=step, loss="-")
         while step < cfg.steps:
             batch = pre(next(batches))
-            loss, _ = policy.forward(batch)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16_autocast):
+                loss, _ = policy.forward(batch)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"step {step}: loss is {loss.item()} (lower TrainConfig.lr?)")
             optimizer.zero_grad(set_to_none=True)
