@@ -1,7 +1,8 @@
 """Checks of a graph against this machine before anything starts.
 
 The graph parser (`edgevla.actors.graph`) judges the file alone; this looks at what the file
-points to. Today: the model bundle of every model stage exists and its manifest is valid, so a
+points to. The model bundle of every model stage exists, its manifest is valid and holds a
+policy that the stage's kind runs, so a
 wrong path is one clear line from `edgevla check` / `edgevla run` instead of a stage actor that
 fails its setup and restarts with back-off until someone reads its log.
 """
@@ -16,6 +17,7 @@ MODEL_STAGE_KINDS = frozenset({"vision", "prefill", "denoise", "act_decoder", "p
 
 def preflight(graph: Any) -> list[str]:
     """Problems as ``file:line: actor: ...`` lines; empty when the graph can start here."""
+    from edgevla.actors.registry import resolve
     from edgevla.actors.stages import resolve_model
     from edgevla.actors.supervisor import expand_placeholders
     from edgevla.deploy.bundle import load_manifest
@@ -26,7 +28,13 @@ def preflight(graph: Any) -> list[str]:
             continue
         params = expand_placeholders(dict(a.params), graph.path, None)
         try:
-            load_manifest(resolve_model(params, name))
+            path = resolve_model(params, name)
+            manifest = load_manifest(path)
         except (ValueError, FileNotFoundError) as exc:  # BundleError is a ValueError
             problems.append(f"{graph.path}:{a.line}: {exc}")
+            continue
+        runs = resolve(a.kind).policies
+        if manifest.policy not in runs:
+            problems.append(f"{graph.path}:{a.line}: {name}: kind {a.kind} runs {'/'.join(runs)} "
+                            f"bundles, {path} holds a {manifest.policy} model")
     return problems

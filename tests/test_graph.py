@@ -146,3 +146,20 @@ def test_check_and_run_refuse_a_graph_whose_model_bundle_is_missing(tmp_path, ca
     assert {ln.split(": ")[1] for ln in lines} == {"vision", "decoder"}
     assert main(["run", str(bad), "--duration", "1", "--headless"]) == 2
     assert "graph cannot start here" in capsys.readouterr().out
+
+
+@pytest.mark.train
+def test_check_refuses_a_stage_pointed_at_a_bundle_of_another_policy(tmp_path, capsys):
+    # an act_decoder given a SmolVLA bundle would crash-loop under run: check says so up front
+    from edgevla.actors.cli import main
+    from edgevla.deploy.smolvla_local import tiny_bundle
+
+    _, smolvla = tiny_bundle("smolvla")
+    capsys.readouterr()  # what building it printed
+    shipped = Path(__file__).resolve().parents[1] / "graphs" / "sim.yaml"
+    bad = tmp_path / "sim.yaml"
+    bad.write_text(shipped.read_text().replace("${GRAPH_DIR}/../../models/default/bundle", str(smolvla)))
+    assert main(["check", str(bad)]) == 2
+    (line,) = capsys.readouterr().out.splitlines()  # vision runs both policies: only the decoder
+    assert f"{bad}:" in line and "decoder: kind act_decoder runs act bundles" in line
+    assert "holds a smolvla model" in line
