@@ -69,7 +69,22 @@ def print_result(res: BenchResult) -> None:
         console.print(f"note: {n}")
 
 
+def check_json_path(json_path: str) -> Path:
+    """Refuse an unusable --json path before the benchmark spends minutes measuring."""
+    p = Path(json_path)
+    if p.is_dir():
+        raise ValueError(f"--json {p}: is a directory (expected a file path, e.g. {p / 'bench.json'})")
+    parent = p.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise ValueError(f"--json {p}: {parent} is not a writable directory")
+    return p
+
+
 def run_bench(name: str, quick: bool, json_path: str | None) -> BenchResult:
+    if json_path:
+        check_json_path(json_path)
     fn = load(name)
     t0 = time.perf_counter()
     res: BenchResult = fn(quick=quick)
@@ -86,8 +101,11 @@ def run_bench(name: str, quick: bool, json_path: str | None) -> BenchResult:
             "summary": res.summary,
             "notes": res.notes,
         }
-        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(json_path).write_text(json.dumps(out, indent=2, default=str))
+        path = Path(json_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(out, indent=2, default=str))
+        tmp.replace(path)  # whole or not at all
     return res
 
 
@@ -98,4 +116,17 @@ def add_parser(sub) -> None:
     p.add_argument("name", help="benchmark name: " + ", ".join(sorted(BENCHES)))
     p.add_argument("--quick", action="store_true", help="small sizes, about a minute")
     p.add_argument("--json", metavar="PATH", help="write rows and summary as JSON here")
-    p.set_defaults(func=lambda a: run_bench(a.name, a.quick, a.json) and 0)
+    p.set_defaults(func=_cmd_bench)
+
+
+def _cmd_bench(args) -> int:
+    import sys
+
+    try:
+        if args.json:
+            check_json_path(args.json)
+    except ValueError as exc:
+        print(f"edgevla bench: {exc}", file=sys.stderr)
+        return 2
+    run_bench(args.name, args.quick, args.json)
+    return 0

@@ -7,6 +7,9 @@ import json
 import sys
 from pathlib import Path
 
+from edgevla.actors.user_files import usable_file
+
+RECORDING = "an MCAP recording written by `edgevla run --record`"
 REPLAY_HELP = """\
 Replay a recording made with `edgevla run GRAPH --record out.mcap` (rotated or restarted
 continuations out.1.mcap, out.2.mcap ... are read too).
@@ -98,7 +101,15 @@ def _replay(args) -> int:
         print("edgevla replay: --replace needs --graph (the graph the live actors come from)",
               file=sys.stderr)
         return 2
+    if not args.step and not args.speed > 0:
+        print(f"edgevla replay: --speed must be > 0 (2 = twice as fast), got {args.speed:g}",
+              file=sys.stderr)
+        return 2
+    if args.delivery_us < 0:
+        print(f"edgevla replay: --delivery-us must be >= 0, got {args.delivery_us:g}", file=sys.stderr)
+        return 2
     try:
+        usable_file(args.file, RECORDING)
         msgs, traces = rp.load_recording(args.file, args.topics)
         overrides = rp.parse_sets(args.sets)
     except (FileNotFoundError, ValueError) as exc:
@@ -200,6 +211,7 @@ def _inspect(args) -> int:
     from edgevla.actors.inspect_mcap import inspect_file, plot_timeline, print_inspection
 
     try:
+        usable_file(args.file, RECORDING)
         ins, msgs = inspect_file(args.file)
     except (FileNotFoundError, ValueError) as exc:
         print(f"edgevla inspect: {exc}", file=sys.stderr)

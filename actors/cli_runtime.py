@@ -22,7 +22,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except GraphError as exc:
         console.print(f"[bold red]graph rejected[/] ({len(exc.problems)} problem(s)):")
         for p in exc.problems:
-            console.print(f"  {p}", markup=False, highlight=False)
+            console.print(f"  {p}", markup=False, highlight=False, soft_wrap=True)
         return 2
     graph = _with_bundle_paths(graph, Path(args.graph))
     from edgevla.actors.preflight import preflight
@@ -31,7 +31,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if problems:
         console.print(f"[bold red]graph cannot start here[/] ({len(problems)} problem(s)):")
         for p in problems:
-            console.print(f"  {p}", markup=False, highlight=False)
+            console.print(f"  {p}", markup=False, highlight=False, soft_wrap=True)
         return 2
     if args.record:
         graph = add_recorder(graph, args.record)
@@ -142,6 +142,17 @@ def _cmd_simple(cmd: str):
     return handler
 
 
+def _positive_s(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0 s (leave it out to run until stopped), "
+                                         f"got {text!r}")
+    return v
+
+
 def _nonnegative_ms(text: str) -> float:
     try:
         v = float(text)
@@ -187,8 +198,8 @@ def add_parser(sub) -> None:
                                    "heartbeats, restart per policy, show a live table. Stops on "
                                    "Ctrl-C, `edgevla stop`, or after --duration.")
     p.add_argument("graph", help="graph YAML file, or a bundle directory holding graph.yaml")
-    p.add_argument("--duration", type=float, default=None, metavar="S",
-                   help="stop after S seconds (default: run until stopped)")
+    p.add_argument("--duration", type=_positive_s, default=None, metavar="S",
+                   help="stop after S seconds, S > 0 (default: run until stopped)")
     p.add_argument("--headless", action="store_true",
                    help="no live table; print the summary at the end")
     p.add_argument("--record", metavar="OUT.mcap", help="record every topic to an MCAP file")
@@ -223,7 +234,7 @@ def add_parser(sub) -> None:
                                    "model, executor, M7 host firmware, simulated arm) for a "
                                    "bounded time and leave a summary and plots in --out.")
     p.add_argument("--out", default="out/demo", help="where summary and plots go")
-    p.add_argument("--duration", type=float, default=None, metavar="S",
+    p.add_argument("--duration", type=_positive_s, default=None, metavar="S",
                    help="seconds to run (default: the profile's own)")
     p.add_argument("--profile", default="sim", choices=("sim", "skeleton"),
                    help="sim: the full graph; skeleton: synthetic cameras and dummy stages")

@@ -25,6 +25,8 @@ from typing import Any
 
 import yaml
 
+from edgevla.actors.user_files import UserFileError, read_text
+
 RESTART_POLICIES = ("never", "on-failure", "always")
 TRANSPORTS = ("ipc", "tcp")
 _TOPIC_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-/.")
@@ -457,4 +459,8 @@ def load_graph(path: str | os.PathLike) -> GraphConfig:
         p = p / "graph.yaml"
     if not p.exists():
         raise GraphError([f"{p}: no such graph file"])
-    return parse_graph(p.read_text(), str(p))
+    try:
+        text = read_text(p, "a graph YAML file, or a bundle directory with graph.yaml")
+    except UserFileError as exc:
+        raise GraphError([str(exc)]) from None
+    return parse_graph(text, str(p))

@@ -1,0 +1,83 @@
+"""Wrong files and values on the command line: one line naming what is wrong, exit 2, nothing
+created, no traceback."""
+
+from __future__ import annotations
+
+import pytest
+
+from edgevla.actors.cli import main
+from edgevla.actors.user_files import UserFileError, read_text, usable_file
+
+MCAP_MAGIC = b"\x89MCAP0\r\n"
+
+
+@pytest.fixture
+def files(tmp_path):
+    rec = tmp_path / "run.mcap"
+    rec.write_bytes(MCAP_MAGIC + bytes(range(256)))
+    noise = tmp_path / "noise.bin"
+    noise.write_bytes(bytes([0xFF, 0xFE, 0x00, 0x9C]) * 64)
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    return {"rec": rec, "noise": noise, "empty": empty, "folder": folder}
+
+
+def _one_line(capsys) -> str:
+    out = capsys.readouterr()
+    text = (out.out + out.err).strip()
+    assert "Traceback" not in text
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    return lines[-1]
+
+
+def test_user_file_reader_names_the_file_and_what_was_expected(files, tmp_path):
+    with pytest.raises(UserFileError, match="holds an MCAP recording, not text"):
+        read_text(files["rec"], "a graph")
+    with pytest.raises(UserFileError, match="holds binary data"):
+        read_text(files["noise"], "a graph")
+    with pytest.raises(UserFileError, match="is empty"):
+        usable_file(files["empty"], "a graph")
+    with pytest.raises(UserFileError, match="is a directory"):
+        usable_file(files["folder"], "a recording")
+    with pytest.raises(UserFileError, match="no such file"):
+        usable_file(tmp_path / "nope", "a recording")
+
+
+@pytest.mark.parametrize("cmd", ["check", "run"])
+@pytest.mark.parametrize("which", ["rec", "noise", "empty"])
+def test_check_and_run_refuse_files_that_are_no_graph(cmd, which, files, capsys):
+    argv = [cmd, str(files[which])] + (["--duration", "1", "--headless"] if cmd == "run" else [])
+    assert main(argv) == 2
+    line = _one_line(capsys)
+    assert str(files[which]) in line and "expected a graph YAML file" in line
+
+
+def test_inspect_and_replay_refuse_a_directory_and_bad_values(files, tmp_path, capsys,
+                                                             monkeypatch):
+    assert main(["inspect", str(files["folder"])]) == 2
+    assert "is a directory" in _one_line(capsys)
+    assert main(["replay", str(files["folder"]), "--step"]) == 2
+    assert "is a directory" in _one_line(capsys)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "xdg"))
+    assert main(["replay", str(files["rec"]), "--speed", "0"]) == 2
+    assert "--speed must be > 0" in _one_line(capsys)
+    assert not (tmp_path / "xdg").exists()  # no run directory made for a refused replay
+
+
+def test_bench_refuses_a_directory_for_json_before_measuring(files, capsys, monkeypatch):
+    import edgevla.actors.bench as bench
+
+    monkeypatch.setattr(bench, "load", lambda name: pytest.fail("the benchmark ran"))
+    assert main(["bench", "bus", "--quick", "--json", str(files["folder"])]) == 2
+    assert "is a directory" in _one_line(capsys)
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "soon"])
+def test_run_and_demo_refuse_a_duration_that_is_not_positive(value, files, capsys):
+    for cmd in (["run", str(files["rec"])], ["demo"]):
+        with pytest.raises(SystemExit) as exc:
+            main([*cmd, "--duration", value])
+        assert exc.value.code == 2
+        assert "--duration" in capsys.readouterr().err
