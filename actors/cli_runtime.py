@@ -34,6 +34,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
             console.print(f"  {p}", markup=False, highlight=False, soft_wrap=True)
         return 2
     if args.record:
+        if Path(args.record).exists():
+            console.print(f"{args.record}: exists (a recording of another run); record to a new "
+                          f"name or delete it", markup=False, highlight=False, soft_wrap=True)
+            return 2
         graph = add_recorder(graph, args.record)
     sup = Supervisor(graph)
     console.print(f"run dir: {sup.run_dir}  (edgevla status / scale / stop talk to this run)")
@@ -67,7 +71,8 @@ def add_recorder(graph, path: str, name: str = "recorder", params: dict | None =
 
     rec = ActorConfig(name=name, kind="recorder", inputs={"*": "*"}, rate_hz=20.0,
                       restart=RestartPolicy(policy="always", max_restarts=100, backoff_s=0.1),
-                      heartbeat_timeout_s=5.0, params={"path": str(path), **(params or {})})
+                      heartbeat_timeout_s=5.0,
+                      params={"path": str(path), "run_id": "${RUN_DIR}", **(params or {})})
     actors = {n: replace(a, after=(*a.after, name)) for n, a in graph.actors.items()}
     actors[name] = rec
     return replace(graph, actors=actors)

@@ -522,18 +522,48 @@ def _mcap_records_linear(path: str | os.PathLike, f: Any,
 
 
 def recording_files(path: str | os.PathLike) -> list[Path]:
-    """``out.mcap`` plus its rotations/restarts ``out.1.mcap``, ``out.2.mcap`` ... in order."""
+    """``out.mcap`` plus its rotations/restarts ``out.1.mcap``, ``out.2.mcap`` ... in order.
+
+    Only files of the same run: a continuation whose ``run_id`` differs from the first file's is
+    another recording that happens to have the next name, and ends the list (with a warning).
+    """
     p = Path(path)
     stem = p.name[: -len(p.suffix)] if p.suffix else p.name
-    files = [p] if p.exists() else []
+    if not p.exists():
+        return []
+    files = [p]
+    run = recording_run_id(p)
     i = 1
     while True:
         cand = p.with_name(f"{stem}.{i}{p.suffix or '.mcap'}")
         if not cand.exists():
             break
+        other = recording_run_id(cand)
+        if other != run:
+            log.warning("%s belongs to another run (%s, not %s): not read with %s", cand,
+                        other or "no run id", run or "no run id", p)
+            break
         files.append(cand)
         i += 1
     return files
+
+
+def recording_run_id(path: str | os.PathLike) -> str:
+    """The ``run_id`` the recorder wrote at the start of ``path`` ("" when it has none)."""
+    from mcap.exceptions import McapError
+    from mcap.records import Chunk, Message, Metadata
+    from mcap.stream_reader import StreamReader
+
+    try:
+        with open(path, "rb") as fh:
+            for record in StreamReader(fh, skip_magic=False).records:
+                if isinstance(record, Metadata) and record.name == "edgevla":
+                    return str(record.metadata.get("run_id", ""))
+                if isinstance(record, (Chunk, Message)):  # metadata comes before any data
+                    return ""
+    except (McapError, EOFError, struct.error, OSError):
+        pass
+    return ""
 
 
 TRACE_PREFIX = "_trace/"
@@ -563,6 +593,9 @@ class RecorderConfig:
     fsync: bool = False  # fsync each commit (power-loss safety; costs throughput)
     writer_thread: bool = True  # write off the actor loop (False: inline, for tests)
     max_queue_mb: float = 512.0  # messages waiting for the disk before the recorder drops
+    # Which run the files belong to (`edgevla run` passes its run dir): a restarted or rotated
+    # recorder writes out.1.mcap, out.2.mcap ... with the same id, so readers join only those.
+    run_id: str = ""
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> "RecorderConfig":
@@ -637,7 +670,8 @@ class RecorderActor(Actor):
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             self._rec = McapRecording(path, chunk_size=int(self.cfg.chunk_size),
                                       compression=self.cfg.compression, fsync=self.cfg.fsync,
-                                      metadata={"recorder": self.name, "pid": os.getpid()})
+                                      metadata={"recorder": self.name, "pid": os.getpid(),
+                                                "run_id": self.cfg.run_id})
         except OSError as exc:
             self._rec = None
             self._fail(exc, "open", now_ns)

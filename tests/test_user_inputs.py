@@ -81,3 +81,28 @@ def test_run_and_demo_refuse_a_duration_that_is_not_positive(value, files, capsy
             main([*cmd, "--duration", value])
         assert exc.value.code == 2
         assert "--duration" in capsys.readouterr().err
+
+
+def test_continuations_of_another_run_are_not_joined(tmp_path, caplog):
+    from edgevla.actors.recorder import McapRecording, next_free_path, recording_files
+
+    def write(run_id: str):
+        rec = McapRecording(next_free_path(tmp_path / "out.mcap"), metadata={"run_id": run_id})
+        rec.close()
+
+    write("/run/a")
+    write("/run/a")  # the same run's recorder restarted: out.1.mcap
+    write("/run/b")  # another run recorded onto the same name: out.2.mcap
+    assert [p.name for p in recording_files(tmp_path / "out.mcap")] == ["out.mcap", "out.1.mcap"]
+    assert "belongs to another run" in caplog.text
+
+
+def test_run_refuses_to_record_onto_an_existing_file(tmp_path, capsys):
+    from pathlib import Path
+
+    shipped = Path(__file__).resolve().parents[1] / "graphs" / "skeleton.yaml"
+    old = tmp_path / "old.mcap"
+    old.write_bytes(MCAP_MAGIC)
+    assert main(["run", str(shipped), "--duration", "1", "--headless", "--record", str(old)]) == 2
+    assert "exists" in _one_line(capsys)
+    assert old.read_bytes() == MCAP_MAGIC and not (tmp_path / "old.1.mcap").exists()
