@@ -52,11 +52,22 @@ def _cmd_run(args: argparse.Namespace) -> int:
     final = sup.final_status
     console.print(status_table(final, title=f"summary · {graph.name} · ran "
                                             f"{final.get('uptime_s', 0):.1f}s"))
+    from edgevla.actors.run_verdict import problems, restart_notes
+    from edgevla.actors.supervisor import STARTUP_GRACE_S
+
+    for line in restart_notes(final):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+    bad = problems(final, STARTUP_GRACE_S)
+    final["verdict"] = {"ok": not bad, "problems": bad}
     if args.summary_json:
         Path(args.summary_json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.summary_json).write_text(json.dumps(final, indent=1, default=str))
-    failed = [a for a in final["actors"] if a["state"] == "failed"]
-    return 1 if failed else 0
+    if bad:
+        console.print(f"[bold red]run failed[/] ({len(bad)} problem(s)):")
+        for line in bad:
+            console.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
+        return 1
+    return 0
 
 
 def add_recorder(graph, path: str, name: str = "recorder", params: dict | None = None):

@@ -27,6 +27,7 @@ from edgevla.actors import shm as _shm
 from edgevla.actors.bus import Subscriber, bind, make_run_dir, request, serve_requests
 from edgevla.actors.graph import ActorConfig, GraphConfig
 from edgevla.actors.messages import Command, Heartbeat, MalformedMessage, decode
+from edgevla.actors.run_verdict import tail_error
 from edgevla.actors.runtime import ProcessSpec
 
 log = logging.getLogger("edgevla.supervisor")
@@ -49,6 +50,8 @@ class Replica:
     last_heartbeat_at: float = 0.0
     last_stats: dict[str, Any] = field(default_factory=dict)
     last_exit: int | None = None
+    last_error: str | None = None  # the last error line of its log, read when it exited
+    healthy_once: bool = False  # a heartbeat has arrived from some incarnation of it
     events: list[str] = field(default_factory=list)
 
     @property
@@ -238,6 +241,9 @@ class Supervisor:
         self._reap_shm(r)
         r.last_exit = code
         failed = code != 0 or r.state == "hung"
+        if failed:
+            r.last_error = tail_error(r.log_path) or (
+                "no heartbeat: killed as hung" if r.state == "hung" else f"exit code {code}")
         policy = r.actor.restart
         r.events.append(f"{now - self.started_at:.2f}s exit {code}"
                         f"{' (hung)' if r.state == 'hung' else ''}")
@@ -317,6 +323,7 @@ class Supervisor:
                 if r.index == replica and r.pid == hb.pid:
                     r.last_heartbeat_at = now
                     r.last_stats = hb.stats
+                    r.healthy_once = True
 
     # ------------------------------------------------------------------ control
     def _apply_governor(self, cmd: Command) -> None:
@@ -400,7 +407,8 @@ class Supervisor:
                 "skipped": s.get("skipped", 0), "dropped_send": s.get("dropped_send", 0),
                 "rss_mb": s.get("rss_mb"), "cpu_s": s.get("cpu_s"), "steps": s.get("steps", 0),
                 "actor_stats": s.get("actor_stats", {}), "bus": s.get("bus", {}),
-                "last_exit": r.last_exit, "events": r.events[-20:],
+                "last_exit": r.last_exit, "last_error": r.last_error,
+                "healthy_once": r.healthy_once, "events": r.events[-20:],
             })
         return {"graph": self.graph.name, "run_dir": str(self.run_dir), "pid": os.getpid(),
                 "uptime_s": round(time.monotonic() - self.started_at, 2), "actors": actors,
@@ -445,7 +453,8 @@ class Supervisor:
             r.state = "stopping"
             _terminate(r.popen, timeout_s)
         self._reap_shm(r)
-        r.state = "stopped"
+        if r.state not in ("failed", "exited"):  # the summary must still say how it ended
+            r.state = "stopped"
 
     def stop(self) -> None:
         final = self.status()

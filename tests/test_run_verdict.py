@@ -1,0 +1,63 @@
+"""`edgevla run` tells a failed run from a good one and says why actors restarted."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edgevla.actors.run_verdict import last_error_line, problems, restart_notes
+
+LOG = """\
+12:00:01 INFO executor.0 starting
+Traceback (most recent call last):
+  File "/x/link.py", line 80, in open
+    raise LinkDown(f"cannot open M7 link port {path!r}")
+edgevla.firmware_bridge.link.LinkDown: cannot open M7 link port '/dev/ttyRPMSG30'
+"""
+
+
+def _actor(name="a", **kw):
+    base = {"actor": name, "replica": 0, "state": "running", "restarts": 0, "healthy_once": True,
+            "last_error": None}
+    return {**base, **kw}
+
+
+def test_last_error_line_is_the_exception_not_the_traceback_frames():
+    assert last_error_line(LOG) == ("edgevla.firmware_bridge.link.LinkDown: cannot open M7 "
+                                    "link port '/dev/ttyRPMSG30'")
+    assert last_error_line("2026-12-06 05:00:01,2 ERROR camera: no device /dev/video0\nbye\n") \
+        == "2026-12-06 05:00:01,2 ERROR camera: no device /dev/video0"
+    assert last_error_line("all fine\nstill fine\n") is None
+
+
+def test_verdict_fails_on_failed_never_healthy_or_kept_restarting():
+    good = {"uptime_s": 60, "actors": [_actor("a"), _actor("b", restarts=1, last_error="X: y")]}
+    assert problems(good) == []
+    assert restart_notes(good) == ["b.0: 1 restart(s), last error: X: y"]
+    bad = {"uptime_s": 60, "actors": [
+        _actor("cam", state="failed", restarts=5, last_error="OSError: no /dev/video0"),
+        _actor("vision", healthy_once=False),
+        _actor("executor", restarts=3, last_error="LinkDown: cannot open")]}
+    lines = problems(bad)
+    assert lines == ["cam.0 failed after 5 restart(s): OSError: no /dev/video0",
+                     "vision.0 never became healthy (no heartbeat)",
+                     "executor.0 kept restarting (3 restarts): LinkDown: cannot open"]
+    short = {"uptime_s": 5, "actors": [_actor("vision", healthy_once=False)]}
+    assert problems(short) == []  # a short run may end before a slow model has loaded
+
+
+def test_run_exits_nonzero_and_names_the_error_of_a_crashing_actor(tmp_path, capsys):
+    from edgevla.actors.cli import main
+
+    text = (Path(__file__).resolve().parents[1] / "graphs" / "skeleton.yaml").read_text()
+    assert "kind: counter_sink" in text
+    graph = tmp_path / "crashing.yaml"
+    graph.write_text(text.replace("kind: counter_sink", "kind: counter_sink\n    params: {crash_after: 1}")
+                     .replace("max_restarts: 5", "max_restarts: 1"))
+    summary = tmp_path / "summary.json"
+    rc = main(["run", str(graph), "--duration", "12", "--headless", "--summary-json", str(summary)])
+    out = capsys.readouterr().out
+    assert rc == 1
+    assert "run failed" in out and "sink.0 failed after 1 restart(s)" in out
+    assert "RuntimeError: sink: crash_after=1 reached (test)" in out
