@@ -46,7 +46,13 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    rc = args.func(args)
+    try:
+        rc = args.func(args)
+    except KeyboardInterrupt:
+        # Commands that own long work (run, demo, dataset record) handle Ctrl-C themselves and
+        # end with their summary; anywhere else it is a stop, not a crash: no traceback.
+        print(f"\nedgevla {args.command}: interrupted", file=sys.stderr)
+        return 130
     return int(rc or 0)
 
 

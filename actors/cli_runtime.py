@@ -45,10 +45,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if live_view:
         from rich.live import Live
 
-        with Live(status_table(sup.status()), console=console, refresh_per_second=4) as live:
-            sup.run(args.duration, on_tick=lambda s: live.update(status_table(s.status())))
+        try:
+            with Live(status_table(sup.status()), console=console, refresh_per_second=4) as live:
+                sup.run(args.duration, on_tick=lambda s: live.update(status_table(s.status())))
+        except KeyboardInterrupt:  # Ctrl-C is how a run without --duration ends: a stop
+            console.print("stopped (Ctrl-C)")
     else:
-        sup.run(args.duration)
+        try:
+            sup.run(args.duration)
+        except KeyboardInterrupt:
+            console.print("stopped (Ctrl-C)")
     final = sup.final_status
     console.print(status_table(final, title=f"summary · {graph.name} · ran "
                                             f"{final.get('uptime_s', 0):.1f}s"))

@@ -226,3 +226,25 @@ def test_recorded_arm_never_rests_before_the_task_is_done(full):
             best = max(best, run)
         longest = max(longest, best / ds.fps)
     assert longest <= MAX_REST_S, f"the arm rested {longest:.2f} s mid-task"
+
+
+def test_ctrl_c_keeps_the_saved_episodes_as_a_complete_dataset(tmp_path, monkeypatch):
+    import edgevla.training.dataset_record as dr
+    from edgevla.training.protocol import ProtocolConfig, make_protocol, select_episodes
+    from edgevla.training.sim import SceneConfig
+
+    real, calls = dr._record_one, []
+
+    def interrupted_second(*a, **kw):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **kw)
+
+    monkeypatch.setattr(dr, "_record_one", interrupted_second)
+    specs = select_episodes(make_protocol(ProtocolConfig()), clusters=[2], per_cluster=3)
+    report = dr.record_dataset(tmp_path / "ds", ProtocolConfig(), SceneConfig(width=16, height=16, fps=10),
+                               episodes=specs, progress=False, contact_sheet=False)
+    assert report.interrupted and report.episodes == 1 and report.planned == 3
+    assert not report.failed_episodes
+    assert _load(tmp_path / "ds").num_episodes == 1  # finalized: readable as it is

@@ -61,3 +61,25 @@ def test_run_exits_nonzero_and_names_the_error_of_a_crashing_actor(tmp_path, cap
     assert rc == 1
     assert "run failed" in out and "sink.0 failed after 1 restart(s)" in out
     assert "RuntimeError: sink: crash_after=1 reached (test)" in out
+
+
+def test_ctrl_c_stops_a_run_with_its_summary_and_no_traceback(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    graph = Path(__file__).resolve().parents[1] / "graphs" / "skeleton.yaml"
+    summary = tmp_path / "summary.json"
+    proc = subprocess.Popen([sys.executable, "-m", "edgevla.actors.cli", "run", str(graph),
+                             "--headless", "--summary-json", str(summary)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)  # SIGINT to its group, as a terminal does
+    time.sleep(8.0)  # started (or still starting: Ctrl-C must stop it cleanly either way)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert "Traceback" not in out and "KeyboardInterrupt" not in out
+    assert "stopped (Ctrl-C)" in out and "summary" in out
+    assert proc.returncode == 0, out
+    assert summary.is_file()

@@ -174,6 +174,11 @@ def _cmd_record(args: argparse.Namespace) -> int:
                             repo_id=args.repo_id, progress=not args.no_progress)
     print(report.summary())
     print(f"map: {report.map_png}\ncontact sheet: {report.contact_sheet_png}")
+    if report.interrupted:
+        print(f"interrupted (Ctrl-C): {report.episodes} of {report.planned} episodes recorded; "
+              f"{args.out} is a complete dataset of those (the episode under way was dropped)",
+              file=sys.stderr)
+        return 130
     return 0 if not report.failed_episodes else 1
 
 

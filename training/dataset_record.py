@@ -79,6 +79,8 @@ class RecordReport:
     seconds_write: float = 0.0
     map_png: str = ""
     contact_sheet_png: str = ""
+    interrupted: bool = False  # Ctrl-C: the episodes before it are saved, the one under way not
+    planned: int = 0
 
     def summary(self) -> str:
         fps = self.frames / self.seconds_total if self.seconds_total else 0.0
@@ -150,7 +152,7 @@ def record_dataset(out_dir: str | os.PathLike[str], protocol_cfg: ProtocolConfig
     specs = sorted(specs, key=lambda s: (s.split != "train", s.index))
     max_steps = int(round((max_episode_s or max(scene_cfg.episode_s, 12.0)) * scene_cfg.fps))
 
-    report = RecordReport(out_dir=str(out))
+    report = RecordReport(out_dir=str(out), planned=len(specs))
     t_start = time.perf_counter()
     ds = LeRobotDataset.create(
         repo_id=repo_id, fps=scene_cfg.fps, features=dataset_features(scene_cfg, use_videos),
@@ -172,7 +174,14 @@ def record_dataset(out_dir: str | os.PathLike[str], protocol_cfg: ProtocolConfig
                 for attempt in range(max_retries + 1):
                     run_spec = spec if attempt == 0 else dataclasses.replace(
                         spec, seed=spec.seed + 7919 * attempt)
-                    n, success, timing = _record_one(ds, env, expert, run_spec, max_steps)
+                    try:
+                        n, success, timing = _record_one(ds, env, expert, run_spec, max_steps)
+                    except KeyboardInterrupt:
+                        # Stop between episodes: the half-recorded one is dropped, every saved
+                        # episode stays and the dataset is finalized below, readable as it is.
+                        ds.clear_episode_buffer()
+                        report.interrupted = True
+                        break
                     report.seconds_render += timing[0]
                     report.seconds_physics_expert += timing[1]
                     report.seconds_write += timing[2]
@@ -190,6 +199,8 @@ def record_dataset(out_dir: str | os.PathLike[str], protocol_cfg: ProtocolConfig
                         break
                     ds.clear_episode_buffer()
                     report.retries += 1
+                if report.interrupted:
+                    break
                 if not ok:
                     report.failed_episodes.append(spec.index)
                 if prog:
