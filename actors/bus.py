@@ -95,8 +95,15 @@ def make_run_dir(base: str | os.PathLike | None = None, name: str = "run") -> Pa
     base_path = Path(base)
     base_path.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(base_path, 0o700)
-    run = base_path / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
-    run.mkdir(mode=0o700)
+    stem = f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    run, n = base_path / stem, 1
+    while True:  # two runs started by one process within a second get distinct directories
+        try:
+            run.mkdir(mode=0o700)
+            break
+        except FileExistsError:
+            n += 1
+            run = base_path / f"{stem}-{n}"
     os.chmod(run, 0o700)  # mkdir's mode is masked by umask; make it exact
     return run
 

@@ -241,14 +241,14 @@ def add_parser(sub) -> None:
             p.add_argument("actor")
         if name == "status":
             p.add_argument("--json", action="store_true", help="print raw JSON")
-        p.add_argument("--run-dir", help="run directory (default: the newest run)")
+        p.add_argument("--run-dir", help="run directory or run name (default: the newest live run)")
         p.set_defaults(func=_cmd_status if name == "status" else _cmd_simple(name))
 
     p = sub.add_parser("scale", help="change an actor's rate or replica count at run time")
     p.add_argument("actor")
     p.add_argument("--hz", type=float, help="new loop rate in Hz")
     p.add_argument("--replicas", type=int, help="new number of processes (<= max_replicas)")
-    p.add_argument("--run-dir", help="run directory (default: the newest run)")
+    p.add_argument("--run-dir", help="run directory or run name (default: the newest live run)")
     p.set_defaults(func=_cmd_scale)
 
     p = sub.add_parser("demo", help="the main job: sim profile end to end, bounded, with summary",

@@ -32,7 +32,8 @@ from edgevla.actors.runtime import ProcessSpec
 
 log = logging.getLogger("edgevla.supervisor")
 
-STARTUP_GRACE_S = 30.0  # model loading may take a while before the first heartbeat
+STARTUP_GRACE_S = 30.0
+SUPERVISOR_PID_FILE = "supervisor.pid"  # model loading may take a while before the first heartbeat
 
 
 @dataclass
@@ -470,6 +471,7 @@ class Supervisor:
         for pid in self._pids:  # every process of the run is gone: none of theirs may stay
             _shm.cleanup_pid(pid)
         self.final_status = {**final, **self.status()}
+        (self.run_dir / SUPERVISOR_PID_FILE).unlink(missing_ok=True)
         (self.run_dir / "status.json").write_text(json.dumps(self.final_status, indent=1,
                                                              default=str))
         for s in (self.hb_sock, self.ctl_sock):
@@ -479,7 +481,9 @@ class Supervisor:
         self.ctx.term()
 
     def _write_pointer(self) -> None:
-        """Let `edgevla status/scale/stop` find the newest running supervisor."""
+        """Let `edgevla status/scale/stop` find this run: its pid file says it is live (until
+        `stop` removes it), the ``current`` pointer names the newest run started."""
+        (self.run_dir / SUPERVISOR_PID_FILE).write_text(str(os.getpid()))
         pointer = self.run_dir.parent / "current"
         tmp = self.run_dir.parent / f".current.{os.getpid()}"
         tmp.write_text(str(self.run_dir))
@@ -503,16 +507,52 @@ def _terminate(p: subprocess.Popen, timeout_s: float = 3.0) -> None:
         p.wait(timeout=5)
 
 
-def find_run_dir(run_dir: str | None = None, base_dir: str | None = None) -> Path:
-    if run_dir:
-        return Path(run_dir)
-    base = Path(base_dir or os.environ.get("EDGEVLA_RUN_BASE") or os.path.join(
+def run_base(base_dir: str | None = None) -> Path:
+    return Path(base_dir or os.environ.get("EDGEVLA_RUN_BASE") or os.path.join(
         os.environ.get("XDG_RUNTIME_DIR") or "/tmp", f"edgevla-{os.getuid()}"))
-    pointer = base / "current"
-    if not pointer.exists():
-        raise FileNotFoundError(f"no running edgevla graph found (no {pointer}); "
-                                f"start one with `edgevla run GRAPH` or pass --run-dir")
-    return Path(pointer.read_text().strip())
+
+
+def run_is_live(run_dir: Path) -> bool:
+    """Its supervisor wrote a pid file that `stop` has not removed, and that process lives."""
+    try:
+        pid = int((run_dir / SUPERVISOR_PID_FILE).read_text().strip())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def live_runs(base_dir: str | None = None) -> list[Path]:
+    """Run directories with a live supervisor, newest first."""
+    base = run_base(base_dir)
+    runs = [d for d in base.iterdir() if d.is_dir() and run_is_live(d)] if base.is_dir() else []
+    return sorted(runs, key=lambda d: d.stat().st_mtime, reverse=True)
+
+
+def find_run_dir(run_dir: str | None = None, base_dir: str | None = None) -> Path:
+    """The run a command talks to: ``run_dir`` (a path, or a run's name under the base
+    directory) or else the newest live run. FileNotFoundError says which is missing or ended."""
+    base = run_base(base_dir)
+    if run_dir:
+        rd = Path(run_dir)
+        if not rd.is_dir() and (base / run_dir).is_dir():
+            rd = base / run_dir
+        if not rd.is_dir():
+            raise FileNotFoundError(f"no run {run_dir!r} (neither a directory nor a run under "
+                                    f"{base}); live runs: {_names(live_runs(base_dir))}")
+        if not run_is_live(rd):
+            raise FileNotFoundError(f"run {rd.name} has ended (summary: {rd / 'status.json'}); "
+                                    f"live runs: {_names(live_runs(base_dir))}")
+        return rd
+    live = live_runs(base_dir)
+    if not live:
+        raise FileNotFoundError(f"nothing is running (no live edgevla run under {base}); start "
+                                f"one with `edgevla run GRAPH`")
+    return live[0]
+
+
+def _names(runs: list[Path]) -> str:
+    return ", ".join(d.name for d in runs) or "none"
 
 
 def supervisor_request(payload: dict[str, Any], run_dir: str | None = None,

@@ -83,3 +83,36 @@ def test_ctrl_c_stops_a_run_with_its_summary_and_no_traceback(tmp_path):
     assert "stopped (Ctrl-C)" in out and "summary" in out
     assert proc.returncode == 0, out
     assert summary.is_file()
+
+
+def test_commands_talk_to_the_newest_live_run_or_say_nothing_runs(run_base, monkeypatch, capsys):
+    from edgevla.actors.cli import main
+    from edgevla.actors.supervisor import find_run_dir
+
+    from runtime_helpers import start_graph
+
+    monkeypatch.setenv("EDGEVLA_RUN_BASE", run_base)
+    with pytest.raises(FileNotFoundError, match="nothing is running"):
+        find_run_dir()
+    assert main(["status"]) == 1
+    assert "nothing is running" in capsys.readouterr().err
+    graph = "name: g\nactors:\n  cam: {kind: synthetic_camera, outputs: {frames: f}, rate_hz: 5}\n"
+    older = start_graph(graph, run_base)
+    newer = start_graph(graph, run_base)
+    stopped = []
+    try:
+        assert find_run_dir() == newer.run_dir
+        assert find_run_dir(older.run_dir.name) == older.run_dir  # by name
+        newer.stop()
+        stopped.append(newer)
+        assert find_run_dir() == older.run_dir  # the newest *live* one
+        with pytest.raises(FileNotFoundError, match=f"run {newer.run_dir.name} has ended"):
+            find_run_dir(str(newer.run_dir))
+        with pytest.raises(FileNotFoundError, match="no run 'nope'"):
+            find_run_dir("nope")
+    finally:
+        older.stop()
+        if not stopped:
+            newer.stop()
+    with pytest.raises(FileNotFoundError, match="nothing is running"):
+        find_run_dir()
