@@ -86,6 +86,8 @@ def run_bench(name: str, quick: bool, json_path: str | None) -> BenchResult:
     if json_path:
         check_json_path(json_path)
     fn = load(name)
+    if json_path:  # a benchmark's plots go next to its JSON
+        os.environ["EDGEVLA_BENCH_OUT"] = str(Path(json_path).parent)
     t0 = time.perf_counter()
     res: BenchResult = fn(quick=quick)
     elapsed = time.perf_counter() - t0

@@ -30,7 +30,7 @@ blended target before the safety layer (``..._blend_only``), ``tick_jitter_p50_m
 ``tick_jitter_p99_ms`` under load (at SCHED_FIFO where permitted, as on the board; the
 normal-priority figure is reported next to it), ``step_cpu_p99_us``, and the median and
 minimum of the per-run ratios. A PNG overlays the strategies at LeRobot's worst seam
-(``out/bench/executor_seam.png``, or ``$EDGEVLA_BENCH_OUT``).
+(``executor_seam.png`` next to the ``--json`` file; no plot without one).
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ from edgevla.actors.bench import BenchResult
 from edgevla.actors.blending import STRATEGIES
 from edgevla.actors.clock import VirtualClock, WallClock
 from edgevla.actors.executor_actor import ExecutorActor
+from edgevla.actors.figures import save_figure
 from edgevla.actors.messages import ActionChunk, RobotState
 
 NS = 1_000_000_000
@@ -339,10 +340,7 @@ def plot_seam(runs: dict[str, dict[str, Any]], t_seam: float, latency_ms: float,
     ax1.legend(fontsize=8, ncol=2)
     ax2.axhline(0, color="0.7", lw=0.8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 # ---------------------------------------------------------------------- the bench
@@ -431,8 +429,10 @@ def run(quick: bool = False) -> BenchResult:
         progress.advance(task)
     best = min(STRATEGIES, key=lambda s: worst[s])
     best_blend = min(STRATEGIES, key=lambda s: worst_blend[s])
-    out_dir = Path(os.environ.get("EDGEVLA_BENCH_OUT", "out/bench"))
-    png = plot_seam(plot_runs, plot_meta[0], plot_meta[1], out_dir / "executor_seam.png")
+    # next to the --json file (the harness sets EDGEVLA_BENCH_OUT), never into the cwd
+    out_dir = os.environ.get("EDGEVLA_BENCH_OUT")
+    png = plot_seam(plot_runs, plot_meta[0], plot_meta[1], Path(out_dir) / "executor_seam.png") \
+        if out_dir else None
     for label, j in (("idle", idle), ("cpu_load", loaded), ("cpu_load+rt", loaded_rt)):
         rows.append({"latency_ms": "-", "executor": "edgevla",
                      "strategy": f"tick {label} ({j['priority']})",

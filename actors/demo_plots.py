@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from edgevla.actors.figures import save_figure
+
 PHASE_COLOURS = {"reaching": "#dbe9f6", "grasped": "#fde9c8", "carrying": "#d9f0d3",
                  "in_mug": "#c7e9c0"}
 JOINTS = ("shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper")
@@ -73,10 +75,4 @@ def plot_episode(msgs: list[Any], episode: Any, out: str | Path, title: str = ""
     axes[-1].set_xlim(0.0, sec(t1))
     fig.suptitle(title)
     fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.stem + ".tmp" + out.suffix)
-    fig.savefig(tmp, dpi=90)
-    plt.close(fig)
-    tmp.replace(out)
-    return out
+    return save_figure(fig, out, dpi=90)

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from edgevla.actors.figures import save_figure
 from edgevla.actors.recorder import RecordedMessage, read_recording, recording_files
 
 STAGES = (  # (label, schema) in pipeline order
@@ -258,8 +259,4 @@ def plot_timeline(msgs: list[RecordedMessage], out: str | Path, title: str = "")
         ax[3].legend(loc="upper right", fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out, dpi=100)

@@ -153,9 +153,22 @@ def test_onnxruntime_options_and_litert_delegate_path(act_bundle, tmp_path):
 def test_board_bundle(act_bundle, tmp_path):
     import yaml
 
-    fw = tmp_path / "m7.elf"
-    fw.write_bytes(b"\x7fELF")
+    def elf(name: str, cls: int, machine: int):
+        head = b"\x7fELF" + bytes([cls, 1, 1]) + bytes(9) + (2).to_bytes(2, "little")  # e_type
+        path = tmp_path / name
+        path.write_bytes(head + machine.to_bytes(2, "little") + bytes(40))
+        return path
+
+    # refused before anything is written, and nothing is left for a retry to trip over
+    for bad, why in ((tmp_path / "missing.elf", "no such file"),
+                     (elf("x86.elf", 2, 62), "not a 32-bit"), (elf("riscv.elf", 1, 243), "not Arm"),
+                     (act_bundle / "manifest.json", "not an ELF")):
+        with pytest.raises(BundleError, match=why):
+            write_board_bundle(act_bundle, tmp_path / "board", target="imx95", firmware=bad)
+        assert not (tmp_path / "board").exists() and not list(tmp_path.glob(".board*"))
+    fw = elf("m7.elf", 1, 40)
     out = write_board_bundle(act_bundle, tmp_path / "board", target="imx95", firmware=fw)
+    assert not list(tmp_path.glob(".board*"))  # the temporary folder was renamed into place
     for f in ("graph.yaml", "README.md", "install.sh", "model/manifest.json",
               "systemd/edgevla.service", "systemd/edgevla-m7.service", "firmware/edgevla_m7.elf"):
         assert (out / f).is_file(), f

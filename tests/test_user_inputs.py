@@ -106,3 +106,18 @@ def test_run_refuses_to_record_onto_an_existing_file(tmp_path, capsys):
     assert main(["run", str(shipped), "--duration", "1", "--headless", "--record", str(old)]) == 2
     assert "exists" in _one_line(capsys)
     assert old.read_bytes() == MCAP_MAGIC and not (tmp_path / "old.1.mcap").exists()
+
+
+def test_figures_are_png_whole_and_at_the_path_reported(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from edgevla.actors.figures import save_figure
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    out = save_figure(fig, tmp_path / "plots" / "timeline")
+    assert out == tmp_path / "plots" / "timeline.png" and out.read_bytes()[:4] == b"\x89PNG"
+    assert [p.name for p in (tmp_path / "plots").iterdir()] == ["timeline.png"]  # no temp left

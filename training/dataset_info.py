@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from edgevla.actors.figures import save_figure
 from edgevla.deploy.state_layout import N_JOINTS, layout_name
 from edgevla.training.dataset_record import META_KEYS, RECOVERY_KIND_CODES, REPO_ID, SPLIT_CODES
 
@@ -177,6 +178,4 @@ def contact_sheet(root: str | os.PathLike[str], path: str, max_episodes: int = 6
     fig.suptitle(f"{ds.meta.tasks.index[0] if ds.meta.tasks is not None else ''} — cameras: "
                  + " | ".join(c.split('.')[-1] for c in cams), fontsize=8)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return str(save_figure(fig, path))

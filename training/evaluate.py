@@ -30,6 +30,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from edgevla.actors.figures import save_figure
 from edgevla.deploy.state_layout import policy_state
 
 SPLITS = ("test", "val", "global")
@@ -527,9 +528,7 @@ def latency_sweep_plot(rows: list[dict[str, Any]], path: Path) -> Path:
         ax.legend()
     axes[2].set_ylim(-0.05, 1.05)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=100)
 
 
 def contact_sheet(results: list[EpisodeResult], path: Path, columns: int = 8) -> Path:
@@ -555,9 +554,7 @@ def contact_sheet(results: list[EpisodeResult], path: Path, columns: int = 8) ->
                 s.set_linewidth(2)
         axes[i][0].set_ylabel(f"{r.split} c{r.cluster}\n{'ok' if r.success else 'fail'}", fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=90)
 
 
 def write_videos(results: list[EpisodeResult], folder: Path, fps: int) -> Path:

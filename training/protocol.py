@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from edgevla.actors.figures import save_figure
 from edgevla.training.sim import (
     HOME_Q,
     MUG_HOME_XY,
@@ -257,9 +258,7 @@ def draw_map(specs: list[EpisodeSpec], cfg: ProtocolConfig, path: str) -> str:
                  f"(orange); o normal, x recovery ({n_rec})", fontsize=9)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return str(save_figure(fig, path))
 
 
 __all__ = ["EpisodeSpec", "HOME_Q", "ProtocolConfig", "cluster_centers", "draw_map",

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from edgevla.actors.figures import save_figure
 from edgevla.deploy.state_layout import LAYOUTS, N_JOINTS
 
 CAMERA_KEYS = tuple(f"observation.images.{c}" for c in ("top", "gripper", "left"))
@@ -316,8 +317,7 @@ def plot_losses(losses: list[tuple[int, float]], path: Path, title: str) -> None
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 # ------------------------------------------------------------------------------- training
