@@ -36,7 +36,7 @@ Graph params (all optional)::
     max_accel_rad_s2: 40.0
     hold_decel_rad_s2: 40.0        # deceleration while starved
     rate_hz: 100                   # nominal control rate (first tick only; dt is measured)
-    mcu_port: /dev/ttyRPMSG0       # forward waypoints to the M7
+    mcu_port: /dev/ttyRPMSG30      # forward waypoints to the M7
     governor: {enabled: true, high: 0.8, low: 0.5, cooldown_ms: 1000, knobs: [...]}
 """
 

@@ -241,12 +241,12 @@ class BoardTarget:
 TARGETS = {
     # i.MX 95: 6x Cortex-A55 (cpu0-5), Cortex-M7 via remoteproc, eIQ Neutron NPU.
     "imx95": BoardTarget(name="imx95", cores=6, rt_cores=(1,), io_cores=(0,),
-                         inference_cores=(2, 3, 4, 5), m7_firmware="edgevla_m7.elf",
+                         inference_cores=(2, 3, 4, 5), m7_firmware="edgevla-fw.elf",
                          remoteproc="remoteproc0", rpmsg_tty="/dev/ttyRPMSG30",
                          npu_delegate="/usr/lib/libneutron_delegate.so"),
     # i.MX 8M Plus: 4x A53, M7, VeriSilicon NPU behind the VX delegate.
     "imx8mp": BoardTarget(name="imx8mp", cores=4, rt_cores=(1,), io_cores=(0,),
-                          inference_cores=(2, 3), m7_firmware="edgevla_m7.elf",
+                          inference_cores=(2, 3), m7_firmware="edgevla-fw.elf",
                           remoteproc="remoteproc0", rpmsg_tty="/dev/ttyRPMSG30",
                           npu_delegate="/usr/lib/libvx_delegate.so"),
 }

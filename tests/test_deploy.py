@@ -170,7 +170,7 @@ def test_board_bundle(act_bundle, tmp_path):
     out = write_board_bundle(act_bundle, tmp_path / "board", target="imx95", firmware=fw)
     assert not list(tmp_path.glob(".board*"))  # the temporary folder was renamed into place
     for f in ("graph.yaml", "README.md", "install.sh", "model/manifest.json",
-              "systemd/edgevla.service", "systemd/edgevla-m7.service", "firmware/edgevla_m7.elf"):
+              "systemd/edgevla.service", "systemd/edgevla-m7.service", "firmware/edgevla-fw.elf"):
         assert (out / f).is_file(), f
     load_manifest(out / "model")  # every variant was copied
     g = yaml.safe_load((out / "graph.yaml").read_text())
