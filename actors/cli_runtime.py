@@ -46,8 +46,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         from rich.live import Live
 
         try:
-            with Live(status_table(sup.status()), console=console, refresh_per_second=4) as live:
-                sup.run(args.duration, on_tick=lambda s: live.update(status_table(s.status())))
+            with Live(status_table(sup.status(), width=console.width), console=console,
+                      refresh_per_second=4) as live:
+                sup.run(args.duration, on_tick=lambda s: live.update(
+                    status_table(s.status(), width=console.width)))
         except KeyboardInterrupt:  # Ctrl-C is how a run without --duration ends: a stop
             console.print("stopped (Ctrl-C)")
     else:
@@ -56,7 +58,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             console.print("stopped (Ctrl-C)")
     final = sup.final_status
-    console.print(status_table(final, title=f"summary · {graph.name} · ran "
+    console.print(status_table(final, width=console.width, title=f"summary · {graph.name} · ran "
                                             f"{final.get('uptime_s', 0):.1f}s"))
     from edgevla.actors.run_verdict import problems, restart_notes
     from edgevla.actors.supervisor import STARTUP_GRACE_S
@@ -127,14 +129,15 @@ def _cmd_status(args: argparse.Namespace) -> int:
     reply = _request(args, {"cmd": "status"})
     if reply is None:
         return 1
-    if args.json:
+    if args.json or not sys.stdout.isatty():  # piped: machine-readable
         print(json.dumps(reply, indent=1, default=str))
     else:
         from rich.console import Console
 
         from edgevla.actors.dashboard import status_table
 
-        Console().print(status_table(reply))
+        console = Console()
+        console.print(status_table(reply, width=console.width))
     return 0
 
 
@@ -240,7 +243,8 @@ def add_parser(sub) -> None:
         if name == "restart":
             p.add_argument("actor")
         if name == "status":
-            p.add_argument("--json", action="store_true", help="print raw JSON")
+            p.add_argument("--json", action="store_true",
+                           help="print raw JSON (what it prints when its output is piped)")
         p.add_argument("--run-dir", help="run directory or run name (default: the newest live run)")
         p.set_defaults(func=_cmd_status if name == "status" else _cmd_simple(name))
 

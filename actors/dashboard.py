@@ -1,4 +1,8 @@
-"""Terminal views of a running graph: the live table and the end-of-run summary."""
+"""Terminal views of a running graph: the live table and the end-of-run summary.
+
+Below 100 columns the table switches to a compact layout (actor, state, rate, restarts, RSS);
+cells fold instead of being cut, so no number is ever shown as "148…".
+"""
 
 from __future__ import annotations
 
@@ -8,23 +12,39 @@ from rich.table import Table
 
 _STATE_STYLE = {"running": "green", "backoff": "yellow", "hung": "red", "failed": "bold red",
                 "stopped": "dim", "exited": "dim", "pending": "dim"}
+COMPACT_BELOW_COLUMNS = 100
 
 
 def _f(v: Any, fmt: str = "{:.1f}") -> str:
     return "-" if v is None else fmt.format(v)
 
 
-def status_table(status: dict[str, Any], title: str | None = None) -> Table:
+def _rate(a: dict[str, Any]) -> str:
+    # an actor without a loop rate runs when its trigger input arrives ("event")
+    target = "event" if a["rate_target_hz"] is None else _f(a["rate_target_hz"], "{:g}")
+    return f"{target}/{_f(a['rate_actual_hz'])}"
+
+
+def status_table(status: dict[str, Any], title: str | None = None,
+                 width: int | None = None) -> Table:
+    """The actors of ``status`` as a table; ``width`` (terminal columns) picks the layout."""
+    compact = width is not None and width < COMPACT_BELOW_COLUMNS
     t = Table(title=title or f"edgevla · {status.get('graph')} · up {status.get('uptime_s', 0):.0f}s",
               title_justify="left")
-    for col in ("actor", "state", "pid", "rate tgt/act Hz", "loop p50/p99 ms", "restarts",
-                "skipped", "dropped", "malformed", "RSS MB", "CPU s"):
-        t.add_column(col, justify="right" if col not in ("actor", "state") else "left")
+    cols = (("actor", "state", "Hz tgt/act", "restarts", "RSS MB") if compact else
+            ("actor", "state", "pid", "rate tgt/act Hz", "loop p50/p99 ms", "restarts",
+             "skipped", "dropped", "malformed", "RSS MB", "CPU s"))
+    for col in cols:
+        t.add_column(col, justify="right" if col not in ("actor", "state") else "left",
+                     overflow="fold")
     for a in status.get("actors", []):
         style = _STATE_STYLE.get(a["state"], "")
+        name, state = f"{a['actor']}.{a['replica']}", f"[{style}]{a['state']}[/]"
+        if compact:
+            t.add_row(name, state, _rate(a), str(a["restarts"]), _f(a["rss_mb"], "{:.0f}"))
+            continue
         t.add_row(
-            f"{a['actor']}.{a['replica']}", f"[{style}]{a['state']}[/]", _f(a["pid"], "{}"),
-            f"{_f(a['rate_target_hz'], '{:g}')}/{_f(a['rate_actual_hz'])}",
+            name, state, _f(a["pid"], "{}"), _rate(a),
             f"{_f(a['loop_p50_ms'], '{:.2f}')}/{_f(a['loop_p99_ms'], '{:.2f}')}",
             str(a["restarts"]), str(a["skipped"]), str(a["dropped_send"]), str(a["malformed"]),
             _f(a["rss_mb"], "{:.0f}"), _f(a["cpu_s"], "{:.1f}"),

@@ -85,10 +85,15 @@ class LoopStats:
         self.step_times_ns.append(t_start_ns)
         self.steps += 1
 
-    def rate_hz(self, now_ns: int, window_s: float = 2.0) -> float:
-        cutoff = now_ns - int(window_s * 1e9)
-        recent = [t for t in self.step_times_ns if t >= cutoff]
-        if len(recent) < 2:
+    def rate_hz(self, now_ns: int, window_s: float = 2.0, slow_window_s: float = 30.0) -> float:
+        """Steps per second over the last ``window_s``; a slow, trigger-driven actor (a stage
+        asked every few seconds) is measured over up to ``slow_window_s`` instead of reading 0."""
+        for w in (window_s, slow_window_s):
+            cutoff = now_ns - int(w * 1e9)
+            recent = [t for t in self.step_times_ns if t >= cutoff]
+            if len(recent) >= 3:
+                break
+        if len(recent) < 2 or recent[-1] == recent[0]:
             return 0.0
         return (len(recent) - 1) / ((recent[-1] - recent[0]) / 1e9)
 

@@ -116,3 +116,34 @@ def test_commands_talk_to_the_newest_live_run_or_say_nothing_runs(run_base, monk
             newer.stop()
     with pytest.raises(FileNotFoundError, match="nothing is running"):
         find_run_dir()
+
+
+def test_status_table_is_compact_below_100_columns_and_never_cuts_numbers():
+    from rich.console import Console
+
+    from edgevla.actors.dashboard import status_table
+
+    a = {"actor": "vision", "replica": 0, "state": "running", "pid": 4242, "rate_target_hz": None,
+         "rate_actual_hz": 0.33, "loop_p50_ms": 148.25, "loop_p99_ms": 1234.5, "restarts": 2,
+         "skipped": 0, "dropped_send": 0, "malformed": 0, "rss_mb": 104.0, "cpu_s": 12.5}
+    status = {"graph": "g", "uptime_s": 5, "actors": [a]}
+    for width in (80, 150):
+        con = Console(width=width, record=True, color_system=None)
+        con.print(status_table(status, width=width))
+        text = con.export_text()
+        assert "…" not in text
+        assert "event" in text  # no loop rate: it runs when its trigger arrives
+        assert ("1234.50" in text.replace("\n", "").replace(" ", "")) == (width >= 100)
+
+
+def test_a_slow_trigger_driven_actor_reports_its_rate():
+    from edgevla.actors.runtime import LoopStats
+
+    loop = LoopStats()
+    for k in range(5):  # a stage asked every 3 s
+        loop.record(k * 3_000_000_000, k * 3_000_000_000 + 1_000)
+    assert loop.rate_hz(12_500_000_000) == pytest.approx(1 / 3)
+    fast = LoopStats()
+    for k in range(100):
+        fast.record(k * 10_000_000, k * 10_000_000 + 1_000)
+    assert fast.rate_hz(990_000_000) == pytest.approx(100.0)
