@@ -25,7 +25,7 @@ from rich.table import Table
 
 from edgevla.actors.cli_runtime import add_recorder
 from edgevla.actors.dashboard import status_table
-from edgevla.actors.graph import GraphConfig, load_graph
+from edgevla.actors.graph import GraphConfig, expand_placeholders, load_graph
 from edgevla.actors.supervisor import Supervisor
 
 GRAPHS = Path(__file__).parent / "graphs"
@@ -158,7 +158,7 @@ def build_graph(cfg: SimDemoConfig, out_dir: Path) -> GraphConfig:
 
 def _model_dir(graph: GraphConfig) -> Path:
     model = graph.actors["vision"].params["model"]
-    return Path(model.replace("${GRAPH_DIR}", str(GRAPHS.resolve())))
+    return Path(expand_placeholders(model, graph.path, None))
 
 
 def summarize(sup: Supervisor, episodes: list[EpisodeLog], recording: Path, out_dir: Path,

@@ -453,6 +453,24 @@ def parse_graph(text: str, path: str = "<memory>") -> GraphConfig:
                        external_topics=tuple(external), path=path)
 
 
+def expand_placeholders(value: Any, graph_path: str, run_dir: Path | None) -> Any:
+    """``${RUN_DIR}`` / ``${GRAPH_DIR}`` in parameters: per-run paths (ptys, sockets, logs) and
+    files next to the graph (models). Without a run dir, ``${RUN_DIR}`` stays as written.
+
+    The one rule: run, check, replay and the demo all expand a graph's parameters through it."""
+    if isinstance(value, str):
+        graph_dir = str(Path(graph_path).resolve().parent) if graph_path != "<memory>" \
+            else os.getcwd()
+        if run_dir is not None:
+            value = value.replace("${RUN_DIR}", str(run_dir))
+        return value.replace("${GRAPH_DIR}", graph_dir)
+    if isinstance(value, dict):
+        return {k: expand_placeholders(v, graph_path, run_dir) for k, v in value.items()}
+    if isinstance(value, list):
+        return [expand_placeholders(v, graph_path, run_dir) for v in value]
+    return value
+
+
 def load_graph(path: str | os.PathLike) -> GraphConfig:
     p = Path(path)
     if p.is_dir():  # a board bundle: graph.yaml at its root, model paths relative to it

@@ -19,7 +19,7 @@ def preflight(graph: Any) -> list[str]:
     """Problems as ``file:line: actor: ...`` lines; empty when the graph can start here."""
     from edgevla.actors.registry import resolve
     from edgevla.actors.stages import resolve_model
-    from edgevla.actors.supervisor import expand_placeholders
+    from edgevla.actors.graph import expand_placeholders
     from edgevla.deploy.bundle import load_manifest
 
     problems: list[str] = []

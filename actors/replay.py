@@ -52,6 +52,7 @@ import numpy as np
 
 from edgevla.actors.actor import Actor
 from edgevla.actors.clock import VirtualClock
+from edgevla.actors.graph import expand_placeholders
 from edgevla.actors.inprocess import ActorSpec, InProcessGraph, Published, actor_specs
 from edgevla.actors.messages import decode, decode_header, message_type, scalar_field_names
 from edgevla.actors.recorder import (
@@ -104,15 +105,25 @@ def parse_sets(sets: Iterable[str]) -> dict[str, dict[str, Any]]:
     return out
 
 
+# Replay runs offline: parameters that open a device are dropped from the live actors.
+DEVICE_PARAMS = {"executor": ("mcu_port",)}
+
+
 def live_specs(graph: Any, replace: Iterable[str],
                overrides: dict[str, dict[str, Any]] | None = None) -> dict[str, ActorSpec]:
+    """The replaced actors as the graph declares them, placeholders expanded as `run` would
+    (``${GRAPH_DIR}``; there is no run dir offline) and without their device parameters."""
     specs = actor_specs(graph)
+    graph_path = str(getattr(graph, "path", "<memory>"))
     live: dict[str, ActorSpec] = {}
     for name in replace:
         if name not in specs:
             raise KeyError(f"--replace {name!r}: the graph has no such actor; "
                            f"its actors: {', '.join(specs)}")
-        live[name] = specs[name]
+        spec = specs[name]
+        params = {k: v for k, v in expand_placeholders(spec.params, graph_path, None).items()
+                  if k not in DEVICE_PARAMS.get(spec.kind, ())}
+        live[name] = dc_replace(spec, params=params)
     for name, params in (overrides or {}).items():
         if name not in live:
             raise KeyError(f"--set {name}.*: {name!r} is not replaced (live actors: "

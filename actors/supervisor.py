@@ -25,7 +25,7 @@ import zmq
 from edgevla.actors import endpoints as ep
 from edgevla.actors import shm as _shm
 from edgevla.actors.bus import Subscriber, bind, make_run_dir, request, serve_requests
-from edgevla.actors.graph import ActorConfig, GraphConfig
+from edgevla.actors.graph import ActorConfig, GraphConfig, expand_placeholders
 from edgevla.actors.messages import Command, Heartbeat, MalformedMessage, decode
 from edgevla.actors.run_verdict import tail_error
 from edgevla.actors.runtime import ProcessSpec
@@ -62,22 +62,6 @@ class Replica:
     @property
     def pid(self) -> int | None:
         return self.popen.pid if self.popen and self.popen.poll() is None else None
-
-
-def expand_placeholders(value: Any, graph_path: str, run_dir: Path | None) -> Any:
-    """``${RUN_DIR}`` / ``${GRAPH_DIR}`` in parameters: per-run paths (ptys, sockets, logs) and
-    files next to the graph (models). Without a run dir, ``${RUN_DIR}`` stays as written."""
-    if isinstance(value, str):
-        graph_dir = str(Path(graph_path).resolve().parent) if graph_path != "<memory>" \
-            else os.getcwd()
-        if run_dir is not None:
-            value = value.replace("${RUN_DIR}", str(run_dir))
-        return value.replace("${GRAPH_DIR}", graph_dir)
-    if isinstance(value, dict):
-        return {k: expand_placeholders(v, graph_path, run_dir) for k, v in value.items()}
-    if isinstance(value, list):
-        return [expand_placeholders(v, graph_path, run_dir) for v in value]
-    return value
 
 
 class Supervisor:
