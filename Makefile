@@ -28,9 +28,12 @@ firmware: install
 test: install
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
+# Both modes at a board-class inference latency (simulated: each chunk leaves the decoder 1.5 s
+# after its capture, the i.MX 95 CPU's ACT latency range), 5 episodes each, side by side.
+DEMO_LATENCY_MS ?= 1500
 demo: install
 	@$(MAKE) -s -C mcu host
-	$(EDGEVLA) demo --out out/demo
+	$(EDGEVLA) demo --mode both --episodes 5 --latency-ms $(DEMO_LATENCY_MS) --out out/demo
 
 compare-modes: install
 	@$(MAKE) -s -C mcu host

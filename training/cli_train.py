@@ -213,7 +213,12 @@ def cmd_eval(args) -> int:
     except (ValueError, FileNotFoundError) as exc:
         print(f"edgevla eval: {exc}", file=sys.stderr)
         return 2
-    Console().print(Markdown(paths["markdown"].read_text()))
+    text = paths["markdown"].read_text()
+    console = Console()
+    if sys.stdout.isatty() and console.width >= 160:
+        console.print(Markdown(text))
+    else:  # narrow or piped: the markdown as written, never a number cut to "0.…"
+        print(text)
     print("written: " + ", ".join(str(p) for p in paths.values()))
     return 0
 
