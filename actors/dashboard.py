@@ -25,14 +25,22 @@ def _rate(a: dict[str, Any]) -> str:
     return f"{target}/{_f(a['rate_actual_hz'])}"
 
 
+def _sent(a: dict[str, Any]) -> str:
+    # an actor with outputs that has published nothing stands out
+    n = a.get("sent")
+    if n is None:
+        return "-"
+    return f"[yellow]{n}[/]" if n == 0 and a.get("outputs") else str(n)
+
+
 def status_table(status: dict[str, Any], title: str | None = None,
                  width: int | None = None) -> Table:
     """The actors of ``status`` as a table; ``width`` (terminal columns) picks the layout."""
     compact = width is not None and width < COMPACT_BELOW_COLUMNS
     t = Table(title=title or f"edgevla · {status.get('graph')} · up {status.get('uptime_s', 0):.0f}s",
               title_justify="left")
-    cols = (("actor", "state", "Hz tgt/act", "restarts", "RSS MB") if compact else
-            ("actor", "state", "pid", "rate tgt/act Hz", "loop p50/p99 ms", "restarts",
+    cols = (("actor", "state", "Hz tgt/act", "sent", "restarts", "RSS MB") if compact else
+            ("actor", "state", "pid", "rate tgt/act Hz", "loop p50/p99 ms", "sent", "restarts",
              "skipped", "dropped", "malformed", "RSS MB", "CPU s"))
     for col in cols:
         t.add_column(col, justify="right" if col not in ("actor", "state") else "left",
@@ -41,12 +49,12 @@ def status_table(status: dict[str, Any], title: str | None = None,
         style = _STATE_STYLE.get(a["state"], "")
         name, state = f"{a['actor']}.{a['replica']}", f"[{style}]{a['state']}[/]"
         if compact:
-            t.add_row(name, state, _rate(a), str(a["restarts"]), _f(a["rss_mb"], "{:.0f}"))
+            t.add_row(name, state, _rate(a), _sent(a), str(a["restarts"]), _f(a["rss_mb"], "{:.0f}"))
             continue
         t.add_row(
             name, state, _f(a["pid"], "{}"), _rate(a),
             f"{_f(a['loop_p50_ms'], '{:.2f}')}/{_f(a['loop_p99_ms'], '{:.2f}')}",
-            str(a["restarts"]), str(a["skipped"]), str(a["dropped_send"]), str(a["malformed"]),
+            _sent(a), str(a["restarts"]), str(a["skipped"]), str(a["dropped_send"]), str(a["malformed"]),
             _f(a["rss_mb"], "{:.0f}"), _f(a["cpu_s"], "{:.1f}"),
         )
     return t

@@ -57,6 +57,8 @@ def problems(status: dict[str, Any], startup_grace_s: float = 30.0) -> list[str]
             out.append(f"{name} never became healthy (no heartbeat){why}")
         elif a.get("restarts", 0) >= KEPT_RESTARTING:
             out.append(f"{name} kept restarting ({a['restarts']} restarts){why}")
+        elif long_enough and a.get("outputs") and a.get("sent", 1) == 0:
+            out.append(f"{name} produced nothing on {', '.join(a['outputs'])}")
     return out
 
 

@@ -392,6 +392,8 @@ class Supervisor:
                 "skipped": s.get("skipped", 0), "dropped_send": s.get("dropped_send", 0),
                 "rss_mb": s.get("rss_mb"), "cpu_s": s.get("cpu_s"), "steps": s.get("steps", 0),
                 "actor_stats": s.get("actor_stats", {}), "bus": s.get("bus", {}),
+                "outputs": sorted(set(r.actor.outputs.values())),
+                "sent": sum((s.get("bus") or {}).get("sent", {}).values()),
                 "last_exit": r.last_exit, "last_error": r.last_error,
                 "healthy_once": r.healthy_once, "events": r.events[-20:],
             })

@@ -43,6 +43,9 @@ def test_verdict_fails_on_failed_never_healthy_or_kept_restarting():
     assert lines == ["cam.0 failed after 5 restart(s): OSError: no /dev/video0",
                      "vision.0 never became healthy (no heartbeat)",
                      "executor.0 kept restarting (3 restarts): LinkDown: cannot open"]
+    silent = {"uptime_s": 60, "actors": [_actor("cam", outputs=["cam/top"], sent=0),
+                                         _actor("sink", outputs=[], sent=0)]}
+    assert problems(silent) == ["cam.0 produced nothing on cam/top"]  # a sink sends nothing
     short = {"uptime_s": 5, "actors": [_actor("vision", healthy_once=False)]}
     assert problems(short) == []  # a short run may end before a slow model has loaded
 
