@@ -162,8 +162,13 @@ def _tick_times(name: str, spec: ActorSpec, cls: type[Actor], traces: dict[str, 
         # An executor's command targets now + link_latency: the exact clock reading of its step,
         # even in a wall-clock run where t_pub_ns was stamped later by the bus.
         link_ns = int(round(float(spec.params.get("link_latency_ms", 0.0)) * 1e6))
-        return sorted({int(m.decode().t_target_ns) - link_ns for m in hinted}), \
-            "command t_target_ns - link_latency"
+        ticks = {int(m.decode().t_target_ns) - link_ns for m in hinted}
+        # Before its first chunk an executor commands nothing but still ticks and asks for
+        # chunks (startup requests): those steps are known only by what they published.
+        first = min(ticks)
+        ticks |= {m.publish_time_ns - latency_ns for m in recorded_out
+                  if m.schema != "joint_command" and m.publish_time_ns - latency_ns < first}
+        return sorted(ticks), "command t_target_ns - link_latency"
     if recorded_out:
         return sorted({m.publish_time_ns - latency_ns for m in recorded_out}), \
             "recorded output t_pub_ns"
