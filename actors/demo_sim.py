@@ -39,7 +39,7 @@ class SimDemoConfig:
     episode_timeout_s: float = 35.0
     mode: str = "async"
     qemu: bool = False
-    record_frames: bool = False
+    record_frames: bool = True  # camera frames too, so `replay --replace vision` has its inputs
     model: str | None = None  # default: models/default
     episodes: int = 0  # stop after this many episodes (0: only the duration bounds the run)
     seed: int = 0
