@@ -11,7 +11,8 @@ Endpoints: ``ipc://`` sockets in a per-run directory created 0700; ``tcp://`` bo
 Shared memory (`shm`): a publisher on an ``ipc://`` endpoint sends every array of at least
 ``shm_min_bytes`` (256 KiB by default: camera frames, big feature maps) through a ring of
 shared-memory slots it owns; only a small descriptor crosses ZeroMQ and each subscriber copies
-the slot into a pre-faulted buffer it owns. Off for ``tcp://`` (a remote peer cannot map it),
+the slot into a pre-faulted buffer it owns (a borrowing subscriber, ``borrow=True``, gets a
+read-only view instead). Off for ``tcp://`` (a remote peer cannot map it),
 with ``shm_min_bytes=0``/None, and everywhere with the environment variable ``EDGEVLA_SHM=0``
 (the supervisor passes its environment to every actor, so ``EDGEVLA_SHM=0 edgevla run ...``
 turns it off for a whole run). ``Publisher.close`` unlinks the segments; the supervisor removes

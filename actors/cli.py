@@ -13,7 +13,7 @@ import importlib
 import sys
 
 COMMAND_MODULES = (
-    "edgevla.actors.cli_runtime",       # run, status, scale, restart, stop, demo
+    "edgevla.actors.cli_runtime",       # run, check, status, scale, restart, stop, demo
     "edgevla.actors.bench",             # bench
     "edgevla.actors.cli_recording",     # replay, inspect
     "edgevla.firmware_bridge.cli",      # mcu

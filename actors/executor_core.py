@@ -3,7 +3,7 @@
 No I/O and no clock reads: every call gets ``now_ns`` from the caller, so the same inputs give
 bit-identical outputs on a virtual clock (replay, tests) and the same code runs on wall time.
 
-Timing model (ARCHITECTURE.md, "Timing model"):
+Timing model (docs/ARCHITECTURE.md, "Timing model"):
 
 * action ``i`` of a chunk is meant for host time ``t0_ns + i * dt_ns``; the chunk covers
   ``[t0_ns, t0_ns + H * dt_ns)`` (the last action is held for one ``dt``) and is linearly

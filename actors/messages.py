@@ -14,7 +14,8 @@ A message on the bus is a multipart frame list ``[topic, header, *buffers]``:
 An array entry may carry a 4th element, a shared-memory descriptor ``[segment, slot,
 generation]`` (see `shm`): that array has no buffer frame (``buffers`` holds only the arrays of
 3-element entries, in order) and the decoder copies it out of the producer's segment into an
-array the consumer owns. Same-host publishers send large arrays that way; recordings, replays and
+array the consumer owns, or, for a borrowing subscriber (``Subscriber(borrow=True)``), hands out
+a read-only view of the slot that `shm.still_valid` checks after use. Same-host publishers send large arrays that way; recordings, replays and
 injected messages use the plain 3-element form, which every decoder keeps accepting.
 
 Array-valued fields are either ``np.ndarray`` or ``dict[str, np.ndarray]`` (flattened to
@@ -58,7 +59,7 @@ class MalformedMessage(ValueError):
 
 @dataclass(kw_only=True)
 class Message:
-    """Fields every message carries (ARCHITECTURE.md, "The bus")."""
+    """Fields every message carries (docs/ARCHITECTURE.md, "The bus")."""
 
     SCHEMA: ClassVar[str] = "message"
     seq: int = 0

@@ -16,7 +16,7 @@ Three modes (``request_mode`` in the executor params):
   executes most of every chunk and still has the next one in time. Until a latency has been
   measured it behaves like ``threshold``.
 
-In both modes the executor requests at ``startup_period_ms`` until the first chunk arrives, and
+In every mode the executor requests at ``startup_period_ms`` until the first chunk arrives, and
 once more as soon as it starts starving. Every decision carries its reason; counts per reason
 go to stats.
 """

@@ -6,9 +6,10 @@ network: ACT gets `pretrained_backbone_weights=None`, and SmolVLA gets a locally
 SmolVLM folder (config + image/video processor + WordLevel tokenizer) as `vlm_model_name` with
 `load_vlm_weights=False`, so every `from_pretrained` lerobot/transformers makes points at disk.
 
-Feature layout (the project's dataset contract, see training/ and ARCHITECTURE.md):
-three cameras `observation.images.{top,gripper,left}`, `observation.state` (6) and `action` (6),
-joints in servo-shaft radians.
+Feature layout (the project's dataset contract, see docs/ARCHITECTURE.md):
+three cameras `observation.images.{top,gripper,left}`, `observation.state` (12: 6 joint
+positions + 6 servo goal positions, `deploy/state_layout.py`; 6-value models still load) and
+`action` (6), joints in servo-shaft radians.
 """
 
 from __future__ import annotations
