@@ -21,9 +21,11 @@ def test_act_config_has_project_features_and_no_pretrained_backbone():
     assert set(cfg.input_features) == {
         "observation.images.top", "observation.images.gripper", "observation.images.left", "observation.state"}
     assert cfg.input_features["observation.images.left"].shape == (3, 48, 64)
-    assert cfg.input_features["observation.state"].shape == (6,)
+    assert cfg.input_features["observation.state"].shape == (12,)  # joints + servo goal
     assert cfg.output_features["action"].shape == (6,)
     assert cfg.chunk_size == 100  # the reference's ACT chunk
+    old = policies.make_act_config(image_hw=(48, 64), state_dim=6)  # positions-only layout
+    assert old.input_features["observation.state"].shape == (6,)
 
 
 def test_act_builds_and_predicts_a_chunk():

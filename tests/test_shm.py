@@ -448,7 +448,7 @@ def test_borrowed_views_are_read_only_zero_copy_and_report_reuse(ctx, ep):
         assert all(shm.still_valid(m) for m in later)
         np.testing.assert_array_equal(copy.image, _image(0))  # an owned copy never changes
         # A stage drops what it computed from a frame whose slot was reused.
-        obs = _ObservationInputs(["top"], "vision")
+        obs = _ObservationInputs(["top"], "vision", 6)
         obs.update({"top": first, "state": RobotState(joints=np.zeros(6))})
         assert obs.ready() and not obs.intact()
         obs.update({"top": later[-1]})
