@@ -36,7 +36,7 @@ CAMERA_TOPICS = ("cam/top", "cam/gripper", "cam/left")
 @dataclass
 class SimDemoConfig:
     duration_s: float = 150.0
-    episode_timeout_s: float = 35.0
+    episode_timeout_s: float = 20.0  # sim seconds; the eval gives an episode 15
     mode: str = "async"
     qemu: bool = False
     record_frames: bool = True  # camera frames too, so `replay --replace vision` has its inputs
@@ -149,7 +149,8 @@ def build_graph(cfg: SimDemoConfig, out_dir: Path) -> GraphConfig:
                                                             10.0 + 2 * cfg.latency_ms / 1e3))
     if cfg.mode == "sync":
         ex = actors["executor"]
-        actors["executor"] = replace(ex, params={**ex.params, "request_threshold": 0.0,
+        actors["executor"] = replace(ex, params={**ex.params, "request_mode": "threshold",
+                                                 "request_threshold": 0.0,
                                                  "chunk_timing": "arrival"})
     exclude = [] if cfg.record_frames else list(CAMERA_TOPICS)
     return add_recorder(replace(graph, actors=actors), str(out_dir / f"run-{cfg.mode}.mcap"),

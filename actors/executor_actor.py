@@ -195,7 +195,7 @@ class ExecutorActor(Actor):
         r = self.core.add_chunk(now_ns=now, t0_ns=t0_ns, dt_ns=chunk.dt_ns,
                                 actions=chunk.actions, obs_seq=chunk.obs_seq, seq=chunk.seq,
                                 t_capture_ns=chunk.t_capture_ns)
-        self.requests.on_chunk_received(now)
+        self.requests.on_chunk_received(now, chunk.t_capture_ns)
         if not r.accepted:
             log.debug("%s: dropped chunk seq=%d obs=%d (%s, %.1f ms left)", self.name,
                       chunk.seq, chunk.obs_seq, r.reason, r.horizon_left_ns / 1e6)

@@ -97,13 +97,21 @@ class RequestPolicy:
     def set_threshold(self, threshold: float) -> None:
         self.cfg = dataclasses.replace(self.cfg, threshold=float(threshold))
 
-    def on_chunk_received(self, now_ns: int | None = None) -> None:
+    def on_chunk_received(self, now_ns: int | None = None, t_capture_ns: int = 0) -> None:
         """A chunk arrived (kept or dropped as stale): the outstanding request is answered,
-        so a new one may go out at once instead of waiting for the retry timeout. With
-        ``now_ns`` the request -> chunk latency is recorded (latency mode)."""
-        if now_ns is not None and self._outstanding and self._last_request_ns is not None:
+        so a new one may go out at once instead of waiting for the retry timeout.
+
+        With ``now_ns`` the latency is recorded (latency mode): from the chunk's capture
+        (``t_capture_ns``) when known, which is what its timing loses, else from the last
+        request. Measuring from the last request alone under-estimated it whenever several
+        requests were out (startup requests every 200 ms, a starving request): a 1.5 s stage
+        then read as 0.03 s, the next request went out with 0.2 s left and the arm starved.
+        """
+        if now_ns is not None and t_capture_ns > 0:
+            self._latencies_ns.append(max(0, now_ns - t_capture_ns))
+        elif now_ns is not None and self._outstanding and self._last_request_ns is not None:
             self._latencies_ns.append(max(0, now_ns - self._last_request_ns))
-            del self._latencies_ns[:-_LATENCY_WINDOW]
+        del self._latencies_ns[:-_LATENCY_WINDOW]
         self._outstanding = False
 
     @property

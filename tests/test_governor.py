@@ -178,3 +178,20 @@ def test_no_horizon_left_counts_as_overload_not_as_no_sample():
     d = g.observe(600 * MS, 300 * MS, 0)
     assert g.samples == 1 and d is not None and d.direction == "lower"
     assert g.observe(1200 * MS, 300 * MS, -50 * MS).direction == "lower"
+
+
+def test_latency_is_measured_from_the_chunks_capture_not_the_last_of_many_requests():
+    # Startup requests go out every 200 ms until the first chunk: the chunk that answers one of
+    # them arrives 1.5 s after its capture, 30 ms after the newest request. The latency that
+    # matters for timing is capture -> arrival (1.5 s), not 30 ms: with 30 ms the next request
+    # would go out with 0.2 s left and a 1.5 s stage would leave the arm starving.
+    rp = RequestPolicy(RequestConfig(mode="latency", latency_margin=1.5))
+    t = 0
+    while t < 1530 * MS:
+        rp.decide(t, horizon_left_ns=0, chunk_horizon_ns=0, have_chunk=False, starving=False)
+        t += 10 * MS
+    rp.on_chunk_received(1530 * MS, t_capture_ns=30 * MS)
+    assert rp.latency_estimate_ns == 1500 * MS
+    d = rp.decide(1540 * MS, horizon_left_ns=2200 * MS, chunk_horizon_ns=3300 * MS,
+                  have_chunk=True, starving=False)
+    assert d is not None and d.reason == "horizon_below_threshold"  # 2.2 s <= 1.5 x 1.5 s

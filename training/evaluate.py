@@ -313,7 +313,7 @@ def run_async(env, policy: ChunkPolicy, spec, cfg: EvalConfig, latency_ns: int,
             executor.add_chunk(now_ns=now, t0_ns=item[1], dt_ns=dt_ns, actions=item[2][: executed_per_chunk(policy, cfg)],
                                obs_seq=item[1] // dt_ns, seq=item[1] // dt_ns)
             # Any arrival, kept or dropped as stale, answers the outstanding request.
-            requests.on_chunk_received(now)
+            requests.on_chunk_received(now, item[1])
         end = executor.coverage_end_ns()
         decision = requests.decide(
             now, horizon_left_ns=0 if end is None else max(0, end - now),
