@@ -101,7 +101,7 @@ def _quantize(src: Path, dst: Path, precision: str, calibration) -> None:
                          weight_type=QuantType.QInt8, per_channel=False,
                          # 7-bit weights: x86 CPUs without VNNI (AVX2) multiply u8 x s8 with
                          # int16 pair sums that saturate at full range; measured on such a host
-                         # (session 5): SmolVLA denoise stage error 0.26 vs 0.1 allowed. Bundles
+                         # (AMD EPYC, AVX2): SmolVLA denoise stage error 0.26 vs 0.1 allowed. Bundles
                          # run on dev hosts (sim profile) as well as on the board.
                          reduce_range=True,
                          # RotaryEmbedding (com.microsoft) outputs have no ONNX-inferred type;

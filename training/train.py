@@ -424,7 +424,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
     optimizer, scheduler = _optimizer_and_scheduler(policy, cfg.steps)
 
     step = 0
-    previous_s = 0.0  # training time of earlier sessions of this run (resume)
+    previous_s = 0.0  # training time of the earlier invocations of this run (resume)
     losses: list[tuple[int, float]] = []
     if resume:
         ckpt = last.resolve()
