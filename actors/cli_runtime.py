@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from edgevla.actors.cli_values import number
+
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from rich.console import Console
@@ -167,25 +169,9 @@ def _cmd_simple(cmd: str):
     return handler
 
 
-def _positive_s(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0 s (leave it out to run until stopped), "
-                                         f"got {text!r}")
-    return v
-
-
-def _nonnegative_ms(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected milliseconds, got {text!r}") from None
-    if not 0.0 <= v <= 60_000.0:
-        raise argparse.ArgumentTypeError(f"must be in [0, 60000] ms, got {text!r}")
-    return v
+_positive_s = number(float, "s", low=0.0, low_open=True,
+                     hint=" (leave it out to run until stopped)")
+_nonnegative_ms = number(float, "ms", low=0.0, high=60_000.0)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

@@ -15,6 +15,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from edgevla.actors.cli_values import number_list
+
 
 def _offline_env() -> None:
     # Nothing here may reach a hub; local caches only (Makefile sets the same).
@@ -158,24 +160,8 @@ def cmd_train(args) -> int:
     return 0
 
 
-def _latency_list(text: str) -> list[float]:
-    try:
-        values = [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected milliseconds like 320 or 50,320,1500; got {text!r}") from None
-    if not values or any(v < 0 for v in values):
-        raise argparse.ArgumentTypeError(f"latencies must be >= 0 ms, got {text!r}")
-    return values
-
-
-def _count_list(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected counts like 25 or 100,50,25; got {text!r}") from None
-    if not values or any(v < 1 for v in values):
-        raise argparse.ArgumentTypeError(f"counts must be >= 1, got {text!r}")
-    return values
+_latency_list = number_list(float, "milliseconds", 0, "320 or 50,320,1500")
+_count_list = number_list(int, "counts", 1, "25 or 100,50,25")
 
 
 def cmd_eval(args) -> int:

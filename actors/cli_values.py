@@ -1,0 +1,42 @@
+"""Command-line values checked where they are parsed: argparse types that refuse a bad value
+with one line naming what was expected (argparse adds the flag and exits 2)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Callable
+
+
+def number(cast: Callable[[str], float], unit: str, low: float | None = None,
+           high: float | None = None, low_open: bool = False,
+           hint: str = "") -> Callable[[str], float]:
+    """A number in [low, high] (``low_open``: strictly above ``low``)."""
+    def parse(text: str) -> float:
+        try:
+            v = cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {unit}, got {text!r}") from None
+        too_low = low is not None and (v <= low if low_open else v < low)
+        if too_low or (high is not None and v > high):
+            lo = "" if low is None else (f"> {low:g}" if low_open else f">= {low:g}")
+            hi = "" if high is None else f"<= {high:g}"
+            raise argparse.ArgumentTypeError(
+                f"must be {' and '.join(x for x in (lo, hi) if x)} {unit}{hint}, got {text!r}")
+        return v
+
+    return parse
+
+
+def number_list(cast: Callable[[str], float], unit: str, low: float,
+                example: str) -> Callable[[str], list]:
+    """A comma list of numbers, each >= ``low``."""
+    def parse(text: str) -> list:
+        try:
+            values = [cast(v) for v in text.split(",") if v.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {unit} like {example}; got {text!r}") from None
+        if not values or any(v < low for v in values):
+            raise argparse.ArgumentTypeError(f"{unit} must be >= {low:g}, got {text!r}")
+        return values
+
+    return parse
