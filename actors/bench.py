@@ -12,6 +12,7 @@ import importlib
 import json
 import os
 import platform
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,8 +84,7 @@ def check_json_path(json_path: str) -> Path:
 
 
 def run_bench(name: str, quick: bool, json_path: str | None) -> BenchResult:
-    if json_path:
-        check_json_path(json_path)
+    """Run one benchmark; ``json_path`` is checked by the caller (`check_json_path`)."""
     fn = load(name)
     if json_path:  # a benchmark's plots go next to its JSON
         os.environ["EDGEVLA_BENCH_OUT"] = str(Path(json_path).parent)
@@ -122,8 +122,6 @@ def add_parser(sub) -> None:
 
 
 def _cmd_bench(args) -> int:
-    import sys
-
     try:
         if args.json:
             check_json_path(args.json)

@@ -88,12 +88,15 @@ class BusCounters:
         }
 
 
+def run_base(base: str | os.PathLike | None = None) -> Path:
+    """Where run directories live: ``base``, else $EDGEVLA_RUN_BASE, else a per-user folder."""
+    return Path(base or os.environ.get("EDGEVLA_RUN_BASE") or os.path.join(
+        os.environ.get("XDG_RUNTIME_DIR") or "/tmp", f"edgevla-{os.getuid()}"))
+
+
 def make_run_dir(base: str | os.PathLike | None = None, name: str = "run") -> Path:
     """A private (0700) directory for this run's ipc sockets and state files."""
-    if base is None:
-        base = os.environ.get("EDGEVLA_RUN_BASE") or os.path.join(
-            os.environ.get("XDG_RUNTIME_DIR") or "/tmp", f"edgevla-{os.getuid()}")
-    base_path = Path(base)
+    base_path = run_base(base)
     base_path.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(base_path, 0o700)
     stem = f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"

@@ -44,21 +44,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
     sup = Supervisor(graph)
     console.print(f"run dir: {sup.run_dir}  (edgevla status / scale / stop talk to this run)")
     live_view = not args.headless and sys.stdout.isatty()
-    if live_view:
-        from rich.live import Live
+    try:
+        if live_view:
+            from rich.live import Live
 
-        try:
             with Live(status_table(sup.status(), width=console.width), console=console,
                       refresh_per_second=4) as live:
                 sup.run(args.duration, on_tick=lambda s: live.update(
                     status_table(s.status(), width=console.width)))
-        except KeyboardInterrupt:  # Ctrl-C is how a run without --duration ends: a stop
-            console.print("stopped (Ctrl-C)")
-    else:
-        try:
+        else:
             sup.run(args.duration)
-        except KeyboardInterrupt:
-            console.print("stopped (Ctrl-C)")
+    except KeyboardInterrupt:  # Ctrl-C is how a run without --duration ends: a stop
+        console.print("stopped (Ctrl-C)")
     final = sup.final_status
     console.print(status_table(final, width=console.width, title=f"summary · {graph.name} · ran "
                                             f"{final.get('uptime_s', 0):.1f}s"))

@@ -25,6 +25,7 @@ from rich.table import Table
 
 from edgevla.actors.cli_runtime import add_recorder
 from edgevla.actors.dashboard import status_table
+from edgevla.actors.demo_plots import plot_episode
 from edgevla.actors.graph import GraphConfig, expand_placeholders, load_graph
 from edgevla.actors.supervisor import Supervisor
 
@@ -225,8 +226,6 @@ def summarize(sup: Supervisor, episodes: list[EpisodeLog], recording: Path, out_
     for old in out_dir.glob(f"episode-{cfg.mode}-*.png"):
         old.unlink()
     if failed:
-        from edgevla.actors.demo_plots import plot_episode
-
         e = failed[0]
         summary["failed_episode_plot"] = str(plot_episode(
             msgs, e, out_dir / f"episode-{cfg.mode}-{e.index}.png",

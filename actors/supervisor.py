@@ -24,7 +24,7 @@ import zmq
 
 from edgevla.actors import endpoints as ep
 from edgevla.actors import shm as _shm
-from edgevla.actors.bus import Subscriber, bind, make_run_dir, request, serve_requests
+from edgevla.actors.bus import Subscriber, bind, make_run_dir, request, run_base, serve_requests
 from edgevla.actors.graph import ActorConfig, GraphConfig, expand_placeholders
 from edgevla.actors.messages import Command, Heartbeat, MalformedMessage, decode
 from edgevla.actors.run_verdict import tail_error
@@ -32,8 +32,8 @@ from edgevla.actors.runtime import ProcessSpec
 
 log = logging.getLogger("edgevla.supervisor")
 
-STARTUP_GRACE_S = 30.0
-SUPERVISOR_PID_FILE = "supervisor.pid"  # model loading may take a while before the first heartbeat
+STARTUP_GRACE_S = 30.0  # model loading may take a while before the first heartbeat
+SUPERVISOR_PID_FILE = "supervisor.pid"  # in the run dir while its supervisor runs
 
 
 @dataclass
@@ -491,11 +491,6 @@ def _terminate(p: subprocess.Popen, timeout_s: float = 3.0) -> None:
     except subprocess.TimeoutExpired:
         _kill(p, signal.SIGKILL)
         p.wait(timeout=5)
-
-
-def run_base(base_dir: str | None = None) -> Path:
-    return Path(base_dir or os.environ.get("EDGEVLA_RUN_BASE") or os.path.join(
-        os.environ.get("XDG_RUNTIME_DIR") or "/tmp", f"edgevla-{os.getuid()}"))
 
 
 def run_is_live(run_dir: Path) -> bool:

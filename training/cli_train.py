@@ -241,8 +241,8 @@ class DefaultRecipe:
     batch_size: int = 8
     save_every: int = 500
     lr: float = 2e-4
-    # Stop and keep the last checkpoint after 100 minutes (~0.45 s/step on 2 idle cores with
-    # bf16 autocast, `edgevla bench train-step`; resume with `make train-default` again).
+    # Stop and keep the last checkpoint after 100 minutes (0.6-0.85 s/step measured on 2 cores
+    # with bf16 autocast, the data worker included; resume with `make train-default` again).
     time_budget_s: float = 6000.0
     bf16_autocast: bool = True
     policy_overrides: dict = field(default_factory=dict)  # ActSize defaults (dim 128, chunk 100)

@@ -167,7 +167,7 @@ class ScriptedExpert:
         """Decide the next phase from the scene state and queue its segments."""
         env = self.env
         bag, tcp = env.bag_pos(), env.tcp_pos()
-        holding = env.finger_bag_contacts() == 2 and np.linalg.norm(bag - tcp) < 0.03
+        holding = env.bag_held()
         if self.phase in ("start", "approach", "retry"):
             self._queue_pick(tcp)
         elif self.phase == "lift":

@@ -454,12 +454,16 @@ class TeaBagEnv:
         """Tea bag inside the mug and released (no finger touching it)."""
         return self.bag_in_mug() and self.finger_bag_contacts() == 0
 
+    def bag_held(self) -> bool:
+        """Both fingers on the bag and the bag between them (within 3 cm of the TCP)."""
+        return (self.finger_bag_contacts() == 2
+                and float(np.linalg.norm(self.bag_pos() - self.tcp_pos())) < 0.03)
+
     def task_phase(self) -> str:
         """Where the task stands, from the privileged scene state: one of `TASK_PHASES`."""
         if self.bag_in_mug():
             return "in_mug"
-        held = self.finger_bag_contacts() == 2 and np.linalg.norm(self.bag_pos() - self.tcp_pos()) < 0.03
-        if held:
+        if self.bag_held():
             return "carrying" if self.bag_pos()[2] > BAG_LIFTED_Z_M else "grasped"
         return "reaching"
 
