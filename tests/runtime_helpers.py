@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from typing import Callable
+from dataclasses import dataclass
+from typing import Any, Callable
 
 from edgevla.actors.graph import parse_graph
 from edgevla.actors.supervisor import Supervisor
@@ -39,3 +40,16 @@ def actor_stats(sup: Supervisor, name: str, replica: int = 0) -> dict:
 
 def replica(sup: Supervisor, name: str, index: int = 0):
     return sup.replicas[name][index]
+
+
+@dataclass
+class Recorded:
+    """A recorded message as replay and the plots read it (`recorder.RecordedMessage`), reduced
+    to schema, publish time and the decoded message."""
+
+    schema: str
+    publish_time_ns: int
+    msg: Any
+
+    def decode(self) -> Any:
+        return self.msg

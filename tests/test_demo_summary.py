@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -10,19 +9,9 @@ import numpy as np
 from edgevla.actors.demo_sim import EpisodeLog, EpisodeManager
 from edgevla.actors.messages import ActionChunk, JointCommand, RobotState
 
+from runtime_helpers import Recorded
+
 S = 1_000_000_000
-
-
-@dataclass
-class _Recorded:
-    """What `inspect_mcap.inspect_file` yields, reduced to what the plot reads."""
-
-    schema: str
-    publish_time_ns: int
-    msg: Any
-
-    def decode(self) -> Any:
-        return self.msg
 
 
 class _Rep:
@@ -69,14 +58,14 @@ def test_failed_episode_plot_shows_phases_and_numbered_chunks(tmp_path):
     for k in range(3):  # three chunks, one a second
         t_cap = t0 + k * S
         actions = np.tile(np.linspace(0, 1, 30, dtype=np.float32)[:, None], (1, 6)) + k
-        msgs.append(_Recorded("action_chunk", t_cap + S // 5, ActionChunk(
+        msgs.append(Recorded("action_chunk", t_cap + S // 5, ActionChunk(
             t0_ns=t_cap, dt_ns=S // 30, actions=actions, obs_seq=k, seq=k + 1,
             t_capture_ns=t_cap)))
     for i in range(90):
         t = t0 + i * S // 30
-        msgs.append(_Recorded("joint_command", t, JointCommand(
+        msgs.append(Recorded("joint_command", t, JointCommand(
             t_target_ns=t, positions=np.full(6, i / 30, np.float32), chunk_seq=1 + i // 30)))
-        msgs.append(_Recorded("robot_state", t, RobotState(
+        msgs.append(Recorded("robot_state", t, RobotState(
             joints=np.full(6, i / 31, np.float32), commanded=np.full(6, i / 30, np.float32),
             t_capture_ns=t)))
     msgs.sort(key=lambda m: m.publish_time_ns)

@@ -26,9 +26,6 @@ def test_live_actors_of_the_shipped_graph_get_expanded_params_and_no_device():
 def test_executor_ticks_before_its_first_command_come_from_its_startup_requests():
     # a recording without step traces: an executor's ticks are read off its commands, and
     # before the first chunk (no commands yet) off the requests it sent
-    from dataclasses import dataclass
-    from typing import Any
-
     import numpy as np
 
     from edgevla.actors.executor_actor import ExecutorActor
@@ -36,18 +33,11 @@ def test_executor_ticks_before_its_first_command_come_from_its_startup_requests(
     from edgevla.actors.messages import JointCommand, Request
     from edgevla.actors.replay import _tick_times
 
-    @dataclass
-    class Rec:
-        schema: str
-        publish_time_ns: int
-        msg: Any
-
-        def decode(self) -> Any:
-            return self.msg
+    from runtime_helpers import Recorded
 
     ms = 1_000_000
-    out = [Rec("request", t * ms + 50_000, Request(reason="startup")) for t in (0, 200, 400)]
-    out += [Rec("joint_command", (500 + 10 * k) * ms + 80_000,
+    out = [Recorded("request", t * ms + 50_000, Request(reason="startup")) for t in (0, 200, 400)]
+    out += [Recorded("joint_command", (500 + 10 * k) * ms + 80_000,
                 JointCommand(t_target_ns=(505 + 10 * k) * ms, positions=np.zeros(6, np.float32)))
             for k in range(3)]
     spec = ActorSpec(name="executor", kind="executor", inputs={"chunks": "c", "state": "s"},
