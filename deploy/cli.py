@@ -65,13 +65,13 @@ def _export(args) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from edgevla.deploy import exporter, parity
-    from edgevla.deploy.pipeline import StageChoice
-    from edgevla.deploy.quantize import parse_precision_spec
+    from edgevla.deploy.export import exporter, parity
+    from edgevla.deploy.inference.pipeline import StageChoice
+    from edgevla.deploy.export.quantize import parse_precision_spec
 
     console = Console()
     if args.tiny:
-        from edgevla.deploy import smolvla_local as sl
+        from edgevla.deploy.export import smolvla_local as sl
 
         out = Path(args.out or f"models/tiny-{args.tiny}")
         if args.tiny == "act":
@@ -148,7 +148,7 @@ def _export(args) -> int:
 
 
 def _bundle(args) -> int:
-    from edgevla.deploy.bundle import BundleError, write_board_bundle
+    from edgevla.deploy.bundle.manifest import BundleError, write_board_bundle
 
     try:
         out = write_board_bundle(args.model, args.out, target=args.target, firmware=args.firmware,

@@ -22,7 +22,7 @@ def run_base():
 # Tiny random-weight bundles (tiny_bundle builds each once per session): (policy, stats, path)
 @pytest.fixture(scope="module")
 def act():
-    from edgevla.deploy.smolvla_local import tiny_bundle, tiny_stats
+    from edgevla.deploy.export.smolvla_local import tiny_bundle, tiny_stats
 
     policy, path = tiny_bundle("act")
     return policy, tiny_stats(policy), path
@@ -30,7 +30,7 @@ def act():
 
 @pytest.fixture(scope="module")
 def smolvla():
-    from edgevla.deploy.smolvla_local import tiny_bundle, tiny_stats
+    from edgevla.deploy.export.smolvla_local import tiny_bundle, tiny_stats
 
     policy, path = tiny_bundle("smolvla")
     return policy, tiny_stats(policy), path

@@ -6,8 +6,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from edgevla.actors.graph import parse_graph
-from edgevla.actors.supervisor import Supervisor
+from edgevla.actors.runtime.graph import parse_graph
+from edgevla.actors.runtime.supervisor import Supervisor
 
 
 def start_graph(yaml_text: str, run_base: str) -> Supervisor:

@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edgevla.actors.blending import (CROSSFADE_SHAPES, LEROBOT_WEIGHTS, BlendConfig,
+from edgevla.actors.executor.blending import (CROSSFADE_SHAPES, LEROBOT_WEIGHTS, BlendConfig,
                                      Contribution, blend, shape_weight)
-from edgevla.actors.executor_core import ExecutorConfig, ExecutorCore, SafetyLimits
+from edgevla.actors.executor.core import ExecutorConfig, ExecutorCore, SafetyLimits
 
 MS = 1_000_000
 FAST = settings(max_examples=80, deadline=None)
@@ -50,7 +50,7 @@ def test_crossfade_starts_at_old_value_and_ends_at_new(old, new, shape, window_m
 
 @pytest.mark.train
 def test_weights_are_lerobots_aggregate_functions():
-    from edgevla.training.torch_setup import ensure_torchvision
+    from edgevla.training.learn.torch_setup import ensure_torchvision
 
     ensure_torchvision()
     import torch
@@ -75,7 +75,7 @@ def test_weights_are_lerobots_aggregate_functions():
 def test_ensemble_matches_act_temporal_ensembler(m):
     """A chunk per step, ticking at the chunk dt: the executor's `ensemble` gives exactly
     lerobot's ACTTemporalEnsembler output (weights exp(-m*i), i = 0 the oldest prediction)."""
-    from edgevla.training.torch_setup import ensure_torchvision
+    from edgevla.training.learn.torch_setup import ensure_torchvision
 
     ensure_torchvision()
     import torch

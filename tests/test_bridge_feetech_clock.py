@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edgevla.firmware_bridge import feetech as ft
-from edgevla.firmware_bridge.clock_sync import ClockSync
+from edgevla.firmware_bridge.servos import feetech as ft
+from edgevla.firmware_bridge.link.clock_sync import ClockSync
 
 
 def test_known_packet_bytes():

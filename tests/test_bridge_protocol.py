@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edgevla.firmware_bridge import protocol as p
-from edgevla.firmware_bridge.make_vectors import VECTORS_PATH, message_from_fields
+from edgevla.firmware_bridge.link import codec as p
+from edgevla.firmware_bridge.link.vectors import VECTORS_PATH, message_from_fields
 
 VECTORS = json.loads(VECTORS_PATH.read_text())
 

@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from edgevla.actors.camera import CameraActor
-from edgevla.actors.clock import VirtualClock
+from edgevla.actors.kinds.camera import CameraActor
+from edgevla.actors.wire.clock import VirtualClock
 
 
 def write_video(path, n=12, w=64, h=48):

@@ -33,7 +33,7 @@ actors:
 
 
 def edgevla(*args, env, timeout=30):
-    return subprocess.run([sys.executable, "-m", "edgevla.actors.cli", *args], env=env,
+    return subprocess.run([sys.executable, "-m", "edgevla.actors.cli.main", *args], env=env,
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -72,7 +72,7 @@ def env(run_base, tmp_path):
 
 
 def test_status_scale_stop(env):
-    sup = subprocess.Popen([sys.executable, "-m", "edgevla.actors.cli", "run", env["GRAPH"],
+    sup = subprocess.Popen([sys.executable, "-m", "edgevla.actors.cli.main", "run", env["GRAPH"],
                             "--headless", "--duration", "60"], env=env,
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -104,7 +104,7 @@ def test_bad_graph_is_rejected_before_start(env, tmp_path):
 
 
 def test_no_orphans_after_supervisor_sigkill(env):
-    sup = subprocess.Popen([sys.executable, "-m", "edgevla.actors.cli", "run", env["GRAPH"],
+    sup = subprocess.Popen([sys.executable, "-m", "edgevla.actors.cli.main", "run", env["GRAPH"],
                             "--headless", "--duration", "60"], env=env,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

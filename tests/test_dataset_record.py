@@ -22,9 +22,9 @@ MAX_REST_S = 0.25  # the longest the recorded arm may stand still before the tas
 
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory):
-    from edgevla.training.dataset_record import record_dataset
-    from edgevla.training.protocol import ProtocolConfig, make_protocol, select_episodes
-    from edgevla.training.sim import SceneConfig
+    from edgevla.training.dataset.record import record_dataset
+    from edgevla.training.sim.start_positions import ProtocolConfig, make_protocol, select_episodes
+    from edgevla.training.sim.env import SceneConfig
 
     cfg = ProtocolConfig(val_cluster=VAL_CLUSTER)
     specs = select_episodes(make_protocol(cfg), clusters=[2, VAL_CLUSTER], per_cluster=2)
@@ -44,7 +44,7 @@ def full(recorded):
 
 
 def _load(root, **kw):
-    from edgevla.training.torch_setup import ensure_torchvision
+    from edgevla.training.learn.torch_setup import ensure_torchvision
 
     ensure_torchvision()  # the torchvision op shim this machine needs before lerobot
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
@@ -113,8 +113,8 @@ def test_actions_lead_states(full):
 
 
 def test_info_summary_map_and_contact_sheet(recorded, capsys):
-    from edgevla.actors.cli import main
-    from edgevla.training.dataset_info import summarize
+    from edgevla.actors.cli.main import main
+    from edgevla.training.dataset.info import summarize
 
     root, _, report = recorded
     s = summarize(root)
@@ -130,7 +130,7 @@ def test_info_summary_map_and_contact_sheet(recorded, capsys):
 
 
 def test_record_refuses_an_existing_folder(recorded):
-    from edgevla.training.dataset_record import record_dataset
+    from edgevla.training.dataset.record import record_dataset
 
     root, specs, _ = recorded
     with pytest.raises(FileExistsError, match="already exists"):
@@ -162,12 +162,12 @@ def test_recorded_image_stats_are_real_pixel_statistics(recorded):
 def test_fix_stats_repairs_a_dataset_written_with_the_bug(tmp_path):
     import json
 
-    from edgevla.actors.cli import main
+    from edgevla.actors.cli.main import main
     from test_train import write_tiny_dataset  # written by lerobot directly: std 0 images
 
     root = write_tiny_dataset(tmp_path / "tiny", episodes=2, frames=10)
     before = json.loads((root / "meta" / "stats.json").read_text())
-    from edgevla.training.image_stats import broken_image_stats
+    from edgevla.training.dataset.image_stats import broken_image_stats
 
     assert set(broken_image_stats(before)) == {f"observation.images.{c}" for c in ("top", "gripper", "left")}
     assert main(["dataset", "fix-stats", str(root)]) == 0
@@ -183,7 +183,7 @@ def test_fix_stats_repairs_a_dataset_written_with_the_bug(tmp_path):
 
 
 def test_record_selection_errors_are_clear_and_record_nothing(tmp_path, capsys):
-    from edgevla.actors.cli import main
+    from edgevla.actors.cli.main import main
 
     out = tmp_path / "ds"
     assert main(["dataset", "record", "--out", str(out), "--only-clusters", "3,99"]) == 2
@@ -209,7 +209,7 @@ def test_state_carries_the_goal_the_servos_held(full):
 
 
 def test_recorded_arm_never_rests_before_the_task_is_done(full):
-    # The expert never dwells (training/expert.py): a pause at a point the arm later leaves
+    # The expert never dwells (training/sim/expert.py): a pause at a point the arm later leaves
     # in a different direction is an observation with two demonstrated next actions. The arm
     # may come to rest for an instant where a min-jerk segment ends and the next begins.
     ds = full
@@ -229,9 +229,9 @@ def test_recorded_arm_never_rests_before_the_task_is_done(full):
 
 
 def test_ctrl_c_keeps_the_saved_episodes_as_a_complete_dataset(tmp_path, monkeypatch):
-    import edgevla.training.dataset_record as dr
-    from edgevla.training.protocol import ProtocolConfig, make_protocol, select_episodes
-    from edgevla.training.sim import SceneConfig
+    import edgevla.training.dataset.record as dr
+    from edgevla.training.sim.start_positions import ProtocolConfig, make_protocol, select_episodes
+    from edgevla.training.sim.env import SceneConfig
 
     real, calls = dr._record_one, []
 

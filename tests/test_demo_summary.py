@@ -6,8 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from edgevla.actors.demo_sim import EpisodeLog, EpisodeManager
-from edgevla.actors.messages import ActionChunk, JointCommand, RobotState
+from edgevla.actors.cli.demo_sim import EpisodeLog, EpisodeManager
+from edgevla.actors.wire.messages import ActionChunk, JointCommand, RobotState
 
 from runtime_helpers import Recorded
 
@@ -51,7 +51,7 @@ def test_episode_manager_logs_phases_and_times_out_into_the_next_episode():
 
 
 def test_failed_episode_plot_shows_phases_and_numbered_chunks(tmp_path):
-    from edgevla.actors.demo_plots import plot_episode
+    from edgevla.actors.cli.demo_plots import plot_episode
 
     t0 = 100 * S
     msgs = []

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edgevla.deploy.backends import BackendOptions, open_backend
-from edgevla.deploy.bundle import (BundleError, Normalization, load_manifest, write_board_bundle)
+from edgevla.deploy.inference.backends import BackendOptions, open_backend
+from edgevla.deploy.bundle.manifest import (BundleError, Normalization, load_manifest, write_board_bundle)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -59,7 +59,7 @@ def test_identity_and_bad_mode():
 @pytest.fixture(scope="module")
 def act_bundle():
     pytest.importorskip("torch")
-    from edgevla.deploy.smolvla_local import tiny_bundle
+    from edgevla.deploy.export.smolvla_local import tiny_bundle
 
     return tiny_bundle("act")[1]
 
@@ -191,7 +191,7 @@ def test_board_bundle(act_bundle, tmp_path):
     with pytest.raises(BundleError, match="unknown target"):
         write_board_bundle(act_bundle, tmp_path / "x", target="rpi5")
     # the graph validates against the runtime's loader: kinds, ports, topics all wired
-    from edgevla.actors.graph import load_graph
+    from edgevla.actors.runtime.graph import load_graph
 
     g = load_graph(out)
     assert g.producers()["robot/state"] == "executor"  # measured joints come from the M7
@@ -203,15 +203,15 @@ def test_board_bundle(act_bundle, tmp_path):
 @pytest.mark.train
 def test_cli_export_from_checkpoint_then_bundle(tmp_path, capsys):
     """A lerobot checkpoint folder (weights + preprocessor stats) -> model bundle -> board bundle."""
-    from edgevla.training.torch_setup import ensure_torchvision
+    from edgevla.training.learn.torch_setup import ensure_torchvision
 
     ensure_torchvision()  # before lerobot's first import
     from lerobot.policies.factory import make_pre_post_processors
 
-    from edgevla.actors.cli import main
-    from edgevla.deploy.exporter import read_stats
-    from edgevla.deploy.parity import _torch_stats
-    from edgevla.deploy.smolvla_local import make_tiny_act, tiny_stats
+    from edgevla.actors.cli.main import main
+    from edgevla.deploy.export.exporter import read_stats
+    from edgevla.deploy.export.parity import _torch_stats
+    from edgevla.deploy.export.smolvla_local import make_tiny_act, tiny_stats
 
     policy = make_tiny_act(image_hw=(48, 48), cameras=("top", "gripper"), chunk_size=10)
     stats = tiny_stats(policy)
@@ -249,7 +249,7 @@ def test_cli_export_from_checkpoint_then_bundle(tmp_path, capsys):
 
 
 def test_preprocess_image_resizes_and_scales():
-    from edgevla.deploy.pipeline import preprocess_image
+    from edgevla.deploy.inference.pipeline import preprocess_image
 
     frame = np.full((120, 160, 3), 255, np.uint8)
     frame[..., 1] = 0
@@ -264,13 +264,13 @@ def test_preprocess_image_resizes_and_scales():
 @pytest.mark.train
 def test_calibration_samples_from_a_lerobot_dataset(tmp_path):
     """--dataset: frames come back as the HxWx3 uint8 the cameras produce (PNG, lossless)."""
-    from edgevla.training.torch_setup import ensure_torchvision
+    from edgevla.training.learn.torch_setup import ensure_torchvision
 
     ensure_torchvision()
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
-    from edgevla.deploy.exporter import samples_from_dataset
-    from edgevla.deploy.smolvla_local import make_tiny_act
+    from edgevla.deploy.export.exporter import samples_from_dataset
+    from edgevla.deploy.export.smolvla_local import make_tiny_act
 
     feats = {f"observation.images.{c}": {"dtype": "image", "shape": (48, 48, 3),
                                          "names": ["height", "width", "channels"]}
@@ -301,14 +301,14 @@ def test_calibration_samples_from_a_lerobot_dataset(tmp_path):
 
 @pytest.mark.train
 def test_cli_export_smolvla_checkpoint_with_int4_prefill(tmp_path, capsys):
-    from edgevla.training.torch_setup import ensure_torchvision
+    from edgevla.training.learn.torch_setup import ensure_torchvision
 
     ensure_torchvision()  # before lerobot's first import
     from lerobot.policies.factory import make_pre_post_processors
 
-    from edgevla.actors.cli import main
-    from edgevla.deploy.parity import _torch_stats
-    from edgevla.deploy.smolvla_local import make_tiny_smolvla, tiny_stats, write_tiny_smolvlm
+    from edgevla.actors.cli.main import main
+    from edgevla.deploy.export.parity import _torch_stats
+    from edgevla.deploy.export.smolvla_local import make_tiny_smolvla, tiny_stats, write_tiny_smolvlm
 
     policy = make_tiny_smolvla(write_tiny_smolvlm(tmp_path / "vlm"), cameras=("top", "left"))
     stats = tiny_stats(policy)

@@ -16,7 +16,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 @pytest.fixture(scope="module")
 def unsplit(smolvla, tmp_path_factory):
     """The same policy's denoise stage exported as one graph (no split)."""
-    from edgevla.deploy import export_smolvla
+    from edgevla.deploy.export import smolvla as export_smolvla
 
     policy, _, path = smolvla
     out = tmp_path_factory.mktemp("unsplit")
@@ -27,7 +27,7 @@ def unsplit(smolvla, tmp_path_factory):
 
 
 def _prefix(path, seed=3):
-    from edgevla.deploy.pipeline import StageChoice, StageModel
+    from edgevla.deploy.inference.pipeline import StageChoice, StageModel
 
     m = StageModel(path, choices={s: StageChoice("fp32", "onnxruntime")
                                   for s in ("vision", "prefill", "denoise")})
@@ -41,7 +41,7 @@ def _prefix(path, seed=3):
 def test_export_writes_a_prep_graph_for_every_denoise_variant(smolvla):
     import onnx
 
-    from edgevla.deploy.bundle import load_manifest
+    from edgevla.deploy.bundle.manifest import load_manifest
 
     _, _, path = smolvla
     man = load_manifest(path)
@@ -63,8 +63,8 @@ def test_export_writes_a_prep_graph_for_every_denoise_variant(smolvla):
 def test_split_denoise_matches_the_single_graph(smolvla, unsplit):
     """The prep + step composition vs the unsplit exported graph: same op sequence, so the same
     numbers (stated tolerance: fp32 1e-4 relative; observed 0)."""
-    from edgevla.deploy.backends import BackendOptions, ChainedBackend, open_backend
-    from edgevla.deploy.parity import STAGE_TOL, rel_err
+    from edgevla.deploy.inference.backends import BackendOptions, ChainedBackend, open_backend
+    from edgevla.deploy.export.parity import STAGE_TOL, rel_err
 
     _, _, path = smolvla
     m, prefix, noise = _prefix(path)
@@ -91,8 +91,8 @@ def test_portable_export_has_only_standard_ops_and_the_same_numbers(smolvla, tmp
     """--portable-onnx: no com.microsoft nodes in prefill/denoise; same v_t as the fused graphs."""
     import onnx
 
-    from edgevla.deploy import export_smolvla
-    from edgevla.deploy.backends import BackendOptions, open_backend
+    from edgevla.deploy.export import smolvla as export_smolvla
+    from edgevla.deploy.inference.backends import BackendOptions, open_backend
 
     policy, _, path = smolvla
     lang_len = policy.config.tokenizer_max_length
@@ -111,7 +111,7 @@ def test_portable_export_has_only_standard_ops_and_the_same_numbers(smolvla, tmp
 
 
 def test_split_int8_denoise_runs_with_the_shared_prep(smolvla):
-    from edgevla.deploy.pipeline import StageChoice, StageModel
+    from edgevla.deploy.inference.pipeline import StageChoice, StageModel
 
     _, _, path = smolvla
     m, prefix, noise = _prefix(path)
@@ -124,8 +124,8 @@ def test_old_bundles_without_prep_still_run(smolvla, unsplit, tmp_path):
     """A manifest without ``prep`` (bundles written before the split) opens one graph."""
     import shutil
 
-    from edgevla.deploy.backends import OnnxRuntimeBackend
-    from edgevla.deploy.pipeline import StageChoice, StageModel
+    from edgevla.deploy.inference.backends import OnnxRuntimeBackend
+    from edgevla.deploy.inference.pipeline import StageChoice, StageModel
 
     _, _, path = smolvla
     for f in path.iterdir():
@@ -146,7 +146,7 @@ def test_old_bundles_without_prep_still_run(smolvla, unsplit, tmp_path):
 def test_manifest_prep_must_exist(smolvla, tmp_path):
     import shutil
 
-    from edgevla.deploy.bundle import BundleError, load_manifest
+    from edgevla.deploy.bundle.manifest import BundleError, load_manifest
 
     _, _, path = smolvla
     for f in path.iterdir():
@@ -160,7 +160,7 @@ def test_manifest_prep_must_exist(smolvla, tmp_path):
 def test_board_bundle_copies_prep_and_spins_only_during_runs(smolvla, tmp_path):
     import yaml
 
-    from edgevla.deploy.bundle import write_board_bundle
+    from edgevla.deploy.bundle.manifest import write_board_bundle
 
     _, _, path = smolvla
     out = write_board_bundle(path, tmp_path / "board", tarball=False)
@@ -171,7 +171,7 @@ def test_board_bundle_copies_prep_and_spins_only_during_runs(smolvla, tmp_path):
 
 
 def test_allow_spinning_modes_and_bind_fallback(smolvla):
-    from edgevla.deploy.backends import BackendOptions, bind_constants, open_backend
+    from edgevla.deploy.inference.backends import BackendOptions, bind_constants, open_backend
 
     _, _, path = smolvla
     assert BackendOptions(allow_spinning="run").allow_spinning == "run"
@@ -203,7 +203,7 @@ def test_split_per_step_on_a_small_graph(tmp_path):
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 
-    from edgevla.deploy.onnx_split import split_per_step
+    from edgevla.deploy.export.onnx_split import split_per_step
 
     w = np.random.default_rng(0).standard_normal((4, 3)).astype(np.float32)
     nodes = [helper.make_node("Constant", [], ["two"], value=numpy_helper.from_array(np.float32(2))),
@@ -235,7 +235,7 @@ def test_simplify_shapes_drops_only_no_op_shape_nodes(tmp_path):
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 
-    from edgevla.deploy.onnx_split import simplify_shapes
+    from edgevla.deploy.export.onnx_split import simplify_shapes
 
     def const(name, values):
         return numpy_helper.from_array(np.asarray(values, np.int64), name)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgevla.actors.clock import VirtualClock
-from edgevla.actors.executor_actor import ExecutorActor
-from edgevla.actors.messages import (ActionChunk, Command, JointCommand, Request, RobotState,
+from edgevla.actors.wire.clock import VirtualClock
+from edgevla.actors.executor.actor import ExecutorActor
+from edgevla.actors.wire.messages import (ActionChunk, Command, JointCommand, Request, RobotState,
                                      decode, encode)
 
 MS = 1_000_000
@@ -190,7 +190,7 @@ def test_params_are_validated_and_changeable():
 def test_runs_in_a_graph_with_the_in_process_driver():
     """camera 30 Hz -> stage -> dummy policy (200 ms late) -> executor 100 Hz -> sink, on one
     virtual clock through the real wire codec: no starvation once running, bit-identical twice."""
-    from edgevla.actors.inprocess import InProcessGraph
+    from edgevla.actors.runtime.inprocess import InProcessGraph
 
     graph = {"actors": {
         "cam": {"kind": "synthetic_camera", "outputs": {"frames": "cam/top"}, "rate_hz": 30,

@@ -15,8 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edgevla.actors.blending import STRATEGIES, BlendConfig
-from edgevla.actors.executor_core import ExecutorConfig, ExecutorCore, SafetyLimits
+from edgevla.actors.executor.blending import STRATEGIES, BlendConfig
+from edgevla.actors.executor.core import ExecutorConfig, ExecutorCore, SafetyLimits
 
 MS = 1_000_000
 PROPS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])

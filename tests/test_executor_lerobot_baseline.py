@@ -14,7 +14,7 @@ pytestmark = pytest.mark.train
 
 @pytest.fixture(scope="module")
 def lr():
-    from edgevla.actors.lerobot_baseline import import_lerobot
+    from edgevla.actors.bench.lerobot_baseline import import_lerobot
 
     return import_lerobot()
 
@@ -36,7 +36,7 @@ def real_client(aggregate_name: str):
 
 @pytest.mark.parametrize("aggregate", ["weighted_average", "average", "latest_only"])
 def test_queue_semantics_match_lerobot_robot_client(lr, aggregate):
-    from edgevla.actors.lerobot_baseline import LeRobotAsync
+    from edgevla.actors.bench.lerobot_baseline import LeRobotAsync
 
     TimedAction = lr["TimedAction"]
     real, fn = real_client(aggregate)
@@ -70,7 +70,7 @@ def test_queue_semantics_match_lerobot_robot_client(lr, aggregate):
 
 
 def test_observation_filter_and_must_go(lr):
-    from edgevla.actors.lerobot_baseline import LeRobotAsync
+    from edgevla.actors.bench.lerobot_baseline import LeRobotAsync
 
     c = LeRobotAsync(fps=10, actions_per_chunk=10, lerobot=lr)
     calls = []
@@ -94,7 +94,7 @@ def test_observation_filter_and_must_go(lr):
 
 
 def test_bench_short_run_beats_lerobot_at_seams(lr, tmp_path):
-    from edgevla.actors import bench_executor as b
+    from edgevla.actors.bench import executor as b
 
     policy = b.NoisyPolicy(latency_ms=300, seed=3)
     base_run = b.run_lerobot(policy, 8.0, lr)
@@ -114,7 +114,7 @@ def test_bench_short_run_beats_lerobot_at_seams(lr, tmp_path):
 
 
 def test_wall_clock_jitter_probe_reports_its_numbers():
-    from edgevla.actors.bench_executor import measure_jitter
+    from edgevla.actors.bench.executor import measure_jitter
 
     j = measure_jitter(0.3, load=False)
     assert j["priority"] == "normal"

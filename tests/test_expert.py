@@ -13,9 +13,9 @@ pytestmark = pytest.mark.train
 
 pytest.importorskip("mujoco")
 
-from edgevla.training.expert import ScriptedExpert, evaluate_expert, run_episode  # noqa: E402
-from edgevla.training.protocol import ProtocolConfig, make_protocol  # noqa: E402
-from edgevla.training.sim import SceneConfig, TeaBagEnv  # noqa: E402
+from edgevla.training.sim.expert import ScriptedExpert, evaluate_expert, run_episode  # noqa: E402
+from edgevla.training.sim.start_positions import ProtocolConfig, make_protocol  # noqa: E402
+from edgevla.training.sim.env import SceneConfig, TeaBagEnv  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +90,7 @@ def test_run_episode_reports(env):
 def test_expert_eval_command(tmp_path, capsys):
     import json
 
-    from edgevla.actors.cli import main
+    from edgevla.actors.cli.main import main
 
     path = tmp_path / "eval.json"
     rc = main(["dataset", "expert-eval", "--episodes-per-cluster", "1", "--only-clusters", "3",

@@ -1,7 +1,7 @@
 """Exported stages vs PyTorch, composed pipelines vs lerobot, the #1899 pitfalls, quantization bounds.
 
 Tiny random-weight ACT and SmolVLA (built offline, once per test session) keep this fast; the
-tolerances are the ones `edgevla.deploy.parity` states.
+tolerances are the ones `edgevla.deploy.export.parity` states.
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def _samples(policy, n=2, seed=11):
-    from edgevla.deploy.exporter import synthetic_samples
+    from edgevla.deploy.export.exporter import synthetic_samples
 
     return synthetic_samples(policy, n, seed=seed)
 
 
 def _fp32(stages):
-    from edgevla.deploy.pipeline import StageChoice
+    from edgevla.deploy.inference.pipeline import StageChoice
 
     return {s: StageChoice("fp32", "onnxruntime") for s in stages}
 
@@ -31,7 +31,7 @@ def _fp32(stages):
 
 @pytest.mark.parametrize("kind", ["act", "smolvla"])
 def test_every_stage_matches_its_torch_module(kind, request):
-    from edgevla.deploy.parity import STAGE_TOL, stage_parity
+    from edgevla.deploy.export.parity import STAGE_TOL, stage_parity
 
     policy, _, path = request.getfixturevalue(kind)
     errs = stage_parity(policy, path, _samples(policy))
@@ -46,7 +46,7 @@ def test_every_stage_matches_its_torch_module(kind, request):
 def test_composed_pipeline_matches_lerobot(kind, request):
     """numpy/ORT pipeline (incl. our un/normalisation) vs lerobot's pre/post processors +
     predict_action_chunk, same noise, in joint units."""
-    from edgevla.deploy.parity import ACTION_TOL_FP32_RAD, composed_parity
+    from edgevla.deploy.export.parity import ACTION_TOL_FP32_RAD, composed_parity
 
     policy, stats, path = request.getfixturevalue(kind)
     stages = ("vision", "decoder") if kind == "act" else ("vision", "prefill", "denoise")
@@ -55,7 +55,7 @@ def test_composed_pipeline_matches_lerobot(kind, request):
 
 
 def test_litert_vision_matches_onnx(act):
-    from edgevla.deploy.pipeline import StageChoice, StageModel
+    from edgevla.deploy.inference.pipeline import StageChoice, StageModel
 
     policy, _, path = act
     onnx_m = StageModel(path, ("vision",), {"vision": StageChoice("fp32", "onnxruntime")})
@@ -73,7 +73,7 @@ def test_litert_vision_matches_onnx(act):
 
 def test_pitfall_kv_cache_is_an_input_and_is_used(smolvla):
     """Pitfall 1: the denoiser must attend to the prefix cache passed in, not a traced constant."""
-    from edgevla.deploy.pipeline import StageModel
+    from edgevla.deploy.inference.pipeline import StageModel
 
     policy, _, path = smolvla
     m = StageModel(path, choices=_fp32(("vision", "prefill", "denoise")))
@@ -98,8 +98,8 @@ def test_pitfall_timestep_embedding_has_2pi(smolvla):
     import torch
     from lerobot.policies.smolvla import modeling_smolvla as ms
 
-    from edgevla.deploy import export_smolvla as es
-    from edgevla.deploy.pipeline import StageModel
+    from edgevla.deploy.export import smolvla as es
+    from edgevla.deploy.inference.pipeline import StageModel
 
     t = torch.tensor([0.3], dtype=torch.float64)
     emb = ms.create_sinusoidal_pos_embedding(t, 8, 4e-3, 4.0, device=torch.device("cpu")).numpy()
@@ -138,7 +138,7 @@ def test_pitfall_timestep_embedding_has_2pi(smolvla):
 def test_pitfall_images_are_4d(smolvla, act):
     """Pitfall 3: cameras are folded into the batch: vision graphs take [N_cam, 3, H, W];
     a 5-D processor tensor is refused with a clear error, never traced."""
-    from edgevla.deploy.pipeline import StageModel
+    from edgevla.deploy.inference.pipeline import StageModel
 
     for policy, _, path in (smolvla, act):
         m = StageModel(path, ("vision",))
@@ -156,8 +156,8 @@ def test_pitfall_rope_wavelength_is_lerobots_10000(smolvla):
     import torch
     from lerobot.policies.smolvla import smolvlm_with_expert as swe
 
-    from edgevla.deploy import export_smolvla as es
-    from edgevla.deploy.pipeline import StageModel
+    from edgevla.deploy.export import smolvla as es
+    from edgevla.deploy.inference.pipeline import StageModel
 
     policy, _, path = smolvla
     theta = policy.model.vlm_with_expert.config.text_config.rope_theta
@@ -191,7 +191,7 @@ def test_export_rope_equals_lerobots_and_leaves_no_scatter(smolvla):
     import torch
     from lerobot.policies.smolvla import smolvlm_with_expert as swe
 
-    from edgevla.deploy import export_smolvla as es
+    from edgevla.deploy.export import smolvla as es
 
     g = torch.Generator().manual_seed(3)
     for shape in ((1, 7, 2, 16), (2, 65, 4, 64)):
@@ -213,7 +213,7 @@ def test_fused_rope_and_attention_compute_lerobots_numbers_and_export_as_single_
     import torch
     from lerobot.policies.smolvla import smolvlm_with_expert as swe
 
-    from edgevla.deploy import export_smolvla as es
+    from edgevla.deploy.export import smolvla as es
 
     policy, _, path = smolvla
     vwe = policy.model.vlm_with_expert
@@ -246,8 +246,8 @@ def test_fused_rope_and_attention_compute_lerobots_numbers_and_export_as_single_
 # --------------------------------------------------------------------------- quantization
 
 def _quant(policy, stats, path, prec):
-    from edgevla.deploy.parity import composed_parity
-    from edgevla.deploy.pipeline import StageChoice
+    from edgevla.deploy.export.parity import composed_parity
+    from edgevla.deploy.inference.pipeline import StageChoice
 
     choices = {s: StageChoice(p) for s, p in prec.items()}
     return composed_parity(policy, stats, path, _samples(policy, 3, seed=21), choices,
@@ -255,7 +255,7 @@ def _quant(policy, stats, path, prec):
 
 
 def test_smolvla_selective_quantization_within_bounds_and_denoise_quant_is_worse(smolvla):
-    from edgevla.deploy.parity import ACTION_TOL_QUANT_RANGE, STAGE_TOL, stage_parity
+    from edgevla.deploy.export.parity import ACTION_TOL_QUANT_RANGE, STAGE_TOL, stage_parity
 
     policy, stats, path = smolvla
     sel = _quant(policy, stats, path, {"vision": "int8", "prefill": "int8", "denoise": "fp32"})
@@ -276,8 +276,8 @@ def test_smolvla_selective_quantization_within_bounds_and_denoise_quant_is_worse
 def test_act_int8_within_bounds_and_quantized_graphs_are_smaller(act):
     import onnx
 
-    from edgevla.deploy.bundle import load_manifest
-    from edgevla.deploy.parity import ACTION_TOL_QUANT_RANGE
+    from edgevla.deploy.bundle.manifest import load_manifest
+    from edgevla.deploy.export.parity import ACTION_TOL_QUANT_RANGE
 
     policy, stats, path = act
     rep = _quant(policy, stats, path, {"vision": "int8", "decoder": "fp32"})
@@ -293,7 +293,7 @@ def test_act_int8_within_bounds_and_quantized_graphs_are_smaller(act):
 def test_int4_prefill_uses_matmulnbits(smolvla):
     import onnx
 
-    from edgevla.deploy.bundle import load_manifest
+    from edgevla.deploy.bundle.manifest import load_manifest
 
     _, _, path = smolvla
     man = load_manifest(path)
@@ -305,7 +305,7 @@ def test_int4_prefill_uses_matmulnbits(smolvla):
 
 
 def test_precision_spec_parsing():
-    from edgevla.deploy.quantize import parse_precision_spec
+    from edgevla.deploy.export.quantize import parse_precision_spec
 
     stages = ("vision", "prefill", "denoise")
     assert parse_precision_spec("vision=int8,prefill=int4,denoise=fp32", stages) == {

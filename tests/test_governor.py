@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edgevla.actors.governor import Governor, GovernorConfig
-from edgevla.actors.request_policy import RequestConfig, RequestPolicy
+from edgevla.actors.executor.governor import Governor, GovernorConfig
+from edgevla.actors.executor.request_policy import RequestConfig, RequestPolicy
 
 MS = 1_000_000
 S = 1_000_000_000

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from edgevla.actors.graph import GraphError, load_graph, parse_graph
+from edgevla.actors.runtime.graph import GraphError, load_graph, parse_graph
 
 GOOD = """\
 name: t
@@ -118,8 +118,8 @@ def test_mutated_graphs_give_graph_error_only(data):
 
 
 def test_every_registered_kind_is_an_actor_class():
-    from edgevla.actors.actor import Actor
-    from edgevla.actors.registry import KINDS, resolve
+    from edgevla.actors.runtime.actor import Actor
+    from edgevla.actors.runtime.registry import KINDS, resolve
 
     for kind in KINDS:
         cls = resolve(kind)
@@ -131,7 +131,7 @@ def test_every_registered_kind_is_an_actor_class():
 def test_check_and_run_refuse_a_graph_whose_model_bundle_is_missing(tmp_path, capsys):
     """`edgevla check` / `run` look at what the graph points to: a wrong model path is one line
     naming file, line and actor, exit 2, and nothing is started."""
-    from edgevla.actors.cli import main
+    from edgevla.actors.cli.main import main
 
     shipped = Path(__file__).resolve().parents[1] / "graphs" / "sim.yaml"
     assert main(["check", str(shipped)]) == 0
@@ -151,8 +151,8 @@ def test_check_and_run_refuse_a_graph_whose_model_bundle_is_missing(tmp_path, ca
 @pytest.mark.train
 def test_check_refuses_a_stage_pointed_at_a_bundle_of_another_policy(tmp_path, capsys):
     # an act_decoder given a SmolVLA bundle would crash-loop under run: check says so up front
-    from edgevla.actors.cli import main
-    from edgevla.deploy.smolvla_local import tiny_bundle
+    from edgevla.actors.cli.main import main
+    from edgevla.deploy.export.smolvla_local import tiny_bundle
 
     _, smolvla = tiny_bundle("smolvla")
     capsys.readouterr()  # what building it printed

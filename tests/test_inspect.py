@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgevla.actors.clock import VirtualClock
-from edgevla.actors.inprocess import InProcessGraph
-from edgevla.actors.inspect_mcap import inspect_file, inspect_messages
-from edgevla.actors.recorder import read_recording
+from edgevla.actors.wire.clock import VirtualClock
+from edgevla.actors.runtime.inprocess import InProcessGraph
+from edgevla.actors.recording.inspect import inspect_file, inspect_messages
+from edgevla.actors.recording.recorder import read_recording
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_replay_standins import KINDS, pipeline_graph  # noqa: E402
@@ -57,7 +57,7 @@ def test_gaps_and_lost_messages_are_found(recording):
 
 
 def test_cli_inspect_prints_writes_json_and_plots(recording, tmp_path, capsys):
-    from edgevla.actors.cli import main
+    from edgevla.actors.cli.main import main
 
     png, js = tmp_path / "tl.png", tmp_path / "stats.json"
     assert main(["inspect", str(recording), "--plot", str(png), "--json", str(js)]) == 0

@@ -9,10 +9,10 @@ import time
 import numpy as np
 import pytest
 
-from edgevla.firmware_bridge import protocol as p
-from edgevla.firmware_bridge.feetech import FeetechBusSim, counts_to_rad, rad_to_counts
-from edgevla.firmware_bridge.link import LinkDown, McuLink
-from edgevla.firmware_bridge.mcu_sim import HostFirmware, realtime_self
+from edgevla.firmware_bridge.link import codec as p
+from edgevla.firmware_bridge.servos.feetech import FeetechBusSim, counts_to_rad, rad_to_counts
+from edgevla.firmware_bridge.link.connection import LinkDown, McuLink
+from edgevla.firmware_bridge.firmware.launch import HostFirmware, realtime_self
 
 
 class Arm:
@@ -210,7 +210,7 @@ def test_60s_100hz_stream_loses_nothing_and_never_underruns():
 
 
 def test_cli_mcu_ping_and_state(capsys):
-    from edgevla.actors.cli import main
+    from edgevla.actors.cli.main import main
 
     with HostFirmware(sanitize=True, servo="loopback") as fw:
         assert main(["mcu", "ping", fw.link_port, "-n", "10"]) == 0

@@ -8,9 +8,9 @@ import time
 import numpy as np
 import pytest
 
-from edgevla.firmware_bridge import protocol as p
-from edgevla.firmware_bridge.link import McuLink
-from edgevla.firmware_bridge.mcu_sim import QemuFirmware
+from edgevla.firmware_bridge.link import codec as p
+from edgevla.firmware_bridge.link.connection import McuLink
+from edgevla.firmware_bridge.firmware.launch import QemuFirmware
 
 pytestmark = pytest.mark.skipif(
     shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,

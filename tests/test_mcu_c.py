@@ -10,8 +10,8 @@ import subprocess
 
 import pytest
 
-from edgevla.firmware_bridge.build import ensure_built, ensure_tool, mcu_dir
-from edgevla.firmware_bridge.make_vectors import VECTORS_PATH
+from edgevla.firmware_bridge.firmware.build import ensure_built, ensure_tool, mcu_dir
+from edgevla.firmware_bridge.link.vectors import VECTORS_PATH
 
 SAN_ENV = dict(os.environ, ASAN_OPTIONS="detect_leaks=0", UBSAN_OPTIONS="print_stacktrace=1")
 
@@ -55,7 +55,7 @@ def test_decoder_fuzz_million_random_and_mutated_frames(asan_bin):
 
 
 def test_vectors_file_is_up_to_date():
-    from edgevla.firmware_bridge import make_vectors
+    from edgevla.firmware_bridge.link import vectors as make_vectors
 
     assert make_vectors.main(["--check"]) == 0
 

@@ -19,8 +19,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edgevla.firmware_bridge import protocol as p
-from edgevla.firmware_bridge.build import ensure_tool
+from edgevla.firmware_bridge.link import codec as p
+from edgevla.firmware_bridge.firmware.build import ensure_tool
 
 SAN_ENV = dict(os.environ, ASAN_OPTIONS="detect_leaks=0")
 

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from edgevla.actors.messages import (LEGACY_SCHEMA_VERSION, MESSAGE_TYPES, SCHEMA_VERSION,
+from edgevla.actors.wire.messages import (LEGACY_SCHEMA_VERSION, MESSAGE_TYPES, SCHEMA_VERSION,
                                      ActionChunk, Features, Frame, MalformedMessage,
                                      Observation, RobotState, decode, decode_header, encode,
                                      pack_header)

@@ -32,12 +32,12 @@ def test_wheel_contains_every_module(tmp_path):
     assert not missing, f"not in the wheel: {missing}"
     entry = [n for n in names if n.endswith("entry_points.txt")]
     text = zipfile.ZipFile(wheel).read(entry[0]).decode()
-    assert "edgevla = edgevla.actors.cli:main" in text
+    assert "edgevla = edgevla.actors.cli.main:main" in text
 
 
 def test_runtime_import_loads_no_torch():
-    code = ("import sys; import edgevla.actors.cli, edgevla.actors.supervisor, "
-            "edgevla.actors.runtime, edgevla.actors.kinds_synthetic, edgevla.firmware_bridge; "
-            "edgevla.actors.cli.build_parser(); "
+    code = ("import sys; import edgevla.actors.cli.main, edgevla.actors.runtime.supervisor, "
+            "edgevla.actors.runtime.process, edgevla.actors.kinds.synthetic, edgevla.firmware_bridge; "
+            "edgevla.actors.cli.main.build_parser(); "
             "assert 'torch' not in sys.modules and 'lerobot' not in sys.modules, 'torch loaded'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)

@@ -14,7 +14,7 @@ def _offline(monkeypatch):
 
 
 def test_act_config_has_project_features_and_no_pretrained_backbone():
-    from edgevla.training import policies
+    from edgevla.training.learn import policies
 
     cfg = policies.make_act_config(image_hw=(48, 64))
     assert cfg.pretrained_backbone_weights is None
@@ -31,7 +31,7 @@ def test_act_config_has_project_features_and_no_pretrained_backbone():
 def test_act_builds_and_predicts_a_chunk():
     import torch
 
-    from edgevla.training import policies
+    from edgevla.training.learn import policies
 
     policy, pre, post = policies.make_act(image_hw=(32, 32), chunk_size=10, n_action_steps=10, dim_model=32,
                                           n_heads=2, dim_feedforward=64, n_encoder_layers=1, n_vae_encoder_layers=1)
@@ -45,7 +45,7 @@ def test_act_builds_and_predicts_a_chunk():
 def test_tiny_smolvlm_folder_loads_offline_with_image_tokens(tmp_path):
     from transformers import AutoConfig, AutoProcessor, AutoTokenizer
 
-    from edgevla.training import policies
+    from edgevla.training.learn import policies
 
     folder = policies.write_tiny_smolvlm(tmp_path / "vlm")
     tok = AutoTokenizer.from_pretrained(folder)
@@ -67,7 +67,7 @@ def test_tiny_smolvlm_folder_loads_offline_with_image_tokens(tmp_path):
 def test_smolvla_builds_offline_and_predicts_a_chunk(tmp_path):
     import torch
 
-    from edgevla.training import policies
+    from edgevla.training.learn import policies
 
     policy, pre, post = policies.make_smolvla(tmp_path / "vlm", image_hw=(48, 64))
     assert policy.config.vlm_model_name == str((tmp_path / "vlm").resolve())
@@ -81,7 +81,7 @@ def test_smolvla_builds_offline_and_predicts_a_chunk(tmp_path):
 
 
 def test_size_validation_names_the_field():
-    from edgevla.training import policies
+    from edgevla.training.learn import policies
 
     with pytest.raises(ValueError, match="n_action_steps"):
         policies.ActSize(chunk_size=10, n_action_steps=20)

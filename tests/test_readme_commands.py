@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from edgevla.actors.cli import build_parser
+from edgevla.actors.cli.main import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", ROOT / "models" / "default" / "README.md"]

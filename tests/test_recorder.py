@@ -21,10 +21,10 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from mcap.reader import make_reader
 
-from edgevla.actors import recorder as recmod
-from edgevla.actors.clock import VirtualClock
-from edgevla.actors.messages import ActionChunk, Frame, JointCommand, decode, encode
-from edgevla.actors.recorder import (
+from edgevla.actors.recording import recorder as recmod
+from edgevla.actors.wire.clock import VirtualClock
+from edgevla.actors.wire.messages import ActionChunk, Frame, JointCommand, decode, encode
+from edgevla.actors.recording.recorder import (
     McapRecording, RecorderActor, pack_frames, read_recording, recording_files, unpack_frames,
 )
 
@@ -143,9 +143,9 @@ def test_a_crash_at_any_write_of_a_commit_leaves_a_readable_file(tmp_path, monke
 
 _CHILD = textwrap.dedent("""
     import sys, numpy as np
-    from edgevla.actors.clock import WallClock
-    from edgevla.actors.messages import Frame
-    from edgevla.actors.recorder import RecorderActor
+    from edgevla.actors.wire.clock import WallClock
+    from edgevla.actors.wire.messages import Frame
+    from edgevla.actors.recording.recorder import RecorderActor
     rec = RecorderActor("recorder")
     rec.setup({"path": sys.argv[1], "flush_ms": 20, "chunk_size": 200000})
     clock = WallClock()

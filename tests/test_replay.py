@@ -16,12 +16,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 import zmq
 
-from edgevla.actors.bus import Subscriber, make_run_dir
-from edgevla.actors.clock import VirtualClock
-from edgevla.actors.endpoints import topic_endpoint
-from edgevla.actors.inprocess import InProcessGraph
-from edgevla.actors.recorder import read_recording
-from edgevla.actors.replay import compare_replay, load_recording, replay_step, replay_timed
+from edgevla.actors.wire.bus import Subscriber, make_run_dir
+from edgevla.actors.wire.clock import VirtualClock
+from edgevla.actors.wire.endpoints import topic_endpoint
+from edgevla.actors.runtime.inprocess import InProcessGraph
+from edgevla.actors.recording.recorder import read_recording
+from edgevla.actors.recording.replay import compare_replay, load_recording, replay_step, replay_timed
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_replay_standins import KINDS, pipeline_graph  # noqa: E402
@@ -92,7 +92,7 @@ def test_replacing_the_model_and_executor_together(recording):
 
 def _real_executor_or_skip():
     try:
-        from edgevla.actors.registry import resolve
+        from edgevla.actors.runtime.registry import resolve
 
         return resolve("executor")
     except (ImportError, AttributeError) as exc:
@@ -139,7 +139,7 @@ actors:
 
 
 def test_cli_step_replay_compare_and_out(recording, tmp_path, capsys):
-    from edgevla.actors.cli import main
+    from edgevla.actors.cli.main import main
 
     g = tmp_path / "g.yaml"
     g.write_text(GRAPH_YAML)
@@ -210,7 +210,7 @@ def test_timed_replay_runs_replaced_actors_live(recording, run_base, tmp_path):
     msgs = [m for m in msgs if m.publish_time_ns - msgs[0].publish_time_ns < 1_000_000_000]
     g = tmp_path / "g.yaml"
     g.write_text(GRAPH_YAML)
-    from edgevla.actors.graph import load_graph
+    from edgevla.actors.runtime.graph import load_graph
 
     s = replay_timed(msgs, make_run_dir(run_base, name="replay"), speed=8.0,
                      graph=load_graph(g), replace=["policy"], warmup_s=0.0)
@@ -220,8 +220,8 @@ def test_timed_replay_runs_replaced_actors_live(recording, run_base, tmp_path):
 
 
 def test_compare_pairs_in_order_and_counts_missing():
-    from edgevla.actors.messages import JointCommand, encode
-    from edgevla.actors.replay import compare_topic
+    from edgevla.actors.wire.messages import JointCommand, encode
+    from edgevla.actors.recording.replay import compare_topic
 
     def cmd(i, x):
         return encode("c", JointCommand(t_target_ns=i, positions=np.full(6, x, np.float32),
@@ -277,8 +277,8 @@ def test_a_version_1_recording_compares_equal_to_its_version_2_replay():
     """Recordings made before the positional header (schema version 2) stay comparable."""
     import msgpack
 
-    from edgevla.actors.messages import ActionChunk, decode_header, encode
-    from edgevla.actors.replay import compare_topic
+    from edgevla.actors.wire.messages import ActionChunk, decode_header, encode
+    from edgevla.actors.recording.replay import compare_topic
 
     def wire(frames):
         return [bytes(f) if not isinstance(f, np.ndarray) else f.tobytes() for f in frames]
@@ -296,7 +296,7 @@ def test_a_version_1_recording_compares_equal_to_its_version_2_replay():
 
 
 def test_set_values_parse_as_yaml_and_bad_ones_name_the_flag():
-    from edgevla.actors.replay import parse_sets
+    from edgevla.actors.recording.replay import parse_sets
 
     assert parse_sets(["executor.strategy=latest", "executor.max_velocity_rad_s=2.5"]) == \
         {"executor": {"strategy": "latest", "max_velocity_rad_s": 2.5}}

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgevla.actors.graph import load_graph
-from edgevla.actors.replay import live_specs
+from edgevla.actors.runtime.graph import load_graph
+from edgevla.actors.recording.replay import live_specs
 
 SIM = Path(__file__).resolve().parents[1] / "graphs" / "sim.yaml"
 
@@ -28,10 +28,10 @@ def test_executor_ticks_before_its_first_command_come_from_its_startup_requests(
     # before the first chunk (no commands yet) off the requests it sent
     import numpy as np
 
-    from edgevla.actors.executor_actor import ExecutorActor
-    from edgevla.actors.inprocess import ActorSpec
-    from edgevla.actors.messages import JointCommand, Request
-    from edgevla.actors.replay import _tick_times
+    from edgevla.actors.executor.actor import ExecutorActor
+    from edgevla.actors.runtime.inprocess import ActorSpec
+    from edgevla.actors.wire.messages import JointCommand, Request
+    from edgevla.actors.recording.replay import _tick_times
 
     from runtime_helpers import Recorded
 

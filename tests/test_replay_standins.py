@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from edgevla.actors.actor import Actor
-from edgevla.actors.messages import ActionChunk, JointCommand, RobotState
+from edgevla.actors.runtime.actor import Actor
+from edgevla.actors.wire.messages import ActionChunk, JointCommand, RobotState
 
 
 class StandInExecutor(Actor):

@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from edgevla.actors.run_verdict import last_error_line, problems, restart_notes
+from edgevla.actors.runtime.run_verdict import last_error_line, problems, restart_notes
 
 LOG = """\
 12:00:01 INFO executor.0 starting
 Traceback (most recent call last):
   File "/x/link.py", line 80, in open
     raise LinkDown(f"cannot open M7 link port {path!r}")
-edgevla.firmware_bridge.link.LinkDown: cannot open M7 link port '/dev/ttyRPMSG30'
+edgevla.firmware_bridge.link.connection.LinkDown: cannot open M7 link port '/dev/ttyRPMSG30'
 """
 
 
@@ -24,7 +24,7 @@ def _actor(name="a", **kw):
 
 
 def test_last_error_line_is_the_exception_not_the_traceback_frames():
-    assert last_error_line(LOG) == ("edgevla.firmware_bridge.link.LinkDown: cannot open M7 "
+    assert last_error_line(LOG) == ("edgevla.firmware_bridge.link.connection.LinkDown: cannot open M7 "
                                     "link port '/dev/ttyRPMSG30'")
     assert last_error_line("2026-12-06 05:00:01,2 ERROR camera: no device /dev/video0\nbye\n") \
         == "2026-12-06 05:00:01,2 ERROR camera: no device /dev/video0"
@@ -51,7 +51,7 @@ def test_verdict_fails_on_failed_never_healthy_or_kept_restarting():
 
 
 def test_run_exits_nonzero_and_names_the_error_of_a_crashing_actor(tmp_path, capsys):
-    from edgevla.actors.cli import main
+    from edgevla.actors.cli.main import main
 
     text = (Path(__file__).resolve().parents[1] / "graphs" / "skeleton.yaml").read_text()
     assert "kind: counter_sink" in text
@@ -75,7 +75,7 @@ def test_ctrl_c_stops_a_run_with_its_summary_and_no_traceback(tmp_path):
 
     graph = Path(__file__).resolve().parents[1] / "graphs" / "skeleton.yaml"
     summary = tmp_path / "summary.json"
-    proc = subprocess.Popen([sys.executable, "-m", "edgevla.actors.cli", "run", str(graph),
+    proc = subprocess.Popen([sys.executable, "-m", "edgevla.actors.cli.main", "run", str(graph),
                              "--headless", "--summary-json", str(summary)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)  # SIGINT to its group, as a terminal does
@@ -89,8 +89,8 @@ def test_ctrl_c_stops_a_run_with_its_summary_and_no_traceback(tmp_path):
 
 
 def test_commands_talk_to_the_newest_live_run_or_say_nothing_runs(run_base, monkeypatch, capsys):
-    from edgevla.actors.cli import main
-    from edgevla.actors.supervisor import find_run_dir
+    from edgevla.actors.cli.main import main
+    from edgevla.actors.runtime.supervisor import find_run_dir
 
     from runtime_helpers import start_graph
 
@@ -124,7 +124,7 @@ def test_commands_talk_to_the_newest_live_run_or_say_nothing_runs(run_base, monk
 def test_status_table_is_compact_below_100_columns_and_never_cuts_numbers():
     from rich.console import Console
 
-    from edgevla.actors.dashboard import status_table
+    from edgevla.actors.console.dashboard import status_table
 
     a = {"actor": "vision", "replica": 0, "state": "running", "pid": 4242, "rate_target_hz": None,
          "rate_actual_hz": 0.33, "loop_p50_ms": 148.25, "loop_p99_ms": 1234.5, "restarts": 2,
@@ -140,7 +140,7 @@ def test_status_table_is_compact_below_100_columns_and_never_cuts_numbers():
 
 
 def test_a_slow_trigger_driven_actor_reports_its_rate():
-    from edgevla.actors.runtime import LoopStats
+    from edgevla.actors.runtime.process import LoopStats
 
     loop = LoopStats()
     for k in range(5):  # a stage asked every 3 s

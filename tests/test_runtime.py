@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 import zmq
 
-from edgevla.actors import endpoints as ep
-from edgevla.actors.bus import Publisher
-from edgevla.actors.messages import Frame
+from edgevla.actors.wire import endpoints as ep
+from edgevla.actors.wire.bus import Publisher
+from edgevla.actors.wire.messages import Frame
 from runtime_helpers import actor_stats, replica, run_for, run_until, start_graph
 
 pytestmark = pytest.mark.timeout(120)

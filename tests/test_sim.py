@@ -12,7 +12,7 @@ pytestmark = pytest.mark.train
 
 mujoco = pytest.importorskip("mujoco")
 
-from edgevla.training.sim import (  # noqa: E402
+from edgevla.training.sim.env import (  # noqa: E402
     CAMERAS,
     HOME_Q,
     JOINT_NAMES,

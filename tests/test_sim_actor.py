@@ -14,11 +14,11 @@ pytestmark = pytest.mark.train
 
 pytest.importorskip("mujoco")
 
-from edgevla.actors.clock import VirtualClock  # noqa: E402
-from edgevla.actors.messages import Frame, JointCommand, RobotState, decode, encode  # noqa: E402
-from edgevla.actors.registry import resolve  # noqa: E402
-from edgevla.training.sim import HOME_Q, MUG_HOME_XY, EpisodeSpec  # noqa: E402
-from edgevla.training.sim_actor import SimPlantActor, counts_to_rad, rad_to_counts  # noqa: E402
+from edgevla.actors.wire.clock import VirtualClock  # noqa: E402
+from edgevla.actors.wire.messages import Frame, JointCommand, RobotState, decode, encode  # noqa: E402
+from edgevla.actors.runtime.registry import resolve  # noqa: E402
+from edgevla.training.sim.env import HOME_Q, MUG_HOME_XY, EpisodeSpec  # noqa: E402
+from edgevla.training.sim.actor import SimPlantActor, counts_to_rad, rad_to_counts  # noqa: E402
 
 
 @given(st.lists(st.floats(-3.0, 3.0), min_size=6, max_size=6))
@@ -114,9 +114,9 @@ def test_servo_mode_drives_the_joints_through_the_feetech_bus(monkeypatch):
         def close(self):
             made["closed"] = True
 
-    mod = types.ModuleType("edgevla.firmware_bridge.feetech")
+    mod = types.ModuleType("edgevla.firmware_bridge.servos.feetech")
     mod.FeetechBusSim = FakeBus
-    monkeypatch.setitem(sys.modules, "edgevla.firmware_bridge.feetech", mod)
+    monkeypatch.setitem(sys.modules, "edgevla.firmware_bridge.servos.feetech", mod)
     actor = SimPlantActor("plant")
     actor.setup({"servo_port": "/tmp/fake-pty", "camera_hz": 1, "width": 16, "height": 16,
                  "cameras": ["top"], "seed": 2})
@@ -146,7 +146,7 @@ def test_servo_mode_with_the_real_feetech_bus_over_a_pty():
     import select
     import time
 
-    feetech = pytest.importorskip("edgevla.firmware_bridge.feetech")
+    feetech = pytest.importorskip("edgevla.firmware_bridge.servos.feetech")
     pytest.importorskip("serial")
     master, slave = os.openpty()
     actor = SimPlantActor("plant")

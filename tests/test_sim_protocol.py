@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edgevla.training.protocol import (
+from edgevla.training.sim.start_positions import (
     ProtocolConfig,
     cluster_centers,
     draw_map,
@@ -17,7 +17,7 @@ from edgevla.training.protocol import (
     reachable,
     select_episodes,
 )
-from edgevla.training.sim import (
+from edgevla.training.sim.env import (
     JOINT_LIMITS,
     MUG_HOME_XY,
     EpisodeSpec,

@@ -10,8 +10,8 @@ import textwrap
 import numpy as np
 import pytest
 
-from edgevla.actors.clock import VirtualClock
-from edgevla.actors.messages import (ActionChunk, Features, Frame, Prefix, Request, RobotState,
+from edgevla.actors.wire.clock import VirtualClock
+from edgevla.actors.wire.messages import (ActionChunk, Features, Frame, Prefix, Request, RobotState,
                                      decode, encode)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -21,13 +21,13 @@ CAMS = ("top", "gripper", "left")
 @pytest.fixture(scope="module")
 def bundles():
     pytest.importorskip("torch")
-    from edgevla.deploy.smolvla_local import tiny_bundle
+    from edgevla.deploy.export.smolvla_local import tiny_bundle
 
     return {k: tiny_bundle(k) for k in ("act", "smolvla")}
 
 
 def _frames(policy_bundle, t0: int, seed: int = 0) -> dict[str, Frame]:
-    from edgevla.deploy.bundle import load_manifest
+    from edgevla.deploy.bundle.manifest import load_manifest
 
     m = load_manifest(policy_bundle[1])
     rng = np.random.default_rng(seed)
@@ -54,7 +54,7 @@ def _make(cls, name, params):
 
 @pytest.mark.train
 def test_vision_actor_waits_for_request_and_inputs(bundles):
-    from edgevla.actors.stages import VisionActor
+    from edgevla.actors.kinds.stages import VisionActor
 
     _, path = bundles["smolvla"]
     clock = VirtualClock(1_000_000)
@@ -79,8 +79,8 @@ def test_vision_actor_waits_for_request_and_inputs(bundles):
 
 @pytest.mark.train
 def test_smolvla_stage_chain_over_the_wire_equals_pipeline(bundles):
-    from edgevla.actors.stages import DenoiseActor, PolicyActor, PrefillActor, VisionActor
-    from edgevla.deploy.pipeline import StageModel
+    from edgevla.actors.kinds.stages import DenoiseActor, PolicyActor, PrefillActor, VisionActor
+    from edgevla.deploy.inference.pipeline import StageModel
 
     _, path = bundles["smolvla"]
     clock = VirtualClock(0)
@@ -112,7 +112,7 @@ def test_smolvla_stage_chain_over_the_wire_equals_pipeline(bundles):
 
 @pytest.mark.train
 def test_denoise_steps_runtime_param(bundles):
-    from edgevla.actors.stages import DenoiseActor, PrefillActor, VisionActor
+    from edgevla.actors.kinds.stages import DenoiseActor, PrefillActor, VisionActor
 
     _, path = bundles["smolvla"]
     clock = VirtualClock(0)
@@ -137,10 +137,10 @@ def test_denoise_steps_runtime_param(bundles):
 
 @pytest.mark.train
 def test_act_actors_match_lerobot(bundles):
-    from edgevla.actors.stages import ActDecoderActor, PolicyActor, VisionActor
-    from edgevla.deploy.exporter import Sample
-    from edgevla.deploy.parity import lerobot_chunk
-    from edgevla.deploy.smolvla_local import tiny_stats
+    from edgevla.actors.kinds.stages import ActDecoderActor, PolicyActor, VisionActor
+    from edgevla.deploy.export.exporter import Sample
+    from edgevla.deploy.export.parity import lerobot_chunk
+    from edgevla.deploy.export.smolvla_local import tiny_stats
 
     policy, path = bundles["act"]
     clock = VirtualClock(0)
@@ -163,10 +163,10 @@ def test_act_actors_match_lerobot(bundles):
 def test_act_with_servo_goal_reads_it_from_the_robot_state(bundles):
     # a model whose observation.state is joints + servo goal gets RobotState.commanded as the
     # goal, matches lerobot on that 12-value state, and never runs on a state without a goal
-    from edgevla.actors.stages import ActDecoderActor, VisionActor
-    from edgevla.deploy.exporter import Sample
-    from edgevla.deploy.parity import lerobot_chunk
-    from edgevla.deploy.smolvla_local import tiny_bundle, tiny_stats
+    from edgevla.actors.kinds.stages import ActDecoderActor, VisionActor
+    from edgevla.deploy.export.exporter import Sample
+    from edgevla.deploy.export.parity import lerobot_chunk
+    from edgevla.deploy.export.smolvla_local import tiny_bundle, tiny_stats
 
     policy, path = tiny_bundle("act-goal")
     clock = VirtualClock(0)
@@ -191,7 +191,7 @@ def test_act_with_servo_goal_reads_it_from_the_robot_state(bundles):
 
 @pytest.mark.train
 def test_simulated_latency_holds_the_chunk_until_capture_plus_latency(bundles):
-    from edgevla.actors.stages import ActDecoderActor, VisionActor
+    from edgevla.actors.kinds.stages import ActDecoderActor, VisionActor
 
     _, path = bundles["act"]
     vision = _make(VisionActor, "v", {"model": str(path)})
@@ -211,7 +211,7 @@ def test_simulated_latency_holds_the_chunk_until_capture_plus_latency(bundles):
 
 @pytest.mark.train
 def test_actor_param_errors(bundles, tmp_path):
-    from edgevla.actors.stages import ActDecoderActor, DenoiseActor, PolicyActor
+    from edgevla.actors.kinds.stages import ActDecoderActor, DenoiseActor, PolicyActor
 
     _, act_path = bundles["act"]
     with pytest.raises(FileNotFoundError, match="not a model bundle"):
@@ -238,9 +238,9 @@ def test_board_runtime_never_imports_torch(bundles):
     code = textwrap.dedent(f"""
         import sys
         import numpy as np
-        from edgevla.actors.clock import VirtualClock
-        from edgevla.actors.messages import Frame, Request, RobotState
-        from edgevla.actors.stages import PolicyActor
+        from edgevla.actors.wire.clock import VirtualClock
+        from edgevla.actors.wire.messages import Frame, Request, RobotState
+        from edgevla.actors.kinds.stages import PolicyActor
         a = PolicyActor("p"); a.setup({{"model": {str(path)!r}, "threads": 1}})
         fr = {{c: Frame(camera=c, image=np.zeros((64, 64, 3), np.uint8)) for c in ("top", "gripper", "left")}}
         out = a.step(VirtualClock(), {{**fr, "state": RobotState(joints=np.zeros(6, np.float32)),

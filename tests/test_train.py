@@ -23,7 +23,7 @@ CAMERAS = ("top", "gripper", "left")
 
 def write_tiny_dataset(root: Path, episodes: int = 3, frames: int = 30, seed: int = 0) -> Path:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from edgevla.training.torch_setup import ensure_torchvision
+    from edgevla.training.learn.torch_setup import ensure_torchvision
 
     ensure_torchvision()
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
@@ -72,7 +72,7 @@ def _obs(batch: int = 1):
 def _train_and_check(tmp_path: Path, dataset: Path, policy: str, overrides: dict, steps: int, lr: float):
     import torch
 
-    from edgevla.training.train import TrainConfig, load_policy, train
+    from edgevla.training.learn.train import TrainConfig, load_policy, train
 
     out = tmp_path / policy
     cfg = TrainConfig(
@@ -108,7 +108,7 @@ def _train_and_check(tmp_path: Path, dataset: Path, policy: str, overrides: dict
 
 
 def test_train_act_loss_falls_checkpoint_reloads_and_resumes(tmp_path, tiny_dataset):
-    from edgevla.training.train import TrainConfig, train
+    from edgevla.training.learn.train import TrainConfig, train
 
     overrides = {"chunk_size": 10, "n_action_steps": 10, "dim_model": 64, "dim_feedforward": 128,
                  "n_encoder_layers": 1, "n_vae_encoder_layers": 1}
@@ -154,7 +154,7 @@ def test_train_smolvla_loss_falls_and_checkpoint_reloads(tmp_path, tiny_dataset)
 
 
 def test_train_config_rejects_bad_values(tmp_path):
-    from edgevla.training.train import TrainConfig
+    from edgevla.training.learn.train import TrainConfig
 
     with pytest.raises(ValueError, match="policy"):
         TrainConfig(policy="pi0")
@@ -167,7 +167,7 @@ def test_train_config_rejects_bad_values(tmp_path):
 
 
 def test_train_rejects_dataset_without_expected_cameras(tmp_path):
-    from edgevla.training.train import open_dataset
+    from edgevla.training.learn.train import open_dataset
 
     with pytest.raises(FileNotFoundError, match="meta/info.json"):
         open_dataset(tmp_path)
@@ -178,7 +178,7 @@ def test_in_memory_action_windows_match_lerobots_own_query(tiny_dataset):
     import torch
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
-    from edgevla.training.train import serve_numeric_columns_from_memory
+    from edgevla.training.learn.train import serve_numeric_columns_from_memory
 
     delta = {"action": [i / FPS for i in range(12)]}  # windows cross episode ends -> padding
     plain = LeRobotDataset("local/tiny", root=tiny_dataset, delta_timestamps=delta)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from edgevla.actors.cli import main
-from edgevla.actors.user_files import UserFileError, read_text, usable_file
+from edgevla.actors.cli.main import main
+from edgevla.actors.console.user_files import UserFileError, read_text, usable_file
 
 MCAP_MAGIC = b"\x89MCAP0\r\n"
 
@@ -67,7 +67,7 @@ def test_inspect_and_replay_refuse_a_directory_and_bad_values(files, tmp_path, c
 
 
 def test_bench_refuses_a_directory_for_json_before_measuring(files, capsys, monkeypatch):
-    import edgevla.actors.bench as bench
+    import edgevla.actors.bench.harness as bench
 
     monkeypatch.setattr(bench, "load", lambda name: pytest.fail("the benchmark ran"))
     assert main(["bench", "bus", "--quick", "--json", str(files["folder"])]) == 2
@@ -84,7 +84,7 @@ def test_run_and_demo_refuse_a_duration_that_is_not_positive(value, files, capsy
 
 
 def test_continuations_of_another_run_are_not_joined(tmp_path, caplog):
-    from edgevla.actors.recorder import McapRecording, next_free_path, recording_files
+    from edgevla.actors.recording.recorder import McapRecording, next_free_path, recording_files
 
     def write(run_id: str):
         rec = McapRecording(next_free_path(tmp_path / "out.mcap"), metadata={"run_id": run_id})
@@ -114,7 +114,7 @@ def test_figures_are_png_whole_and_at_the_path_reported(tmp_path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from edgevla.actors.figures import save_figure
+    from edgevla.actors.console.figures import save_figure
 
     fig, ax = plt.subplots()
     ax.plot([0, 1], [1, 0])

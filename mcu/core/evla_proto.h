@@ -1,6 +1,6 @@
 /* edgevla M7 link codec: COBS framing, CRC-32/ISO-HDLC, version-1 messages.
  * The byte layout is specified in mcu/PROTOCOL.md; the Python twin is
- * firmware_bridge/protocol.py and both are checked against the same vectors. */
+ * firmware_bridge/link/codec.py and both are checked against the same vectors. */
 #ifndef EVLA_PROTO_H
 #define EVLA_PROTO_H
 

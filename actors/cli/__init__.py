@@ -1,0 +1,1 @@
+"""The `edgevla` console script (`main`) and the runtime, recording and demo subcommands."""

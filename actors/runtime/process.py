@@ -1,0 +1,413 @@
+"""The process around an actor: sockets, loop rate, heartbeats, control channel, shutdown.
+
+The supervisor starts ``python -m edgevla.actors.runtime.process SPEC.json`` once per actor replica.
+This module owns everything an actor kind should not have to write: it binds the output
+topics, connects to every producer of the inputs, runs ``step`` at ``rate_hz`` (or on each
+message of the trigger port), answers control requests (stats, set_rate, set_param, stop),
+sends heartbeats with its loop latency, exits cleanly on SIGTERM/SIGINT, and dies with its
+supervisor (PR_SET_PDEATHSIG plus a parent check) so no actor is ever left orphaned.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import logging
+import os
+import signal
+import sys
+import time
+import traceback
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zmq
+
+from edgevla.actors.runtime.actor import Actor
+from edgevla.actors.wire.bus import (BusCounters, CurveKeys, Publisher, Subscriber, bind,
+                                serve_requests)
+from edgevla.actors.wire.clock import WallClock
+from edgevla.actors.wire.messages import Heartbeat, Message
+
+log = logging.getLogger("edgevla.runtime")
+
+HEARTBEAT_PERIOD_S = 0.25
+
+
+@dataclass
+class ProcessSpec:
+    """Everything one actor process needs, written by the supervisor as JSON."""
+
+    actor: str
+    replica: int
+    kind: str
+    params: dict[str, Any]
+    inputs: dict[str, str]  # port -> topic ("*" -> "*" for every topic)
+    outputs: dict[str, str]  # port -> topic
+    rate_hz: float | None
+    sub_endpoints: dict[str, list[str]]  # topic -> endpoints to connect
+    pull_endpoints: dict[str, list[str]]  # balanced topic -> PUSH endpoints to connect
+    pub_endpoints: dict[str, str]  # topic -> endpoint to bind
+    push_topics: list[str]  # output topics sent as a work queue
+    control_endpoint: str
+    heartbeat_endpoint: str
+    supervisor_pid: int
+    all_topics: list[str] = field(default_factory=list)
+    image_topics: list[str] = field(default_factory=list)
+    image_hwm: int = 4
+    cpu_affinity: list[int] = field(default_factory=list)
+    nice: int = 0
+    realtime_priority: int = 0
+    curve: dict[str, str] | None = None  # z85 public/secret of this process + server public
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self), indent=1))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "ProcessSpec":
+        return cls(**json.loads(Path(path).read_text()))
+
+
+class LoopStats:
+    """Step latency and achieved rate over a sliding window."""
+
+    def __init__(self, window: int = 256) -> None:
+        self.latency_ns: deque[int] = deque(maxlen=window)
+        self.step_times_ns: deque[int] = deque(maxlen=window)
+        self.steps = 0
+        self.overruns = 0
+
+    def record(self, t_start_ns: int, t_end_ns: int) -> None:
+        self.latency_ns.append(t_end_ns - t_start_ns)
+        self.step_times_ns.append(t_start_ns)
+        self.steps += 1
+
+    def rate_hz(self, now_ns: int, window_s: float = 2.0, slow_window_s: float = 30.0) -> float:
+        """Steps per second over the last ``window_s``; a slow, trigger-driven actor (a stage
+        asked every few seconds) is measured over up to ``slow_window_s`` instead of reading 0."""
+        for w in (window_s, slow_window_s):
+            cutoff = now_ns - int(w * 1e9)
+            recent = [t for t in self.step_times_ns if t >= cutoff]
+            if len(recent) >= 3:
+                break
+        if len(recent) < 2 or recent[-1] == recent[0]:
+            return 0.0
+        return (len(recent) - 1) / ((recent[-1] - recent[0]) / 1e9)
+
+    def latency_ms(self) -> tuple[float, float]:
+        if not self.latency_ns:
+            return 0.0, 0.0
+        arr = np.fromiter(self.latency_ns, dtype=np.int64) / 1e6
+        return float(np.percentile(arr, 50)), float(np.percentile(arr, 99))
+
+
+def _die_with_parent() -> None:
+    """Ask the kernel to SIGKILL us when the supervisor dies (Linux prctl PR_SET_PDEATHSIG)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+class ActorProcess:
+    def __init__(self, spec: ProcessSpec, actor: Actor) -> None:
+        self.spec = spec
+        self.actor = actor
+        self.clock = WallClock()
+        self.rate_hz = spec.rate_hz
+        self.counters = BusCounters()
+        self.loop = LoopStats()
+        self.stop_requested = False
+        self.errors: dict[str, int] = {}
+        self.ctx = zmq.Context()
+        curve_self = curve_client = None
+        if spec.curve:
+            c = spec.curve
+            curve_self = CurveKeys(public=c["public"].encode(), secret=c["secret"].encode())
+            curve_client = CurveKeys(public=c["public"].encode(), secret=c["secret"].encode(),
+                                     server_public=c["server_public"].encode())
+        self._curve_client = curve_client
+        name = f"{spec.actor}.{spec.replica}"
+        self.pubs: dict[str, Publisher] = {}
+        for topic, ep in spec.pub_endpoints.items():
+            kind = zmq.PUSH if topic in spec.push_topics else zmq.PUB
+            hwm = spec.image_hwm if topic in spec.image_topics else 100
+            self.pubs[topic] = Publisher(self.ctx, ep, producer=name, kind=kind, hwm=hwm,
+                                         curve=curve_self, counters=self.counters)
+        sub_topics = sorted({t for t in spec.sub_endpoints})
+        endpoints = sorted({e for eps in spec.sub_endpoints.values() for e in eps})
+        self.sub = Subscriber(self.ctx, endpoints, ["*"] if "*" in spec.inputs.values()
+                              else sub_topics, curve=curve_client, counters=self.counters,
+                              hwm=1000 if actor.collect_all else 100,
+                              borrow=actor.borrow_inputs) if endpoints else None
+        pull_eps = sorted({e for eps in spec.pull_endpoints.values() for e in eps})
+        self.pull = Subscriber(self.ctx, pull_eps, list(spec.pull_endpoints), kind=zmq.PULL,
+                               curve=curve_client, counters=self.counters) if pull_eps else None
+        self.ctl = self.ctx.socket(zmq.REP)
+        self.ctl.setsockopt(zmq.LINGER, 0)
+        bind(self.ctl, spec.control_endpoint)
+        self.hb = self.ctx.socket(zmq.PUSH)
+        self.hb.setsockopt(zmq.LINGER, 0)
+        self.hb.setsockopt(zmq.SNDHWM, 10)
+        self.hb.connect(spec.heartbeat_endpoint)
+        self.topic_ports: dict[str, list[str]] = {}
+        for port, topic in spec.inputs.items():
+            self.topic_ports.setdefault(topic, []).append(port)
+        self.trigger = actor.trigger if actor.trigger in spec.inputs else None
+        self.pending: dict[str, Any] = {}
+        self._hb_seq = 0
+
+    # ------------------------------------------------------------------ inputs
+    def _ports_for(self, topic: str) -> list[str]:
+        ports = self.topic_ports.get(topic)
+        if ports is None and "*" in self.topic_ports:
+            return [topic]
+        return ports or []
+
+    def _collect(self) -> None:
+        got: list[tuple[str, Message]] = []
+        for s in (self.sub, self.pull):
+            if s is not None:
+                got.extend(s.drain_all())
+        t_recv = time.monotonic_ns()
+        for topic, msg in got:
+            msg.t_recv_ns = t_recv  # local receive time (not on the wire): the recorder's log time
+            for port in self._ports_for(topic):
+                if self.actor.collect_all:
+                    self.pending.setdefault(port, []).append(msg)
+                else:
+                    if port in self.pending:
+                        self.counters.skipped[topic] += 1
+                    self.pending[port] = msg
+
+    # ------------------------------------------------------------------ outputs
+    def _publish(self, outputs: dict[str, Any] | None) -> None:
+        if not outputs:
+            return
+        for port, value in outputs.items():
+            topic = self.spec.outputs.get(port)
+            if topic is None:
+                continue  # port not wired in this graph
+            for msg in (value if isinstance(value, list) else [value]):
+                if msg is not None:
+                    self.pubs[topic].send(topic, msg)
+
+    def step_once(self) -> None:
+        inputs, self.pending = self.pending, {}
+        t0 = time.monotonic_ns()
+        outputs = self.actor.step(self.clock, inputs)
+        t1 = time.monotonic_ns()
+        self.loop.record(t0, t1)
+        self._publish(outputs)
+
+    # ------------------------------------------------------------------ control
+    def stats(self) -> dict[str, Any]:
+        now = time.monotonic_ns()
+        p50, p99 = self.loop.latency_ms()
+        try:
+            actor_stats = self.actor.stats()
+        except Exception as exc:  # noqa: BLE001 - stats must never kill the loop
+            actor_stats = {"stats_error": repr(exc)}
+        return {
+            "actor": self.spec.actor,
+            "replica": self.spec.replica,
+            "pid": os.getpid(),
+            "rate_target_hz": self.rate_hz,
+            "rate_actual_hz": round(self.loop.rate_hz(now), 2),
+            "loop_p50_ms": round(p50, 3),
+            "loop_p99_ms": round(p99, 3),
+            "steps": self.loop.steps,
+            "overruns": self.loop.overruns,
+            "malformed": self.counters.malformed_total(),
+            "skipped": sum(self.counters.skipped.values()),
+            "dropped_send": sum(self.counters.dropped_send.values()),
+            "bus": self.counters.as_dict(),
+            "rss_mb": round(_rss_mb(), 1),
+            "cpu_s": round(sum(os.times()[:2]), 2),
+            # the board runtime must stay torch-free; tests and the summary check this
+            "torch_loaded": "torch" in sys.modules,
+            "actor_stats": _plain(actor_stats),
+        }
+
+    def handle_control(self, req: Any) -> dict[str, Any]:
+        if not isinstance(req, dict):
+            return {"ok": False, "error": "request must be a map"}
+        cmd = req.get("cmd")
+        if cmd == "ping":
+            return {"ok": True}
+        if cmd == "stats":
+            return {"ok": True, "stats": self.stats()}
+        if cmd == "set_rate":
+            hz = req.get("hz")
+            if not isinstance(hz, (int, float)) or hz <= 0:
+                return {"ok": False, "error": f"hz must be > 0, got {hz!r}"}
+            self.rate_hz = float(hz)
+            return {"ok": True, "rate_hz": self.rate_hz}
+        if cmd == "set_param":
+            try:
+                self.actor.set_param(str(req.get("name")), req.get("value"))
+            except (KeyError, ValueError, TypeError) as exc:
+                return {"ok": False, "error": str(exc)}
+            return {"ok": True}
+        if cmd == "stop":
+            self.stop_requested = True
+            return {"ok": True}
+        return {"ok": False, "error": f"unknown command {cmd!r}"}
+
+    def _heartbeat(self) -> None:
+        self._hb_seq += 1
+        p50, _ = self.loop.latency_ms()
+        hb = Heartbeat(actor=self.spec.actor, pid=os.getpid(), loop_latency_ns=int(p50 * 1e6),
+                       stats=self.stats(), seq=self._hb_seq, t_pub_ns=time.monotonic_ns(),
+                       producer=f"{self.spec.actor}.{self.spec.replica}")
+        from edgevla.actors.wire.messages import encode
+
+        try:
+            self.hb.send_multipart(encode("heartbeat", hb), flags=zmq.NOBLOCK)
+        except zmq.Again:
+            pass
+
+    # ------------------------------------------------------------------ main loop
+    def run(self) -> int:
+        poller = zmq.Poller()
+        for s in (self.sub, self.pull):
+            if s is not None:
+                poller.register(s.sock, zmq.POLLIN)
+        poller.register(self.ctl, zmq.POLLIN)
+        next_tick = time.monotonic_ns()
+        next_hb = 0
+        while not self.stop_requested:
+            now = time.monotonic_ns()
+            if now >= next_hb:
+                self._heartbeat()
+                next_hb = now + int(HEARTBEAT_PERIOD_S * 1e9)
+                if os.getppid() != self.spec.supervisor_pid:
+                    log.error("supervisor %d is gone: exiting", self.spec.supervisor_pid)
+                    return 3
+            rate_driven = self.trigger is None and self.rate_hz
+            deadline = min(next_hb, next_tick) if rate_driven else next_hb
+            timeout_ms = max(0.0, (deadline - time.monotonic_ns()) / 1e6)
+            events = dict(poller.poll(timeout_ms))
+            if self.ctl in events:
+                serve_requests(self.ctl, self.handle_control)
+            self._collect()
+            if rate_driven:
+                now = time.monotonic_ns()
+                if now >= next_tick:
+                    self.step_once()
+                    period = int(1e9 / self.rate_hz)
+                    next_tick += period
+                    if next_tick < time.monotonic_ns():
+                        # We fell behind a whole period: re-anchor rather than burst to catch up.
+                        self.loop.overruns += 1
+                        next_tick = time.monotonic_ns() + period
+            elif self.trigger is not None:
+                if self.trigger in self.pending:
+                    self.step_once()
+        return 0
+
+    def close(self) -> None:
+        try:
+            self.actor.close()
+        finally:
+            for p in self.pubs.values():
+                p.close()
+            for s in (self.sub, self.pull):
+                if s is not None:
+                    s.close()
+            self.ctl.close(linger=0)
+            self.hb.close(linger=0)
+            self.ctx.term()
+
+
+def _rss_mb() -> float:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+    except OSError:
+        return 0.0
+
+
+def _plain(obj: Any) -> Any:
+    """Make actor stats msgpack-safe (numpy scalars and arrays to Python)."""
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    return obj
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m edgevla.actors.runtime.process SPEC.json", file=sys.stderr)
+        return 2
+    _die_with_parent()
+    spec = ProcessSpec.load(argv[0])
+    logging.basicConfig(level=logging.INFO,
+                        format=f"%(asctime)s {spec.actor}.{spec.replica} %(levelname)s "
+                               f"%(name)s: %(message)s")
+    if os.getppid() != spec.supervisor_pid:
+        return 3  # the supervisor died before we could arm PDEATHSIG
+    if spec.cpu_affinity:
+        cpus = set(spec.cpu_affinity) & os.sched_getaffinity(0)
+        if cpus:
+            os.sched_setaffinity(0, cpus)
+        else:
+            log.warning("cpu_affinity %s: none of these CPUs exist here; not pinning",
+                        spec.cpu_affinity)
+    if spec.nice:
+        try:
+            os.nice(spec.nice)
+        except OSError as exc:
+            log.warning("nice %d refused: %s", spec.nice, exc)
+    if spec.realtime_priority:
+        # On a shared core a normal-priority control loop was measured stalling for hundreds of
+        # ms; SCHED_FIFO keeps the executor's tick jitter sub-millisecond where it is allowed.
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(spec.realtime_priority))
+        except (OSError, AttributeError) as exc:
+            log.warning("SCHED_FIFO priority %d refused (%s): running at normal priority",
+                        spec.realtime_priority, exc)
+
+    from edgevla.actors.runtime.registry import resolve
+
+    actor = resolve(spec.kind)(f"{spec.actor}")
+    proc: ActorProcess | None = None
+    stop = {"flag": False}
+
+    def on_signal(signum, _frame) -> None:
+        stop["flag"] = True
+        if proc is not None:
+            proc.stop_requested = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        actor.setup(dict(spec.params))
+        proc = ActorProcess(spec, actor)
+        proc.stop_requested = stop["flag"]
+        rc = proc.run()
+    except Exception:  # noqa: BLE001 - log the crash; the supervisor decides what happens next
+        traceback.print_exc()
+        return 1
+    finally:
+        if proc is not None:
+            try:
+                proc.close()
+            except Exception:  # noqa: BLE001
+                traceback.print_exc()
+    log.info("stopped cleanly")
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Model bundles: the manifest, the files a board needs, the layout of the policy state."""

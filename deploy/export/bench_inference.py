@@ -1,0 +1,344 @@
+"""`edgevla bench inference`: lerobot eager vs ONNX FP32 vs selective quantization, per stage and
+end to end, for ACT and SmolVLA small configs, 2 threads (torch and ONNX Runtime alike).
+
+Eager end to end is lerobot's own path (pre-processor -> predict_action_chunk -> post-processor);
+per-stage eager times run the PyTorch stage modules the graphs were exported from. Our end to end
+is `StageModel.predict` (numpy pre/post-processing included). Action errors are measured against
+the fp32 pipeline (itself equal to lerobot to ~1e-7 rad, see tests/test_export.py) on the same
+noise, as max |error| in rad and as a fraction of each joint's range.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+THREADS = 2
+# ORT workers spin while a run is in flight and stop when it returns (what the board graph's
+# stage actors use, deploy/bundle/manifest.py): no CPU is burnt between runs, so the torch rows timed
+# round-robin next to the ORT ones are not slowed by idle spinning threads.
+SPINNING = "run"
+# Untimed pause before every timed call: with lerobot's default OpenMP wait policy a torch call
+# leaves its worker thread spinning ~10 ms (measured: a core burnt for 10 ms after a matmul),
+# which took one of the two cores from whatever was timed next. The pause busy-waits on this
+# thread (a sleep let the VM's vCPUs idle and made every row slower and noisier).
+SETTLE_S = 0.012
+
+
+def _settle(seconds: float) -> None:
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
+def _interleaved(fns: dict, reps: int) -> dict:
+    """Time callables round-robin; -> {key: (median ms, median over rounds of first/this)}.
+
+    The first key is the baseline. Pairing each round's times cancels slow drifts in load.
+    """
+    keys = list(fns)
+    for k in keys:  # warm-up (ORT arenas, torch allocator, lazy inits)
+        fns[k]()
+    times: dict = {k: [] for k in keys}
+    cpu: dict = {k: [] for k in keys}
+    for _ in range(reps):
+        for k in keys:
+            _settle(SETTLE_S)
+            c0, t0 = time.process_time(), time.perf_counter()
+            fns[k]()
+            times[k].append((time.perf_counter() - t0) * 1e3)
+            cpu[k].append((time.process_time() - c0) * 1e3)
+    base, cbase = times[keys[0]], cpu[keys[0]]
+    out = {}
+    for k in keys:
+        out[k] = (statistics.median(times[k]),
+                  round(statistics.median(b / t for b, t in zip(base, times[k])), 2))
+        # CPU time (all threads of this process) is far less sensitive to other processes
+        # than wall time on a loaded machine: a second view of the same comparison.
+        _CPU[k] = (round(statistics.median(cpu[k]), 3),
+                   round(statistics.median(cpu[k]) and statistics.median(cbase) /
+                         max(statistics.median(cpu[k]), 1e-6), 2))
+    return out
+
+
+_CPU: dict = {}
+
+
+def _eager_denoise(den, x, prefix, steps: int):
+    import torch
+
+    dt = -1.0 / steps
+    for i in range(steps):
+        x = x + dt * den(x, torch.tensor([1.0 + i * dt]), *prefix)
+    return x
+
+
+def _policies(quick: bool, root: Path):
+    from edgevla.deploy.export import smolvla_local as sl
+
+    if quick:
+        act = sl.make_tiny_act(image_hw=(64, 64))
+        vlm = sl.write_tiny_smolvlm(root / "vlm")
+        smol = sl.make_tiny_smolvla(vlm)
+        return act, smol, "tiny (ACT d=64 64px; SmolVLA text 64/vision 48 at 64px)"
+    act = sl.make_tiny_act(image_hw=(96, 96), chunk_size=50, dim_model=256,
+                           n_heads=8, dim_feedforward=1024, n_encoder_layers=4)
+    size = sl.SmolVLMSize(text_hidden=256, text_layers=4, text_heads=4, text_kv_heads=2,
+                          vision_hidden=192, vision_layers=4, vision_heads=4, image_size=128)
+    vlm = sl.write_tiny_smolvlm(root / "vlm", size)
+    smol = sl.make_tiny_smolvla(vlm, image_hw=(128, 128), chunk_size=50)
+    return act, smol, ("small (ACT d=256 4 enc layers 3x96px chunk 50; SmolVLA text 256x4, "
+                       "vision 192x4 at 3x128px, chunk 50, 10 steps)")
+
+
+def _bench_policy(policy, stats, bundle: Path, samples, reps: int, rows: list, summary: dict,
+                  console) -> None:
+    import torch
+
+    from edgevla.deploy.export import act as export_act, smolvla as export_smolvla
+    from edgevla.deploy.inference.backends import BackendOptions
+    from edgevla.deploy.export.parity import composed_parity, lerobot_chunk, stage_parity
+    from edgevla.deploy.inference.pipeline import StageChoice, StageModel
+
+    kind = policy.name
+    opts = BackendOptions(threads=THREADS, allow_spinning=SPINNING)
+    man_stages = ("vision", "decoder") if kind == "act" else ("vision", "prefill", "denoise")
+    fp32 = StageModel(bundle, choices={s: StageChoice("fp32", "onnxruntime") for s in man_stages},
+                      options=opts)
+    m = fp32.manifest
+    sel_prec = {s: m.stages[s].default for s in man_stages}
+    smp = samples[0]
+    task = m.extra.get("task", "")
+    noise = fp32.sample_noise(np.random.default_rng(0)) if kind == "smolvla" else None
+    steps = fp32.num_steps
+
+    def row(stage, backend, precision, ms, eager_ms, **kw):
+        r = {"policy": kind, "stage": stage, "backend": backend, "precision": precision,
+             "latency_ms": round(ms, 3)}
+        r.update(kw)
+        rows.append(r)
+
+    def size_mb(stage, key):
+        return round(m.stages[stage].variants[key].size_bytes / 1e6, 2)
+
+    # ---- per stage inputs (same for every backend)
+    imgs = fp32.images_tensor(smp.frames)
+    feats = fp32.features(smp.frames, smp.state)
+    with torch.no_grad():
+        if kind == "act":
+            lo = export_act.layout_of(policy)
+            vis, dec = export_act.VisionStage(policy).eval(), export_act.DecoderStage(policy, lo).eval()
+            ti = torch.from_numpy(imgs)
+            tok = vis(ti)
+            st = torch.from_numpy(feats["state"][None])
+            eager_fns = {"vision": lambda: vis(ti), "decoder": lambda: dec(tok, st)}
+            calls = {"vision": lambda mdl: mdl.vision(imgs),
+                     "decoder": lambda mdl: mdl.act_decode(feats)}
+        else:
+            lo = export_smolvla.SmolVLALayout(**{k: tuple(v) if isinstance(v, list) else v
+                                                 for k, v in m.extra["layout"].items()})
+            vis = export_smolvla.VisionStage(policy, lo).eval()
+            pre = export_smolvla.PrefillStage(policy, lo).eval()
+            den = export_smolvla.DenoiseStage(policy, lo).eval()
+            ti = torch.from_numpy(imgs)
+            tok = vis(ti)
+            lt = torch.tensor(m.extra["lang_tokens"])[None]
+            lm = torch.tensor(m.extra["lang_mask"])[None]
+            st = torch.from_numpy(feats["state"][None])
+            prefix_t = pre(tok, lt, lm, st)
+            x = torch.from_numpy(noise)
+            ts = torch.tensor([1.0])
+            eager_fns = {"vision": lambda: vis(ti), "prefill": lambda: pre(tok, lt, lm, st),
+                         # N steps with the same update rule as the ONNX path
+                         "denoise": lambda: _eager_denoise(den, x, prefix_t, steps)}
+            prefix = fp32.prefill(feats)
+            calls = {"vision": lambda mdl: mdl.vision(imgs),
+                     "prefill": lambda mdl: mdl.prefill(feats),
+                     "denoise": lambda mdl: mdl.denoise(prefix, noise, steps)}
+    # Per stage: eager and every variant timed round-robin (paired rounds: load spikes on this
+    # shared machine hit all of them alike); speedup = median over rounds of eager/variant.
+    stage_fns: dict[str, dict[tuple, Any]] = {}
+    for s in man_stages:
+        fns: dict[tuple, Any] = {("torch", "eager", None): eager_fns[s],
+                                 ("onnxruntime", "fp32", "fp32"): (lambda s=s: calls[s](fp32))}
+        for key, var in m.stages[s].variants.items():
+            if key == "fp32":
+                continue
+            one = StageModel(bundle, (s,), {s: StageChoice(key)}, options=opts)
+            fns[(var.backend, var.precision, key)] = (lambda s=s, mm=one: calls[s](mm))
+        stage_fns[s] = fns
+    for s, fns in stage_fns.items():
+        note = f"{steps} steps" if s == "denoise" else ""
+        with torch.no_grad():
+            res = _interleaved(fns, reps)
+        for (backend, precision, key), (med, ratio) in res.items():
+            cpu_ms, cpu_ratio = _CPU[(backend, precision, key)]
+            row(s, backend, precision, med, None, speedup_vs_eager=ratio, cpu_ms=cpu_ms,
+                cpu_speedup=cpu_ratio, size_mb=size_mb(s, key) if key else None, note=note)
+
+    # ---- stage output error of every quantized variant (dataset-like inputs)
+    for key in ("int8", "int4"):
+        prec = {s: key for s in man_stages if key in m.stages[s].variants}
+        if not prec:
+            continue
+        errs = stage_parity(policy, bundle, samples[:2], prec, random_inputs=False)
+        for r in rows:
+            if r["policy"] == kind and r["stage"] in prec and r["precision"] == m.stages[
+                    r["stage"]].variants[key].precision and r["backend"] == "onnxruntime":
+                r["out_rel_err"] = round(errs[r["stage"]]["dataset_rel"], 5)
+
+    # ---- end to end, also round-robin; baseline = lerobot predict_action_chunk alone (its
+    # processors excluded, ours included): the conservative comparison
+    from edgevla.deploy.export.parity import _processors
+
+    pre_p, _ = _processors(policy, stats)
+    b = pre_p(_lerobot_batch(policy, smp, task))
+    tn = torch.from_numpy(noise) if noise is not None else None
+    model_only = ((lambda: policy.predict_action_chunk(dict(b), noise=tn.clone()))
+                  if kind == "smolvla" else (lambda: policy.predict_action_chunk(dict(b))))
+    variants = {"selective": sel_prec}
+    if kind == "smolvla":
+        variants["sel+int4"] = dict(sel_prec, prefill="int4")
+        variants["denoise-int8"] = dict(sel_prec, denoise="int8")
+    else:
+        variants["all-int8"] = {s: "int8" for s in man_stages}
+    e2e: dict[tuple, Any] = {
+        ("lerobot", "eager", "predict_action_chunk only"): model_only,
+        ("lerobot", "eager", "+ lerobot pre/post-processors"):
+            (lambda: lerobot_chunk(policy, stats, smp, task, noise)),
+        ("onnxruntime", "fp32", ""): (lambda: fp32.predict(smp.frames, smp.state, noise=noise)),
+    }
+    for name, prec in variants.items():
+        mdl = StageModel(bundle, choices={s: StageChoice(p) for s, p in prec.items()}, options=opts)
+        e2e[("onnxruntime", name, ",".join(f"{s}={p}" for s, p in prec.items()))] = (
+            lambda mdl=mdl: mdl.predict(smp.frames, smp.state, noise=noise))
+    with torch.no_grad():
+        res = _interleaved(e2e, reps)
+    results: dict[str, tuple[float, float, float]] = {}
+    for (backend, precision, note), (med, ratio) in res.items():
+        kw: dict[str, Any] = {"note": note}
+        err_frac = None
+        if backend == "onnxruntime":
+            prec = variants.get(precision)
+            err_rad, err_frac = _err(policy, stats, bundle, samples, prec)
+            kw["action_err_rad"] = err_rad
+            if prec is not None:
+                kw["action_err_pct_range"] = round(100 * err_frac, 4)
+        cpu_ms, cpu_ratio = _CPU[(backend, precision, note)]
+        row("end-to-end", backend, precision, med, None, speedup_vs_eager=ratio, cpu_ms=cpu_ms,
+            cpu_speedup=cpu_ratio, **kw)
+        results[precision if backend == "onnxruntime" else note] = (med, ratio, err_frac, cpu_ratio)
+    e2e_eager = results["predict_action_chunk only"][0]
+    e2e_eager_proc = results["+ lerobot pre/post-processors"][0]
+    e2e_fp32 = results["fp32"][0]
+    summary[f"{kind}_eager_with_processors_ms"] = round(e2e_eager_proc, 2)
+    if kind == "act":
+        summary["act_eager_ms"] = round(e2e_eager, 2)
+        summary["act_onnx_fp32_ms"] = round(e2e_fp32, 2)
+        summary["act_speedup_vs_eager"] = results["fp32"][1]
+        summary["act_cpu_speedup_vs_eager"] = results["fp32"][3]
+        summary["act_int8_cpu_speedup_vs_eager"] = results["selective"][3]
+        summary["act_int8_speedup_vs_eager"] = results["selective"][1]
+        summary["act_int8_action_error"] = results["selective"][2]
+    else:
+        summary["smolvla_eager_ms"] = round(e2e_eager, 2)
+        summary["smolvla_onnx_fp32_ms"] = round(e2e_fp32, 2)
+        summary["smolvla_selective_ms"] = round(results["selective"][0], 2)
+        summary["smolvla_speedup_vs_eager"] = results["selective"][1]
+        summary["smolvla_cpu_speedup_vs_eager"] = results["selective"][3]
+        summary["smolvla_fp32_cpu_speedup_vs_eager"] = results["fp32"][3]
+        summary["smolvla_fp32_speedup_vs_eager"] = results["fp32"][1]
+        summary["quant_action_error"] = results["selective"][2]
+        summary["quant_int4_action_error"] = results["sel+int4"][2]
+        summary["denoise_quant_action_error"] = results["denoise-int8"][2]
+        summary["denoise_quant_worse"] = results["denoise-int8"][2] > results["selective"][2]
+    console(f"{kind}: eager {e2e_eager:.1f} ms, onnx fp32 {e2e_fp32:.1f} ms, "
+            f"selective {results['selective'][0]:.1f} ms")
+
+
+def _lerobot_batch(policy, smp, task: str) -> dict:
+    import torch
+
+    from edgevla.deploy.export.exporter import camera_names
+
+    batch: dict[str, Any] = {
+        f"observation.images.{c}": torch.from_numpy(smp.frames[c]).permute(2, 0, 1).float() / 255
+        for c in camera_names(policy)}
+    batch["observation.state"] = torch.from_numpy(np.asarray(smp.state, np.float32))
+    batch["task"] = task
+    return batch
+
+
+def _err(policy, stats, bundle, samples, prec) -> tuple[float, float]:
+    from edgevla.deploy.export.parity import composed_parity
+    from edgevla.deploy.inference.pipeline import StageChoice
+
+    if prec is None:  # fp32 pipeline vs lerobot itself
+        stages = ("vision", "decoder") if policy.name == "act" else ("vision", "prefill", "denoise")
+        rep = composed_parity(policy, stats, bundle, samples[:2],
+                              {s: StageChoice("fp32", "onnxruntime") for s in stages})
+        return float(f"{rep.action_max_abs:.3g}"), rep.action_max_frac_range
+    rep = composed_parity(policy, stats, bundle, samples, {s: StageChoice(p) for s, p in prec.items()},
+                          reference="fp32")
+    return float(f"{rep.action_max_abs:.3g}"), rep.action_max_frac_range
+
+
+def run(quick: bool = False):
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    # torch runs with lerobot's defaults: OMP_WAIT_POLICY is left as the caller set it (unset:
+    # libgomp spins briefly, then sleeps). Forcing PASSIVE made lerobot's SmolVLA chunk 2x slower
+    # on an idle machine (113-127 ms vs 57-60 ms, small config): a handicapped baseline. Run the
+    # bench on an otherwise idle machine (spinning torch threads suffer most from other load).
+    import torch
+    from rich.console import Console
+
+    from edgevla.actors.bench.harness import BenchResult
+    from edgevla.deploy.export import smolvla_local as sl
+    from edgevla.deploy.export.exporter import export_bundle, synthetic_samples
+
+    console = Console(stderr=True)
+    torch.set_num_threads(THREADS)
+    rows: list[dict[str, Any]] = []
+    summary: dict[str, Any] = {"threads": THREADS, "ort_allow_spinning": SPINNING,
+                               "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "")}
+    reps = 5 if quick else 15
+    with tempfile.TemporaryDirectory(prefix="edgevla-bench-") as tmp:
+        root = Path(tmp)
+        act, smol, desc = _policies(quick, root)
+        for policy in (act, smol):
+            stats = sl.tiny_stats(policy)
+            with console.status(f"exporting {policy.name}"):
+                t0 = time.perf_counter()
+                export_bundle(policy, root / policy.name, stats=stats,
+                              samples=synthetic_samples(policy, 4 if quick else 8),
+                              model_id=f"bench-{policy.name}")
+                summary[f"{policy.name}_export_s"] = round(time.perf_counter() - t0, 1)
+            samples = synthetic_samples(policy, 3 if quick else 6, seed=99)
+            with console.status(f"timing {policy.name}"):
+                _bench_policy(policy, stats, root / policy.name, samples, reps, rows, summary,
+                              console.print)
+    notes = [
+        f"config: {desc}; random weights; torch and ONNX Runtime both at {THREADS} threads; "
+        f"{reps} rounds, variants timed round-robin; latency = median, speedup = median over "
+        f"rounds of the paired ratio eager/variant (load on a shared machine hits all alike)",
+        "speedups vs eager use lerobot's predict_action_chunk alone (its processors excluded, "
+        "ours included: numpy normalisation/resize); the row '+ lerobot pre/post-processors' "
+        "is the full lerobot path; per-stage eager = the PyTorch stage modules exported",
+        "action errors vs the fp32 pipeline on the same noise (fp32 vs lerobot: first end-to-end "
+        "onnx row); *_action_error summary keys are max |error| / joint range (0.05 = 5%)",
+        "targets: act_speedup_vs_eager >= 3, smolvla_speedup_vs_eager >= 3 with "
+        "quant_action_error <= 0.05, denoise_quant_action_error > quant_action_error",
+    ]
+    cols = ["policy", "stage", "backend", "precision", "latency_ms", "speedup_vs_eager", "cpu_ms",
+            "cpu_speedup", "size_mb", "out_rel_err", "action_err_rad", "action_err_pct_range", "note"]
+    for r in rows:  # short names keep the printed table readable
+        r["stage"] = {"end-to-end": "e2e"}.get(r["stage"], r["stage"])
+        r["backend"] = {"onnxruntime": "ort"}.get(r["backend"], r["backend"])
+    return BenchResult(title="inference: lerobot eager vs ONNX fp32 vs selective quantization",
+                       rows=rows, summary=summary, columns=cols, notes=notes)

@@ -1,0 +1,1 @@
+"""Running a bundle's ONNX / LiteRT stages on the board."""

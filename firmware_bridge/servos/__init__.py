@@ -1,0 +1,1 @@
+"""Servo buses behind the firmware: the Feetech STS codec and its simulation."""

@@ -1,0 +1,1 @@
+"""The dataset, train, eval and train-default subcommands."""

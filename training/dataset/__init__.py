@@ -1,0 +1,1 @@
+"""LeRobot-format datasets: recording from the sim, summaries, image statistics."""

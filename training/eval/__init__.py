@@ -1,0 +1,1 @@
+"""Closed-loop evaluation in the sim, sync and async, with the executor the board runs."""
