@@ -8,6 +8,12 @@ import os
 import sys
 from pathlib import Path
 
+from edgevla.deploy.bundle.manifest import BundleError, write_board_bundle
+from edgevla.deploy.export import exporter, parity
+from edgevla.deploy.export import smolvla_local as sl
+from edgevla.deploy.export.quantize import parse_precision_spec
+from edgevla.deploy.inference.pipeline import StageChoice
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
@@ -65,14 +71,8 @@ def _export(args) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from edgevla.deploy.export import exporter, parity
-    from edgevla.deploy.inference.pipeline import StageChoice
-    from edgevla.deploy.export.quantize import parse_precision_spec
-
     console = Console()
     if args.tiny:
-        from edgevla.deploy.export import smolvla_local as sl
-
         out = Path(args.out or f"models/tiny-{args.tiny}")
         if args.tiny == "act":
             policy = sl.make_tiny_act()
@@ -148,8 +148,6 @@ def _export(args) -> int:
 
 
 def _bundle(args) -> int:
-    from edgevla.deploy.bundle.manifest import BundleError, write_board_bundle
-
     try:
         out = write_board_bundle(args.model, args.out, target=args.target, firmware=args.firmware,
                                  tarball=not args.no_tar, denoise_steps=args.denoise_steps)

@@ -12,10 +12,12 @@ from __future__ import annotations
 import argparse
 import sys
 
+from edgevla.firmware_bridge.firmware.build import FirmwareBuildError, ensure_built
+from edgevla.firmware_bridge.firmware.launch import HostFirmware, QemuFirmware
+from edgevla.firmware_bridge.link.connection import LinkDown, McuLink
+
 
 def _cmd_build(args) -> int:
-    from edgevla.firmware_bridge.firmware.build import FirmwareBuildError, ensure_built
-
     targets = ["host", "host-asan", "qemu-m7"] if args.target == "all" else [args.target]
     for t in targets:
         try:
@@ -30,8 +32,6 @@ def _cmd_build(args) -> int:
 def _cmd_size(args) -> int:
     import shutil
     import subprocess
-
-    from edgevla.firmware_bridge.firmware.build import FirmwareBuildError, ensure_built
 
     try:
         elf = ensure_built("qemu-m7")
@@ -54,9 +54,6 @@ def _cmd_size(args) -> int:
 def _cmd_sim(args) -> int:
     import signal
     import threading
-
-    from edgevla.firmware_bridge.firmware.build import FirmwareBuildError
-    from edgevla.firmware_bridge.firmware.launch import HostFirmware, QemuFirmware
 
     try:
         if args.qemu:
@@ -99,8 +96,6 @@ def _cmd_sim(args) -> int:
 def _cmd_ping(args) -> int:
     import numpy as np
 
-    from edgevla.firmware_bridge.link.connection import LinkDown, McuLink
-
     try:
         with McuLink(args.port, baudrate=args.baudrate) as link:
             rtts = [link.ping(args.timeout) for _ in range(args.n)]
@@ -135,8 +130,6 @@ def _print_state(st) -> None:
 
 def _cmd_state(args) -> int:
     import time
-
-    from edgevla.firmware_bridge.link.connection import LinkDown, McuLink
 
     try:
         with McuLink(args.port, baudrate=args.baudrate, ping_period_s=0) as link:

@@ -50,7 +50,7 @@ def test_crossfade_starts_at_old_value_and_ends_at_new(old, new, shape, window_m
 
 @pytest.mark.train
 def test_weights_are_lerobots_aggregate_functions():
-    from edgevla.training.learn.torch_setup import ensure_torchvision
+    from edgevla.training.torch_setup import ensure_torchvision
 
     ensure_torchvision()
     import torch
@@ -75,7 +75,7 @@ def test_weights_are_lerobots_aggregate_functions():
 def test_ensemble_matches_act_temporal_ensembler(m):
     """A chunk per step, ticking at the chunk dt: the executor's `ensemble` gives exactly
     lerobot's ACTTemporalEnsembler output (weights exp(-m*i), i = 0 the oldest prediction)."""
-    from edgevla.training.learn.torch_setup import ensure_torchvision
+    from edgevla.training.torch_setup import ensure_torchvision
 
     ensure_torchvision()
     import torch

@@ -44,7 +44,7 @@ def full(recorded):
 
 
 def _load(root, **kw):
-    from edgevla.training.learn.torch_setup import ensure_torchvision
+    from edgevla.training.torch_setup import ensure_torchvision
 
     ensure_torchvision()  # the torchvision op shim this machine needs before lerobot
     from lerobot.datasets.lerobot_dataset import LeRobotDataset

@@ -203,7 +203,7 @@ def test_board_bundle(act_bundle, tmp_path):
 @pytest.mark.train
 def test_cli_export_from_checkpoint_then_bundle(tmp_path, capsys):
     """A lerobot checkpoint folder (weights + preprocessor stats) -> model bundle -> board bundle."""
-    from edgevla.training.learn.torch_setup import ensure_torchvision
+    from edgevla.training.torch_setup import ensure_torchvision
 
     ensure_torchvision()  # before lerobot's first import
     from lerobot.policies.factory import make_pre_post_processors
@@ -264,7 +264,7 @@ def test_preprocess_image_resizes_and_scales():
 @pytest.mark.train
 def test_calibration_samples_from_a_lerobot_dataset(tmp_path):
     """--dataset: frames come back as the HxWx3 uint8 the cameras produce (PNG, lossless)."""
-    from edgevla.training.learn.torch_setup import ensure_torchvision
+    from edgevla.training.torch_setup import ensure_torchvision
 
     ensure_torchvision()
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
@@ -301,7 +301,7 @@ def test_calibration_samples_from_a_lerobot_dataset(tmp_path):
 
 @pytest.mark.train
 def test_cli_export_smolvla_checkpoint_with_int4_prefill(tmp_path, capsys):
-    from edgevla.training.learn.torch_setup import ensure_torchvision
+    from edgevla.training.torch_setup import ensure_torchvision
 
     ensure_torchvision()  # before lerobot's first import
     from lerobot.policies.factory import make_pre_post_processors

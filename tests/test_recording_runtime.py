@@ -11,7 +11,7 @@ from pathlib import Path
 
 from mcap.reader import make_reader
 
-from edgevla.actors.cli.runtime import add_recorder
+from edgevla.actors.recording.tap import add_recorder
 from edgevla.actors.runtime.graph import parse_graph
 from edgevla.actors.wire.messages import decode
 from edgevla.actors.recording.recorder import recording_files

@@ -39,7 +39,7 @@ def model_bundle(tmp_path_factory) -> Path:
     default = ROOT / "models" / "default" / "bundle"
     if (default / "manifest.json").exists():
         return default
-    from edgevla.training.learn.torch_setup import ensure_torchvision
+    from edgevla.training.torch_setup import ensure_torchvision
 
     ensure_torchvision()
     from edgevla.deploy.export.exporter import export_bundle

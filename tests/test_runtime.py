@@ -11,7 +11,6 @@ import os
 import re
 import signal
 import stat
-import time
 
 import numpy as np
 import pytest

@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 import zmq
 
 from edgevla.actors.wire.bus import CurveKeys, Publisher, Subscriber

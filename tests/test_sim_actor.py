@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-import types
 
 import numpy as np
 import pytest
@@ -18,6 +16,7 @@ from edgevla.actors.wire.clock import VirtualClock  # noqa: E402
 from edgevla.actors.wire.messages import Frame, JointCommand, RobotState, decode, encode  # noqa: E402
 from edgevla.actors.runtime.registry import resolve  # noqa: E402
 from edgevla.training.sim.env import HOME_Q, MUG_HOME_XY, EpisodeSpec  # noqa: E402
+from edgevla.training.sim import actor as sim_actor  # noqa: E402
 from edgevla.training.sim.actor import SimPlantActor, counts_to_rad, rad_to_counts  # noqa: E402
 
 
@@ -114,9 +113,7 @@ def test_servo_mode_drives_the_joints_through_the_feetech_bus(monkeypatch):
         def close(self):
             made["closed"] = True
 
-    mod = types.ModuleType("edgevla.firmware_bridge.servos.feetech")
-    mod.FeetechBusSim = FakeBus
-    monkeypatch.setitem(sys.modules, "edgevla.firmware_bridge.servos.feetech", mod)
+    monkeypatch.setattr(sim_actor, "FeetechBusSim", FakeBus)
     actor = SimPlantActor("plant")
     actor.setup({"servo_port": "/tmp/fake-pty", "camera_hz": 1, "width": 16, "height": 16,
                  "cameras": ["top"], "seed": 2})

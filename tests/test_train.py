@@ -23,7 +23,7 @@ CAMERAS = ("top", "gripper", "left")
 
 def write_tiny_dataset(root: Path, episodes: int = 3, frames: int = 30, seed: int = 0) -> Path:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from edgevla.training.learn.torch_setup import ensure_torchvision
+    from edgevla.training.torch_setup import ensure_torchvision
 
     ensure_torchvision()
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
@@ -167,7 +167,7 @@ def test_train_config_rejects_bad_values(tmp_path):
 
 
 def test_train_rejects_dataset_without_expected_cameras(tmp_path):
-    from edgevla.training.learn.train import open_dataset
+    from edgevla.training.dataset.schema import open_dataset
 
     with pytest.raises(FileNotFoundError, match="meta/info.json"):
         open_dataset(tmp_path)

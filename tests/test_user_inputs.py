@@ -67,7 +67,7 @@ def test_inspect_and_replay_refuse_a_directory_and_bad_values(files, tmp_path, c
 
 
 def test_bench_refuses_a_directory_for_json_before_measuring(files, capsys, monkeypatch):
-    import edgevla.actors.bench.harness as bench
+    import edgevla.actors.cli.bench as bench
 
     monkeypatch.setattr(bench, "load", lambda name: pytest.fail("the benchmark ran"))
     assert main(["bench", "bus", "--quick", "--json", str(files["folder"])]) == 2

@@ -1,1 +1,1 @@
-"""Benchmarks of the runtime (`edgevla bench bus|executor|recorder`) and the harness every benchmark shares: table, baseline in the same run, JSON with rows and summary."""
+"""Benchmarks of the runtime (`edgevla bench bus|executor|recorder`); each measures its baseline in the same run and returns a `BenchResult` (actors/console/bench_report.py)."""

@@ -28,7 +28,6 @@ latency is not queueing. A last row checks three 30 fps 640x480 streams for loss
 from __future__ import annotations
 
 import multiprocessing as mp
-import os
 import pickle  # noqa: S403 - the gRPC+pickle / mp.Queue baselines only
 import struct
 import tempfile
@@ -38,10 +37,9 @@ from typing import Any
 import numpy as np
 import zmq
 
-from edgevla.actors.bench.harness import BenchResult
+from edgevla.actors.console.bench_report import BenchResult
 from edgevla.actors.wire.bus import IMAGE_HWM, SHM_AUTO, Publisher, Subscriber, send_frames
-from edgevla.actors.wire.messages import (ActionChunk, Features, Frame, Observation, Request,
-                                     encode)
+from edgevla.actors.wire.messages import ActionChunk, Features, Frame, Observation, Request, encode
 from edgevla.actors.wire.shm import still_valid
 
 SIZES = {
@@ -164,8 +162,9 @@ def _recv_mpq(q, n: int, ready, out_q, ack=None) -> None:
 
 
 def _serve_grpc(port: int, n: int, ready, out_q) -> None:
-    import grpc
     from concurrent import futures
+
+    import grpc
 
     lat: list[int] = []
     stamps: list[int] = []

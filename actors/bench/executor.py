@@ -44,11 +44,12 @@ from typing import Any
 
 import numpy as np
 
-from edgevla.actors.bench.harness import BenchResult
+from edgevla.actors.bench.lerobot_baseline import LeRobotAsync, import_lerobot
+from edgevla.actors.console.bench_report import BenchResult
+from edgevla.actors.console.figures import save_figure
+from edgevla.actors.executor.actor import ExecutorActor
 from edgevla.actors.executor.blending import STRATEGIES
 from edgevla.actors.wire.clock import VirtualClock, WallClock
-from edgevla.actors.executor.actor import ExecutorActor
-from edgevla.actors.console.figures import save_figure
 from edgevla.actors.wire.messages import ActionChunk, RobotState
 
 NS = 1_000_000_000
@@ -169,8 +170,6 @@ def run_edgevla_blend_only(strategy: str, policy: NoisyPolicy, duration_s: float
 
 # ---------------------------------------------------------------------- LeRobot run
 def run_lerobot(policy: NoisyPolicy, duration_s: float, lr: dict[str, Any]) -> dict[str, Any]:
-    from edgevla.actors.bench.lerobot_baseline import LeRobotAsync
-
     client = LeRobotAsync(fps=FPS, actions_per_chunk=policy.horizon, chunk_size_threshold=0.5,
                           aggregate_fn_name="weighted_average", lerobot=lr)
     measured = reference(1.0)
@@ -346,8 +345,6 @@ def plot_seam(runs: dict[str, dict[str, Any]], t_seam: float, latency_ms: float,
 # ---------------------------------------------------------------------- the bench
 def run(quick: bool = False) -> BenchResult:
     from rich.progress import Progress
-
-    from edgevla.actors.bench.lerobot_baseline import import_lerobot
 
     lr = import_lerobot()
     latencies = [50.0, 250.0, 500.0] if quick else [50.0, 150.0, 300.0, 500.0]

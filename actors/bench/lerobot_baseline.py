@@ -39,6 +39,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from edgevla.training.torch_setup import ensure_torchvision
+
 # LeRobot's SO-100/101 drivers report joints in degrees; the similarity filter's atol=1 is
 # in those units. Our joints are radians of the servo shaft.
 RAD_TO_LEROBOT_UNITS = 180.0 / math.pi
@@ -47,13 +49,10 @@ RAD_TO_LEROBOT_UNITS = 180.0 / math.pi
 def import_lerobot() -> dict[str, Any]:
     """The pieces of lerobot 0.4.4 the baseline uses, with a clear error if it is missing."""
     try:
-        from edgevla.training.learn.torch_setup import ensure_torchvision
-
         ensure_torchvision()
         import torch
         from lerobot.async_inference.configs import AGGREGATE_FUNCTIONS, get_aggregate_function
-        from lerobot.async_inference.helpers import (TimedAction, TimedObservation,
-                                                     _compare_observation_states)
+        from lerobot.async_inference.helpers import TimedAction, TimedObservation, _compare_observation_states
     except ImportError as exc:
         raise RuntimeError(
             "the LeRobot baseline needs the [train] extra (torch + lerobot 0.4.4): "

@@ -29,8 +29,15 @@ from typing import Any
 
 import numpy as np
 
-from edgevla.actors.bench.harness import BenchResult
-from edgevla.actors.wire.bus import IMAGE_HWM
+from edgevla.actors.console.bench_report import BenchResult
+from edgevla.actors.recording.recorder import RecorderActor, recording_files
+from edgevla.actors.recording.tap import add_recorder
+from edgevla.actors.runtime.graph import parse_graph
+from edgevla.actors.runtime.supervisor import Supervisor
+from edgevla.actors.wire.bus import IMAGE_HWM, Publisher
+from edgevla.actors.wire.clock import WallClock
+from edgevla.actors.wire.endpoints import topic_endpoint
+from edgevla.actors.wire.messages import Frame
 
 W, H, CAMS, FPS = 640, 480, 3, 30
 FRAME_BYTES = W * H * 3
@@ -55,10 +62,6 @@ def _raw_write(dir_: Path, seconds: float) -> dict[str, Any]:
 
 
 def _recorder_max(dir_: Path, seconds: float, compression: str) -> dict[str, Any]:
-    from edgevla.actors.wire.clock import WallClock
-    from edgevla.actors.wire.messages import Frame
-    from edgevla.actors.recording.recorder import RecorderActor
-
     rng = np.random.default_rng(1)
     # camera-like content: smooth gradient + noise (compresses like a real image, not zeros)
     base = (np.arange(W, dtype=np.uint16)[None, :, None] + np.arange(H, dtype=np.uint16)[:, None, None])
@@ -108,14 +111,6 @@ def _live(dir_: Path, seconds: float, run_base: Path, hwm: int) -> tuple[dict[st
     """
     import zmq
     from mcap.reader import make_reader
-
-    from edgevla.actors.wire.bus import Publisher
-    from edgevla.actors.cli.runtime import add_recorder
-    from edgevla.actors.wire.endpoints import topic_endpoint
-    from edgevla.actors.runtime.graph import parse_graph
-    from edgevla.actors.wire.messages import Frame
-    from edgevla.actors.recording.recorder import recording_files
-    from edgevla.actors.runtime.supervisor import Supervisor
 
     out = dir_ / "live.mcap"
     graph = add_recorder(parse_graph(LIVE_GRAPH, "bench-recorder.yaml"), str(out))

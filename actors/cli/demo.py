@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
 from rich.console import Console
 
+from edgevla.actors.cli.demo_sim import run_sim_demo
 from edgevla.actors.console.dashboard import status_table
+from edgevla.actors.console.values import DURATION_S, LATENCY_MS
 from edgevla.actors.runtime.graph import load_graph
 from edgevla.actors.runtime.supervisor import Supervisor
 
@@ -35,13 +38,35 @@ def run_demo(out_dir: Path, duration_s: float | None = None, profile: str = "sim
              qemu: bool = False, mode: str = "async", episodes: int = 0,
              model: str | None = None, latency_ms: float = 0.0) -> int:
     if profile == "sim":
-        try:
-            from edgevla.actors.cli.demo_sim import run_sim_demo
-        except ModuleNotFoundError as exc:
-            if exc.name != "edgevla.actors.cli.demo_sim":
-                raise
-            Console().print("[yellow]sim profile not available yet: running the skeleton[/]")
-        else:
-            return run_sim_demo(out_dir, duration_s, qemu=qemu, mode=mode, episodes=episodes,
-                                model=model, latency_ms=latency_ms)
+        return run_sim_demo(out_dir, duration_s, qemu=qemu, mode=mode, episodes=episodes,
+                            model=model, latency_ms=latency_ms)
     return run_skeleton(out_dir, duration_s or 10.0)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    return run_demo(out_dir=Path(args.out), duration_s=args.duration, profile=args.profile,
+                    qemu=args.qemu, mode=args.mode, episodes=args.episodes, model=args.model,
+                    latency_ms=args.latency_ms)
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("demo", help="the main job: sim profile end to end, bounded, with summary",
+                       description="Run the sim profile (cameras, stage actors on the default "
+                                   "model, executor, M7 host firmware, simulated arm) for a "
+                                   "bounded time and leave a summary and plots in --out.")
+    p.add_argument("--out", default="out/demo", help="where summary and plots go")
+    p.add_argument("--duration", type=DURATION_S, default=None, metavar="S",
+                   help="seconds to run (default: the profile's own)")
+    p.add_argument("--profile", default="sim", choices=("sim", "skeleton"),
+                   help="sim: the full graph; skeleton: synthetic cameras and dummy stages")
+    p.add_argument("--qemu", action="store_true", help="use the QEMU Cortex-M7 firmware build")
+    p.add_argument("--mode", default="async", choices=("async", "sync", "both"),
+                   help="async: infer while executing; sync: capture -> infer -> execute; "
+                        "both: run each and compare idle fraction, task time and success")
+    p.add_argument("--episodes", type=int, default=0,
+                   help="stop after this many episodes (default: run for --duration)")
+    p.add_argument("--model", help="model bundle directory (default: models/default)")
+    p.add_argument("--latency-ms", type=LATENCY_MS, default=0.0, metavar="MS",
+                   help="simulate a board's inference latency: each chunk leaves the decoder no "
+                        "earlier than capture + MS (default 0: this machine's own latency)")
+    p.set_defaults(func=_cmd_demo)

@@ -23,11 +23,15 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from edgevla.actors.cli.runtime import add_recorder
-from edgevla.actors.console.dashboard import status_table
 from edgevla.actors.cli.demo_plots import plot_episode
+from edgevla.actors.console.dashboard import status_table
+from edgevla.actors.recording.inspect import inspect_file, plot_timeline
+from edgevla.actors.recording.tap import add_recorder
 from edgevla.actors.runtime.graph import GraphConfig, expand_placeholders, load_graph
 from edgevla.actors.runtime.supervisor import Supervisor
+from edgevla.deploy.bundle.model_path import is_bundle
+from edgevla.firmware_bridge.firmware.build import ensure_built
+from edgevla.training.sim.start_positions import ProtocolConfig, make_protocol
 
 GRAPHS = Path(__file__).resolve().parents[1] / "graphs"
 REPO = Path(__file__).resolve().parents[2]
@@ -116,7 +120,6 @@ class EpisodeManager:
 
 def demo_episodes(n: int = 12, seed: int = 0) -> list[dict[str, Any]]:
     """Start positions from the recording protocol: held-out cluster and training clusters."""
-    from edgevla.training.sim.start_positions import ProtocolConfig, make_protocol
 
     specs = [s for s in make_protocol(ProtocolConfig()) if not s.recovery]
     rng = np.random.default_rng(seed)
@@ -165,8 +168,6 @@ def _model_dir(graph: GraphConfig) -> Path:
 
 def summarize(sup: Supervisor, episodes: list[EpisodeLog], recording: Path, out_dir: Path,
               cfg: SimDemoConfig, model_dir: Path) -> dict[str, Any]:
-    from edgevla.actors.recording.inspect import inspect_file, plot_timeline
-
     final = sup.final_status
     by_actor = {a["actor"]: a for a in final["actors"]}
     wall = max(final.get("uptime_s", 1.0), 1e-6)
@@ -336,12 +337,10 @@ def write_markdown(path: Path, summaries: list[dict[str, Any]]) -> None:
 
 
 def run_once(cfg: SimDemoConfig, out_dir: Path, console: Console, live: bool) -> dict[str, Any]:
-    from edgevla.firmware_bridge.firmware.build import ensure_built
-
     out_dir.mkdir(parents=True, exist_ok=True)
     graph = build_graph(cfg, out_dir)
     model_dir = _model_dir(graph)
-    if not (model_dir / "manifest.json").exists():
+    if not is_bundle(model_dir):
         raise SystemExit(f"no model bundle at {model_dir}: run `make train-default` (or pass "
                          f"--model DIR of an `edgevla export` bundle)")
     with console.status("building the M7 firmware (host build)" if not cfg.qemu

@@ -13,12 +13,13 @@ import importlib
 import sys
 
 COMMAND_MODULES = (
-    "edgevla.actors.cli.runtime",       # run, check, status, scale, restart, stop, demo
-    "edgevla.actors.bench.harness",             # bench
-    "edgevla.actors.cli.recording",     # replay, inspect
-    "edgevla.firmware_bridge.cli",      # mcu
-    "edgevla.training.cli.main",             # dataset, train, eval, train-default
-    "edgevla.deploy.cli",               # export, bundle
+    "edgevla.actors.cli.runtime",        # run, check, status, scale, restart, stop
+    "edgevla.actors.cli.demo",           # demo
+    "edgevla.actors.cli.bench",          # bench
+    "edgevla.actors.cli.recording",      # replay, inspect
+    "edgevla.firmware_bridge.cli",       # mcu
+    "edgevla.training.cli.main",         # dataset, train, eval, train-default
+    "edgevla.deploy.cli",                # export, bundle
 )
 
 
@@ -30,13 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:  # that part of the project is not written yet
-                continue
-            raise
-        module.add_parser(sub)
+        importlib.import_module(name).add_parser(sub)
     return parser
 
 

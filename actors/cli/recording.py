@@ -8,6 +8,10 @@ import sys
 from pathlib import Path
 
 from edgevla.actors.console.user_files import usable_file
+from edgevla.actors.recording import replay as rp
+from edgevla.actors.recording.inspect import inspect_file, plot_timeline, print_inspection
+from edgevla.actors.runtime.graph import GraphError, load_graph
+from edgevla.actors.wire.bus import make_run_dir
 
 RECORDING = "an MCAP recording written by `edgevla run --record`"
 REPLAY_HELP = """\
@@ -95,8 +99,6 @@ def _progress(description: str):
 
 
 def _replay(args) -> int:
-    from edgevla.actors.recording import replay as rp
-
     if args.replace and not args.graph:
         print("edgevla replay: --replace needs --graph (the graph the live actors come from)",
               file=sys.stderr)
@@ -121,8 +123,6 @@ def _replay(args) -> int:
         return 1
     graph = None
     if args.graph:
-        from edgevla.actors.runtime.graph import GraphError, load_graph
-
         try:
             graph = load_graph(args.graph)
         except GraphError as exc:
@@ -186,8 +186,6 @@ def _replay_step(args, rp, msgs, traces, graph, overrides) -> int:
 
 
 def _replay_timed(args, rp, msgs, graph, overrides) -> int:
-    from edgevla.actors.wire.bus import make_run_dir
-
     run_dir = Path(args.run_dir) if args.run_dir else make_run_dir(name="replay")
     run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     span = (msgs[-1].publish_time_ns - msgs[0].publish_time_ns) / 1e9
@@ -208,8 +206,6 @@ def _replay_timed(args, rp, msgs, graph, overrides) -> int:
 
 
 def _inspect(args) -> int:
-    from edgevla.actors.recording.inspect import inspect_file, plot_timeline, print_inspection
-
     try:
         usable_file(args.file, RECORDING)
         ins, msgs = inspect_file(args.file)

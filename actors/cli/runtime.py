@@ -1,21 +1,25 @@
-"""`edgevla run | status | scale | restart | stop | demo`: start a graph and talk to it."""
+"""`edgevla run | check | status | scale | restart | stop`: start a graph and talk to it."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
-from edgevla.actors.console.values import number
+from edgevla.actors.console.dashboard import status_table
+from edgevla.actors.console.values import DURATION_S
+from edgevla.actors.recording.tap import add_recorder
+from edgevla.actors.runtime import run_verdict
+from edgevla.actors.runtime.graph import GraphError, load_graph
+from edgevla.actors.runtime.preflight import preflight
+from edgevla.actors.runtime.supervisor import STARTUP_GRACE_S, Supervisor, supervisor_request
+from edgevla.deploy.bundle.model_path import model_path
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from rich.console import Console
-
-    from edgevla.actors.console.dashboard import status_table
-    from edgevla.actors.runtime.graph import GraphError, load_graph
-    from edgevla.actors.runtime.supervisor import Supervisor
 
     # A pipe or a log file gets a wide table instead of rich's 80-column guess.
     console = Console(width=None if sys.stdout.isatty() else 150)
@@ -27,7 +31,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
             console.print(f"  {p}", markup=False, highlight=False, soft_wrap=True)
         return 2
     graph = _with_bundle_paths(graph, Path(args.graph))
-    from edgevla.actors.runtime.preflight import preflight
 
     problems = preflight(graph)
     if problems:
@@ -59,12 +62,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     final = sup.final_status
     console.print(status_table(final, width=console.width, title=f"summary · {graph.name} · ran "
                                             f"{final.get('uptime_s', 0):.1f}s"))
-    from edgevla.actors.runtime.run_verdict import problems, restart_notes
-    from edgevla.actors.runtime.supervisor import STARTUP_GRACE_S
 
-    for line in restart_notes(final):
+    for line in run_verdict.restart_notes(final):
         console.print(line, markup=False, highlight=False, soft_wrap=True)
-    bad = problems(final, STARTUP_GRACE_S)
+    bad = run_verdict.problems(final, STARTUP_GRACE_S)
     final["verdict"] = {"ok": not bad, "problems": bad}
     if args.summary_json:
         Path(args.summary_json).parent.mkdir(parents=True, exist_ok=True)
@@ -77,42 +78,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_recorder(graph, path: str, name: str = "recorder", params: dict | None = None):
-    """`--record`: one more actor that subscribes to every topic and writes MCAP.
-
-    It starts first and the others wait for its first heartbeat, so the recording holds the
-    run from its very first message.
-    """
-    from dataclasses import replace
-
-    from edgevla.actors.runtime.graph import ActorConfig, RestartPolicy
-
-    rec = ActorConfig(name=name, kind="recorder", inputs={"*": "*"}, rate_hz=20.0,
-                      restart=RestartPolicy(policy="always", max_restarts=100, backoff_s=0.1),
-                      heartbeat_timeout_s=5.0,
-                      params={"path": str(path), "run_id": "${RUN_DIR}", **(params or {})})
-    actors = {n: replace(a, after=(*a.after, name)) for n, a in graph.actors.items()}
-    actors[name] = rec
-    return replace(graph, actors=actors)
-
-
 def _with_bundle_paths(graph, path: Path):
-    """In a board bundle, `params.model` paths are relative to the bundle directory."""
-    from dataclasses import replace
-
+    """``params.model`` made absolute by the model path rule (deploy/bundle/model_path.py)."""
     root = path if path.is_dir() else path.parent
     actors = {}
     for name, a in graph.actors.items():
         model = a.params.get("model")
-        if isinstance(model, str) and not Path(model).is_absolute() and (root / model).exists():
-            a = replace(a, params={**a.params, "model": str((root / model).resolve())})
+        if isinstance(model, str):
+            a = replace(a, params={**a.params, "model": str(model_path(model, root))})
         actors[name] = a
     return replace(graph, actors=actors)
 
 
 def _request(args: argparse.Namespace, payload: dict) -> dict | None:
-    from edgevla.actors.runtime.supervisor import supervisor_request
-
     try:
         reply = supervisor_request(payload, run_dir=args.run_dir)
     except (FileNotFoundError, TimeoutError) as exc:
@@ -132,8 +110,6 @@ def _cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps(reply, indent=1, default=str))
     else:
         from rich.console import Console
-
-        from edgevla.actors.console.dashboard import status_table
 
         console = Console()
         console.print(status_table(reply, width=console.width))
@@ -166,29 +142,15 @@ def _cmd_simple(cmd: str):
     return handler
 
 
-_positive_s = number(float, "s", low=0.0, low_open=True,
-                     hint=" (leave it out to run until stopped)")
-_nonnegative_ms = number(float, "ms", low=0.0, high=60_000.0)
-
-
-def _cmd_demo(args: argparse.Namespace) -> int:
-    from edgevla.actors.cli.demo import run_demo
-
-    return run_demo(out_dir=Path(args.out), duration_s=args.duration, profile=args.profile,
-                    qemu=args.qemu, mode=args.mode, episodes=args.episodes, model=args.model,
-                    latency_ms=args.latency_ms)
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from edgevla.actors.runtime.graph import GraphError, load_graph
-
     try:
         g = load_graph(args.graph)
     except GraphError as exc:
         for p in exc.problems:
             print(p)
         return 2
-    from edgevla.actors.runtime.preflight import preflight
 
     problems = preflight(_with_bundle_paths(g, Path(args.graph)))
     for p in problems:
@@ -206,7 +168,7 @@ def add_parser(sub) -> None:
                                    "heartbeats, restart per policy, show a live table. Stops on "
                                    "Ctrl-C, `edgevla stop`, or after --duration.")
     p.add_argument("graph", help="graph YAML file, or a bundle directory holding graph.yaml")
-    p.add_argument("--duration", type=_positive_s, default=None, metavar="S",
+    p.add_argument("--duration", type=DURATION_S, default=None, metavar="S",
                    help="stop after S seconds, S > 0 (default: run until stopped)")
     p.add_argument("--headless", action="store_true",
                    help="no live table; print the summary at the end")
@@ -237,24 +199,3 @@ def add_parser(sub) -> None:
     p.add_argument("--replicas", type=int, help="new number of processes (<= max_replicas)")
     p.add_argument("--run-dir", help="run directory or run name (default: the newest live run)")
     p.set_defaults(func=_cmd_scale)
-
-    p = sub.add_parser("demo", help="the main job: sim profile end to end, bounded, with summary",
-                       description="Run the sim profile (cameras, stage actors on the default "
-                                   "model, executor, M7 host firmware, simulated arm) for a "
-                                   "bounded time and leave a summary and plots in --out.")
-    p.add_argument("--out", default="out/demo", help="where summary and plots go")
-    p.add_argument("--duration", type=_positive_s, default=None, metavar="S",
-                   help="seconds to run (default: the profile's own)")
-    p.add_argument("--profile", default="sim", choices=("sim", "skeleton"),
-                   help="sim: the full graph; skeleton: synthetic cameras and dummy stages")
-    p.add_argument("--qemu", action="store_true", help="use the QEMU Cortex-M7 firmware build")
-    p.add_argument("--mode", default="async", choices=("async", "sync", "both"),
-                   help="async: infer while executing; sync: capture -> infer -> execute; "
-                        "both: run each and compare idle fraction, task time and success")
-    p.add_argument("--episodes", type=int, default=0,
-                   help="stop after this many episodes (default: run for --duration)")
-    p.add_argument("--model", help="model bundle directory (default: models/default)")
-    p.add_argument("--latency-ms", type=_nonnegative_ms, default=0.0, metavar="MS",
-                   help="simulate a board's inference latency: each chunk leaves the decoder no "
-                        "earlier than capture + MS (default 0: this machine's own latency)")
-    p.set_defaults(func=_cmd_demo)

@@ -40,3 +40,8 @@ def number_list(cast: Callable[[str], float], unit: str, low: float,
         return values
 
     return parse
+
+
+# The two values `run` and `demo` share.
+DURATION_S = number(float, "s", low=0.0, low_open=True, hint=" (leave it out to run until stopped)")
+LATENCY_MS = number(float, "ms", low=0.0, high=60_000.0)

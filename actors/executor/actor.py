@@ -48,12 +48,13 @@ from typing import Any, Callable
 
 import numpy as np
 
-from edgevla.actors.runtime.actor import Actor, Outputs
-from edgevla.actors.wire.clock import Clock
 from edgevla.actors.executor.core import ExecutorConfig, ExecutorCore
 from edgevla.actors.executor.governor import Governor, GovernorConfig, GovernorDecision
-from edgevla.actors.wire.messages import ActionChunk, Command, JointCommand, Message, Request, RobotState
 from edgevla.actors.executor.request_policy import RequestConfig, RequestPolicy
+from edgevla.actors.runtime.actor import Actor, Outputs
+from edgevla.actors.wire.clock import Clock
+from edgevla.actors.wire.messages import ActionChunk, Command, JointCommand, Message, Request, RobotState
+from edgevla.firmware_bridge.link.connection import McuLink
 
 log = logging.getLogger("edgevla.executor")
 
@@ -71,7 +72,6 @@ RUNTIME_PARAMS = KNOWN_PARAMS - {"mcu_port", "governor", "joint_min", "joint_max
 
 def _default_link_factory(port: str) -> Any:
     # imported here: the bridge is optional and the executor must run without it
-    from edgevla.firmware_bridge.link.connection import McuLink
 
     link = McuLink(port).start()
     try:  # estimate the M7 clock now, so the first tick does not wait for ping round trips

@@ -18,6 +18,7 @@ from typing import Any
 
 from edgevla.actors.runtime.actor import Actor, Outputs
 from edgevla.actors.wire.clock import Clock
+from edgevla.firmware_bridge.firmware.launch import HostFirmware, JointLimitsArg, QemuFirmware
 
 log = logging.getLogger("edgevla.mcu_actor")
 
@@ -34,8 +35,6 @@ class McuFirmwareActor(Actor):
     outputs = ()
 
     def setup(self, params: dict[str, Any]) -> None:
-        from edgevla.firmware_bridge.firmware.launch import HostFirmware, JointLimitsArg, QemuFirmware
-
         self.qemu = bool(params.get("qemu", False))
         self.link_path = Path(params["link_path"])
         self.servo_path = Path(params["servo_path"]) if params.get("servo_path") else None

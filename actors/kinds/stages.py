@@ -4,7 +4,7 @@ They run an exported model bundle (`edgevla.deploy.bundle.manifest`) with numpy 
 never torch. Each holds a `StageModel` with only its own stages opened.
 
 Params (graph ``params:``):
-  model:        model bundle directory (relative: to ``graph_dir`` if given, else the cwd)
+  model:        model bundle directory (the rule: `deploy/bundle/model_path.py`)
   precision:    stage precision (fp32|int8|int8-dynamic|int8-static|int4); PolicyActor takes a
                 mapping stage -> precision. Default: the bundle's choice.
   backend:      onnxruntime | litert (same mapping rule as precision)
@@ -15,8 +15,6 @@ Params (graph ``params:``):
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,7 +23,11 @@ from edgevla.actors.runtime.actor import Actor, Outputs
 from edgevla.actors.wire.clock import Clock
 from edgevla.actors.wire.messages import ActionChunk, Features, Frame, Message, Prefix, RobotState
 from edgevla.actors.wire.shm import still_valid
+from edgevla.deploy.bundle.manifest import load_manifest
+from edgevla.deploy.bundle.model_path import stage_model
 from edgevla.deploy.bundle.state_layout import policy_state
+from edgevla.deploy.inference.backends import BackendOptions
+from edgevla.deploy.inference.pipeline import StageChoice, StageModel
 
 _BACKEND_KEYS = ("threads", "inter_op_threads", "cpu_affinity", "opt_level", "allow_spinning",
                  "delegate", "delegate_options")
@@ -44,33 +46,15 @@ def _latency_ns(value: Any, actor: str) -> int:
     return int(ms * 1e6)
 
 
-def resolve_model(params: dict[str, Any], actor: str) -> Path:
-    if "model" not in params:
-        raise ValueError(f"{actor}: params.model (model bundle directory) is required")
-    p = Path(os.path.expanduser(str(params["model"])))
-    if not p.is_absolute():
-        base = params.get("graph_dir") or os.environ.get("EDGEVLA_GRAPH_DIR")
-        if base and (Path(base) / p).exists():
-            p = Path(base) / p
-    if not (p / "manifest.json").is_file():
-        raise FileNotFoundError(f"{actor}: params.model {params['model']!r} -> {p} is not a model "
-                                f"bundle (no manifest.json); export one with `edgevla export`")
-    return p
-
-
 class _StageActor(Actor):
     stage_names: tuple[str, ...] = ()
     policies: tuple[str, ...] = ("act", "smolvla")
 
     def setup(self, params: dict[str, Any]) -> None:
-        from edgevla.deploy.inference.backends import BackendOptions
-        from edgevla.deploy.inference.pipeline import StageChoice, StageModel
-
         unknown = sorted(set(params) - _COMMON_KEYS)
         if unknown:
             raise ValueError(f"{self.name}: unknown params {unknown}; known: {sorted(_COMMON_KEYS)}")
-        path = resolve_model(params, self.name)
-        from edgevla.deploy.bundle.manifest import load_manifest
+        path = stage_model(params, self.name)
 
         policy = load_manifest(path, check_files=False).policy
         if policy not in self.policies:

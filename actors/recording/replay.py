@@ -43,21 +43,24 @@ import bisect
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field, replace as dc_replace
+from dataclasses import asdict, dataclass, field
+from dataclasses import replace as dc_replace
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import msgpack
 import numpy as np
 
+from edgevla.actors.recording.recorder import (TRACE_PREFIX, McapRecording, RecordedMessage, next_free_path,
+                                               read_recording, recording_files)
 from edgevla.actors.runtime.actor import Actor
-from edgevla.actors.wire.clock import VirtualClock
 from edgevla.actors.runtime.graph import expand_placeholders
 from edgevla.actors.runtime.inprocess import ActorSpec, InProcessGraph, Published, actor_specs
-from edgevla.actors.wire.messages import decode, decode_header, message_type, scalar_field_names
-from edgevla.actors.recording.recorder import (
-    TRACE_PREFIX, McapRecording, RecordedMessage, read_recording, recording_files,
-)
+from edgevla.actors.runtime.registry import resolve
+from edgevla.actors.wire.bus import Publisher
+from edgevla.actors.wire.clock import VirtualClock
+from edgevla.actors.wire.endpoints import topic_endpoint
+from edgevla.actors.wire.messages import decode_header, message_type, scalar_field_names
 
 log = logging.getLogger("edgevla.replay")
 
@@ -183,7 +186,6 @@ def replay_step(messages: list[RecordedMessage], graph: Any, replace: Iterable[s
                 on_message: Callable[[Published], None] | None = None,
                 progress: Callable[[int, int], None] | None = None) -> StepReplay:
     """Run the ``replace`` actors live on a VirtualClock against the recording."""
-    from edgevla.actors.runtime.registry import resolve
 
     live = live_specs(graph, replace, overrides)
     traces = traces or {}
@@ -469,9 +471,6 @@ def replay_timed(messages: list[RecordedMessage], run_dir: str | Path, *, speed:
     """Republish on the bus with original timing / speed; live actors run in this process."""
     import zmq
 
-    from edgevla.actors.wire.bus import Publisher
-    from edgevla.actors.wire.endpoints import topic_endpoint
-
     live = live_specs(graph, replace, overrides) if replace else {}
     suppressed = {t for s in live.values() for t in s.outputs.values()}
     external = [m for m in messages if m.topic not in suppressed]
@@ -523,7 +522,6 @@ def replay_timed(messages: list[RecordedMessage], run_dir: str | Path, *, speed:
 def write_replay_mcap(path: str | Path, messages: list[RecordedMessage],
                       result: StepReplay) -> Path:
     """The replayed run as a recording: recorded inputs + the live actors' new outputs."""
-    from edgevla.actors.recording.recorder import next_free_path
 
     out = next_free_path(path)
     rec = McapRecording(out, metadata={"replay_of": "recording", "live": ",".join(result.live)})

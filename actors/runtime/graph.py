@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 
 from edgevla.actors.console.user_files import UserFileError, read_text
+from edgevla.actors.runtime.registry import KINDS, resolve
 
 RESTART_POLICIES = ("never", "on-failure", "always")
 TRANSPORTS = ("ipc", "tcp")
@@ -112,7 +113,6 @@ class GraphConfig:
 
     def balanced_topics(self) -> set[str]:
         """Topics that feed the trigger port of a replicated actor: sent as a work queue."""
-        from edgevla.actors.runtime.registry import resolve
 
         out = set()
         for a in self.actors.values():
@@ -308,7 +308,6 @@ def _actor(c: _Checker, name: str, raw: Any, defaults: dict) -> ActorConfig | No
     if not isinstance(kind, str):
         c.err(f"{dotted}.kind", f"is required (an actor kind name), got {kind!r}")
         return None
-    from edgevla.actors.runtime.registry import KINDS, resolve
 
     cls = None
     if kind not in KINDS:

@@ -36,6 +36,8 @@ from typing import Any, Callable, Iterable
 import msgpack
 
 from edgevla.actors.runtime.actor import Actor
+from edgevla.actors.runtime.graph import load_graph
+from edgevla.actors.runtime.registry import resolve
 from edgevla.actors.wire.clock import Clock, VirtualClock
 from edgevla.actors.wire.messages import Message, decode, encode
 
@@ -59,8 +61,6 @@ class ActorSpec:
 def actor_specs(graph: Any) -> dict[str, ActorSpec]:
     """GraphConfig, a graph YAML path, ``{"actors": {...}}`` or ``{name: {kind, ...}}``."""
     if isinstance(graph, (str, os.PathLike)):
-        from edgevla.actors.runtime.graph import load_graph
-
         graph = load_graph(Path(graph))
     actors = getattr(graph, "actors", None)
     if actors is None and isinstance(graph, dict):
@@ -124,8 +124,6 @@ class InProcessGraph:
                  external: Iterable[Any] | None = None, start_ns: int | None = None,
                  on_message: Callable[[Published], None] | None = None,
                  keep_published: bool = True) -> None:
-        from edgevla.actors.runtime.registry import resolve
-
         self.specs = actor_specs(graph)
         self.clock = clock if clock is not None else VirtualClock(start_ns or 0)
         self.delivery_ns = int(delivery_ns)

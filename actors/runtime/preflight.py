@@ -11,24 +11,24 @@ from __future__ import annotations
 
 from typing import Any
 
+from edgevla.actors.runtime.graph import expand_placeholders
+from edgevla.actors.runtime.registry import resolve
+from edgevla.deploy.bundle.manifest import load_manifest
+from edgevla.deploy.bundle.model_path import stage_model
+
 # kinds whose ``params.model`` is a model bundle (`edgevla.actors.kinds.stages`)
 MODEL_STAGE_KINDS = frozenset({"vision", "prefill", "denoise", "act_decoder", "policy"})
 
 
 def preflight(graph: Any) -> list[str]:
     """Problems as ``file:line: actor: ...`` lines; empty when the graph can start here."""
-    from edgevla.actors.runtime.registry import resolve
-    from edgevla.actors.kinds.stages import resolve_model
-    from edgevla.actors.runtime.graph import expand_placeholders
-    from edgevla.deploy.bundle.manifest import load_manifest
-
     problems: list[str] = []
     for name, a in graph.actors.items():
         if a.kind not in MODEL_STAGE_KINDS:
             continue
         params = expand_placeholders(dict(a.params), graph.path, None)
         try:
-            path = resolve_model(params, name)
+            path = stage_model(params, name)
             manifest = load_manifest(path)
         except (ValueError, FileNotFoundError) as exc:  # BundleError is a ValueError
             problems.append(f"{graph.path}:{a.line}: {exc}")

@@ -27,10 +27,10 @@ import numpy as np
 import zmq
 
 from edgevla.actors.runtime.actor import Actor
-from edgevla.actors.wire.bus import (BusCounters, CurveKeys, Publisher, Subscriber, bind,
-                                serve_requests)
+from edgevla.actors.runtime.registry import resolve
+from edgevla.actors.wire.bus import BusCounters, CurveKeys, Publisher, Subscriber, bind, serve_requests
 from edgevla.actors.wire.clock import WallClock
-from edgevla.actors.wire.messages import Heartbeat, Message
+from edgevla.actors.wire.messages import Heartbeat, Message, encode
 
 log = logging.getLogger("edgevla.runtime")
 
@@ -264,7 +264,6 @@ class ActorProcess:
         hb = Heartbeat(actor=self.spec.actor, pid=os.getpid(), loop_latency_ns=int(p50 * 1e6),
                        stats=self.stats(), seq=self._hb_seq, t_pub_ns=time.monotonic_ns(),
                        producer=f"{self.spec.actor}.{self.spec.replica}")
-        from edgevla.actors.wire.messages import encode
 
         try:
             self.hb.send_multipart(encode("heartbeat", hb), flags=zmq.NOBLOCK)
@@ -377,8 +376,6 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, AttributeError) as exc:
             log.warning("SCHED_FIFO priority %d refused (%s): running at normal priority",
                         spec.realtime_priority, exc)
-
-    from edgevla.actors.runtime.registry import resolve
 
     actor = resolve(spec.kind)(f"{spec.actor}")
     proc: ActorProcess | None = None

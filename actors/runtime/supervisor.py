@@ -22,13 +22,14 @@ from typing import Any, Callable
 
 import zmq
 
+from edgevla.actors.runtime.graph import ActorConfig, GraphConfig, expand_placeholders
+from edgevla.actors.runtime.process import ProcessSpec
+from edgevla.actors.runtime.registry import resolve
+from edgevla.actors.runtime.run_verdict import tail_error
 from edgevla.actors.wire import endpoints as ep
 from edgevla.actors.wire import shm as _shm
 from edgevla.actors.wire.bus import Subscriber, bind, make_run_dir, request, run_base, serve_requests
-from edgevla.actors.runtime.graph import ActorConfig, GraphConfig, expand_placeholders
 from edgevla.actors.wire.messages import Command, Heartbeat, MalformedMessage, decode
-from edgevla.actors.runtime.run_verdict import tail_error
-from edgevla.actors.runtime.process import ProcessSpec
 
 log = logging.getLogger("edgevla.supervisor")
 
@@ -141,8 +142,6 @@ class Supervisor:
         pull_eps: dict[str, list[str]] = {}
         trigger_topic = None
         if a.max_replicas > 1:
-            from edgevla.actors.runtime.registry import resolve
-
             trig = resolve(a.kind).trigger
             trigger_topic = a.inputs.get(trig) if trig else None
         topics = self.graph.topics() if a.all_inputs else sorted(set(a.inputs.values()))

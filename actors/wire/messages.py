@@ -26,7 +26,6 @@ Array-valued fields are either ``np.ndarray`` or ``dict[str, np.ndarray]`` (flat
 from __future__ import annotations
 
 import dataclasses
-import math
 import operator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -34,6 +33,9 @@ from typing import Any, ClassVar
 import msgpack
 import numpy as np
 import zmq
+
+from edgevla.actors.wire.errors import MalformedMessage
+from edgevla.actors.wire.shm import default_reader
 
 SCHEMA_VERSION = 2
 
@@ -46,15 +48,6 @@ _WIRE_DTYPES = {
     )
 }
 _MAX_NDIM = 8
-
-
-class MalformedMessage(ValueError):
-    """A frame list that is not a valid message; ``kind`` groups drops for counting."""
-
-    def __init__(self, kind: str, detail: str) -> None:
-        super().__init__(f"{kind}: {detail}")
-        self.kind = kind
-        self.detail = detail
 
 
 @dataclass(kw_only=True)
@@ -468,7 +461,7 @@ def _make_decoder(cls: type[Message]):
                                    f"{len(scalars) if type(scalars) is list else '?'} scalar "
                                    f"fields, need {n_scalars}, and an array list")
         if len(meta) != len(buffers):
-            buffers = _with_shm(meta, buffers, shm)
+            buffers = with_shm(meta, buffers, shm)
         if (type(seq) is not int or type(t_cap) is not int or type(t_pub) is not int
                 or type(producer) is not str):
             _common_error(schema, header)
@@ -544,7 +537,7 @@ def _plan(cls: type[Message]) -> list[tuple[str, str | None, tuple[type, ...] | 
     return plan
 
 
-def _with_shm(meta: list[Any], buffers: list[Any], shm: Any) -> list[Any]:
+def with_shm(meta: list[Any], buffers: list[Any], shm: Any) -> list[Any]:
     """Buffers for every entry of ``meta``: shared-memory entries copied out, in header order.
 
     Only reached when the header lists more arrays than there are buffer frames; anything that
@@ -561,7 +554,6 @@ def _with_shm(meta: list[Any], buffers: list[Any], shm: Any) -> list[Any]:
         if type(entry) is list and len(entry) == 4:
             name, dtype, shape, nbytes = _check_entry(entry[:3])
             if shm is None:
-                from edgevla.actors.wire.shm import default_reader
                 shm = default_reader()
             out.append(_Owned(shm.read(entry[3], dtype, shape, nbytes)))
         else:

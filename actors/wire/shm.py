@@ -49,7 +49,7 @@ from typing import Any
 
 import numpy as np
 
-from edgevla.actors.wire.messages import MalformedMessage
+from edgevla.actors.wire.errors import MalformedMessage
 
 SHM_DIR = "/dev/shm"
 DEFAULT_MIN_BYTES = 256 * 1024
@@ -435,37 +435,3 @@ def default_reader() -> ShmReader:
     if _DEFAULT_READER is None:
         _DEFAULT_READER = ShmReader()
     return _DEFAULT_READER
-
-
-def has_descriptors(header: dict[str, Any]) -> bool:
-    meta = header.get("a")
-    return type(meta) is list and any(type(e) is list and len(e) == 4 for e in meta)
-
-
-def inline_frames(frames: list[Any], header: dict[str, Any] | None = None,
-                  reader: ShmReader | None = None) -> tuple[list[Any], dict[str, Any]]:
-    """A wire message with its shared-memory arrays materialised as inline buffers.
-
-    Returns ``(frames, header)`` in the plain 3-element form (a recording must not point into
-    another process's memory); frames without descriptors come back unchanged. Raises
-    `MalformedMessage` when a descriptor cannot be read.
-    """
-    from edgevla.actors.wire.messages import _with_shm, decode_header, pack_header
-
-    if header is None:
-        header = decode_header(frames[1])
-    if not has_descriptors(header):
-        return frames, header
-    meta = header["a"]
-    bufs = _with_shm(meta, list(frames[2:]), reader or default_reader())
-    out = []
-    new_meta = []
-    for entry, buf in zip(meta, bufs):
-        if type(entry) is list and len(entry) == 4:
-            new_meta.append(entry[:3])
-            out.append(buf.array.copy())  # not a pooled buffer: the recording keeps it
-        else:
-            new_meta.append(entry)
-            out.append(buf)
-    header = {**header, "a": new_meta}
-    return [frames[0], pack_header(header), *out], header

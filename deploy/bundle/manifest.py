@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from edgevla.deploy.bundle import board_files
+
 FORMAT = "edgevla-model-bundle"
 VERSION = 1
 POLICIES = {"act": ("vision", "decoder"), "smolvla": ("vision", "prefill", "denoise")}
@@ -359,7 +361,6 @@ def write_board_bundle(model_dir: str | Path, out: str | Path, target: str = "im
                        firmware: str | Path | None = None, tarball: bool = True,
                        denoise_steps: int | None = None) -> Path:
     """Copy a model bundle plus graph.yaml, systemd units and a README into ``out``."""
-    from edgevla.deploy.bundle import board_files
 
     if target not in TARGETS:
         raise BundleError(f"unknown target {target!r}; known: {', '.join(sorted(TARGETS))}")

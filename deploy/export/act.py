@@ -19,6 +19,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from edgevla.deploy.export.smolvla import _export, _specs
+
 
 @dataclass(frozen=True)
 class ACTLayout:
@@ -93,8 +95,6 @@ class DecoderStage(nn.Module):
 
 def export_onnx(policy, out_dir: str | Path, opset: int = 17,
                 progress=None) -> tuple[ACTLayout, dict[str, dict[str, Any]]]:
-    from edgevla.deploy.export.smolvla import _export, _specs
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if policy.config.env_state_feature is not None:

@@ -19,6 +19,13 @@ from typing import Any
 
 import numpy as np
 
+from edgevla.actors.console.bench_report import BenchResult
+from edgevla.deploy.export import smolvla_local as sl
+from edgevla.deploy.export.exporter import camera_names, export_bundle, synthetic_samples
+from edgevla.deploy.export.parity import _processors, composed_parity, lerobot_chunk, stage_parity
+from edgevla.deploy.inference.backends import BackendOptions
+from edgevla.deploy.inference.pipeline import StageChoice, StageModel
+
 THREADS = 2
 # ORT workers spin while a run is in flight and stop when it returns (what the board graph's
 # stage actors use, deploy/bundle/manifest.py): no CPU is burnt between runs, so the torch rows timed
@@ -80,8 +87,6 @@ def _eager_denoise(den, x, prefix, steps: int):
 
 
 def _policies(quick: bool, root: Path):
-    from edgevla.deploy.export import smolvla_local as sl
-
     if quick:
         act = sl.make_tiny_act(image_hw=(64, 64))
         vlm = sl.write_tiny_smolvlm(root / "vlm")
@@ -101,10 +106,9 @@ def _bench_policy(policy, stats, bundle: Path, samples, reps: int, rows: list, s
                   console) -> None:
     import torch
 
-    from edgevla.deploy.export import act as export_act, smolvla as export_smolvla
-    from edgevla.deploy.inference.backends import BackendOptions
-    from edgevla.deploy.export.parity import composed_parity, lerobot_chunk, stage_parity
-    from edgevla.deploy.inference.pipeline import StageChoice, StageModel
+    # torch at import: kept here so that importing this module does not load it
+    from edgevla.deploy.export import act as export_act
+    from edgevla.deploy.export import smolvla as export_smolvla
 
     kind = policy.name
     opts = BackendOptions(threads=THREADS, allow_spinning=SPINNING)
@@ -195,7 +199,6 @@ def _bench_policy(policy, stats, bundle: Path, samples, reps: int, rows: list, s
 
     # ---- end to end, also round-robin; baseline = lerobot predict_action_chunk alone (its
     # processors excluded, ours included): the conservative comparison
-    from edgevla.deploy.export.parity import _processors
 
     pre_p, _ = _processors(policy, stats)
     b = pre_p(_lerobot_batch(policy, smp, task))
@@ -265,8 +268,6 @@ def _bench_policy(policy, stats, bundle: Path, samples, reps: int, rows: list, s
 def _lerobot_batch(policy, smp, task: str) -> dict:
     import torch
 
-    from edgevla.deploy.export.exporter import camera_names
-
     batch: dict[str, Any] = {
         f"observation.images.{c}": torch.from_numpy(smp.frames[c]).permute(2, 0, 1).float() / 255
         for c in camera_names(policy)}
@@ -276,9 +277,6 @@ def _lerobot_batch(policy, smp, task: str) -> dict:
 
 
 def _err(policy, stats, bundle, samples, prec) -> tuple[float, float]:
-    from edgevla.deploy.export.parity import composed_parity
-    from edgevla.deploy.inference.pipeline import StageChoice
-
     if prec is None:  # fp32 pipeline vs lerobot itself
         stages = ("vision", "decoder") if policy.name == "act" else ("vision", "prefill", "denoise")
         rep = composed_parity(policy, stats, bundle, samples[:2],
@@ -297,10 +295,6 @@ def run(quick: bool = False):
     # bench on an otherwise idle machine (spinning torch threads suffer most from other load).
     import torch
     from rich.console import Console
-
-    from edgevla.actors.bench.harness import BenchResult
-    from edgevla.deploy.export import smolvla_local as sl
-    from edgevla.deploy.export.exporter import export_bundle, synthetic_samples
 
     console = Console(stderr=True)
     torch.set_num_threads(THREADS)

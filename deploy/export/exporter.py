@@ -16,8 +16,13 @@ from typing import Any
 
 import numpy as np
 
-from edgevla.deploy.bundle.manifest import (Manifest, Normalization, StageFile, StageSpec, load_manifest)
+from edgevla.deploy.bundle.manifest import Manifest, Normalization, StageFile, StageSpec, load_manifest
+from edgevla.deploy.bundle.state_layout import layout_name
+from edgevla.deploy.export import litert as litert_export
 from edgevla.deploy.export.quantize import quantize_stage
+from edgevla.deploy.inference.pipeline import StageModel
+from edgevla.training.learn.train import resolve_pretrained_dir
+from edgevla.training.torch_setup import ensure_torchvision
 
 # Extra variants written next to the chosen ones, so a graph can switch precision without a
 # re-export and the bench can show why the denoiser stays fp32.
@@ -133,8 +138,9 @@ def export_bundle(policy, out_dir: str | Path, *, stats: dict | None = None,
     and attention are ONNX Runtime contrib nodes: fewer, faster kernels, ONNX Runtime only)."""
     import torch
 
-    from edgevla.deploy.export import act as export_act, smolvla as export_smolvla
-    from edgevla.deploy.bundle.state_layout import layout_name
+    # torch at import: kept here so that `edgevla --help` and reading a bundle never load it
+    from edgevla.deploy.export import act as export_act
+    from edgevla.deploy.export import smolvla as export_smolvla
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -191,8 +197,6 @@ def export_bundle(policy, out_dir: str | Path, *, stats: dict | None = None,
             say(f"quantized {s} -> {p} ({concrete})")
         stages[s].default = chosen[s]
     if litert and kind == "act":
-        from edgevla.deploy.export import litert as litert_export
-
         try:
             with torch.no_grad():
                 path = litert_export.export_act_vision(policy, out_dir / "vision.tflite")
@@ -210,8 +214,6 @@ def export_bundle(policy, out_dir: str | Path, *, stats: dict | None = None,
 
 
 def _calibration_feeds(bundle_dir: Path, samples: list[Sample]) -> dict[str, list[dict]]:
-    from edgevla.deploy.inference.pipeline import StageModel
-
     sm = StageModel(bundle_dir)
     feeds: dict[str, list[dict]] = {s: [] for s in sm.manifest.stages}
     for smp in samples:
@@ -237,16 +239,12 @@ def _calibration_feeds(bundle_dir: Path, samples: list[Sample]) -> dict[str, lis
 
 def load_policy(ckpt: str | Path):
     """A lerobot ``pretrained_model`` folder -> (policy, dataset stats or None)."""
-    from edgevla.training.learn.torch_setup import ensure_torchvision
 
     ensure_torchvision()
-    from lerobot.configs.policies import PreTrainedConfig
-
     # draccus resolves `"type": "act"` only for config classes already imported (registered)
     import lerobot.policies.act.configuration_act  # noqa: F401
     import lerobot.policies.smolvla.configuration_smolvla  # noqa: F401
-
-    from edgevla.training.learn.train import resolve_pretrained_dir
+    from lerobot.configs.policies import PreTrainedConfig
 
     try:  # the same places `edgevla eval` looks
         ckpt = resolve_pretrained_dir(ckpt)
@@ -292,7 +290,6 @@ def stats_to_json(stats: dict[str, dict[str, np.ndarray]]) -> str:
 
 def samples_from_dataset(root: str | Path, policy, n: int) -> list[Sample]:
     """``n`` observations spread over a local LeRobot dataset (calibration and parity inputs)."""
-    from edgevla.training.learn.torch_setup import ensure_torchvision
 
     ensure_torchvision()
     from lerobot.datasets.lerobot_dataset import LeRobotDataset

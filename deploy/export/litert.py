@@ -185,7 +185,7 @@ class _ResNetEmitter:
 
 def export_act_vision(policy, path: str | Path) -> Path:
     """Write ACT's vision stage as .tflite; same I/O as vision.onnx."""
-    from edgevla.deploy.export.act import layout_of
+    from edgevla.deploy.export.act import layout_of  # torch at import: only when exporting
 
     s_layout = layout_of(policy)
     bb = policy.model.backbone

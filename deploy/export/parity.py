@@ -128,7 +128,9 @@ def stage_parity(policy, bundle_dir, samples: list[Sample], precision: dict[str,
     """
     import torch
 
-    from edgevla.deploy.export import act as export_act, smolvla as export_smolvla
+    # torch at import: kept here so that importing this module does not load it
+    from edgevla.deploy.export import act as export_act
+    from edgevla.deploy.export import smolvla as export_smolvla
 
     fp32 = StageModel(bundle_dir, choices={s: StageChoice("fp32", "onnxruntime")
                                            for s in ("vision", "decoder", "prefill", "denoise")})

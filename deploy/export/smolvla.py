@@ -26,6 +26,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from edgevla.deploy.export.onnx_split import basic_optimized, simplify_shapes, split_per_step
+
 
 @dataclass(frozen=True)
 class SmolVLALayout:
@@ -239,7 +241,6 @@ def export_onnx(policy, out_dir: str | Path, lang_len: int, opset: int = 17,
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    from edgevla.deploy.export.onnx_split import simplify_shapes
 
     lo = layout_of(policy, lang_len)
     ex = example_inputs(lo)
@@ -273,7 +274,6 @@ def export_onnx(policy, out_dir: str | Path, lang_len: int, opset: int = 17,
 
 def split_denoise_graph(path: Path) -> str:
     """``denoise.onnx`` -> ``denoise.prep.onnx`` (once per chunk) + step graph (in place)."""
-    from edgevla.deploy.export.onnx_split import basic_optimized, simplify_shapes, split_per_step
 
     prep = path.with_name(path.stem + ".prep.onnx")
     tmp = path.with_name(path.stem + ".basic.onnx")

@@ -17,6 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edgevla.deploy.export.exporter import export_bundle, synthetic_samples
+from edgevla.training.torch_setup import ensure_torchvision
+
 # A small but non-trivial joint space: 5 arm joints + gripper (the project's convention).
 ACTION_DIM = 6
 STATE_DIM = 6
@@ -46,12 +49,10 @@ class SmolVLMSize:
 
 def write_tiny_smolvlm(folder: str | Path, size: SmolVLMSize = SmolVLMSize()) -> Path:
     """Write a SmolVLM config + processor + tokenizer folder usable with load_vlm_weights=False."""
-    from edgevla.training.learn.torch_setup import ensure_torchvision
 
     ensure_torchvision()
     from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import (PreTrainedTokenizerFast, SmolVLMConfig, SmolVLMImageProcessor,
-                              SmolVLMProcessor)
+    from transformers import PreTrainedTokenizerFast, SmolVLMConfig, SmolVLMImageProcessor, SmolVLMProcessor
     from transformers.models.smolvlm.video_processing_smolvlm import SmolVLMVideoProcessor
 
     folder = Path(folder)
@@ -112,8 +113,6 @@ def make_tiny_act(image_hw: tuple[int, int] = (96, 96), cameras: tuple[str, ...]
     """ACTPolicy in eval mode, random weights, resnet18 backbone (no download)."""
     import torch
 
-    from edgevla.training.learn.torch_setup import ensure_torchvision
-
     ensure_torchvision()
     from lerobot.policies.act.configuration_act import ACTConfig
     from lerobot.policies.act.modeling_act import ACTPolicy
@@ -134,8 +133,6 @@ def make_tiny_smolvla(vlm_folder: str | Path, image_hw: tuple[int, int] = (64, 6
                       num_steps: int = 10, seed: int = 0, **overrides):
     """SmolVLAPolicy in eval mode with random weights built from a `write_tiny_smolvlm` folder."""
     import torch
-
-    from edgevla.training.learn.torch_setup import ensure_torchvision
 
     ensure_torchvision()
     from lerobot.policies.smolvla.configuration_smolvla import SmolVLAConfig
@@ -171,7 +168,6 @@ def tiny_bundle(kind: str, **export_kw) -> tuple[Any, Path]:
 
     if kind in _TINY:
         return _TINY[kind]
-    from edgevla.deploy.export.exporter import export_bundle, synthetic_samples
 
     root = _TINY.get("_root")
     if root is None:

@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgevla.firmware_bridge.firmware.build import FirmwareBuildError, ensure_built
+from edgevla.firmware_bridge.firmware.build import TARGETS, FirmwareBuildError, ensure_built, mcu_dir
 
 
 @dataclass(frozen=True)
@@ -219,7 +219,6 @@ class HostFirmware(_Process):
         target = "host-asan" if self.sanitize else "host"
         if self.build:
             return ensure_built(target)
-        from edgevla.firmware_bridge.firmware.build import TARGETS, mcu_dir
         path = mcu_dir() / TARGETS[target]
         if not path.exists():
             raise FirmwareBuildError(f"{path} does not exist: run `make -C mcu {target}`")

@@ -17,7 +17,11 @@ import time
 
 import numpy as np
 
+from edgevla.actors.console.bench_report import BenchResult
+from edgevla.firmware_bridge.firmware.build import ensure_built
+from edgevla.firmware_bridge.firmware.launch import HostFirmware, QemuFirmware, realtime_self
 from edgevla.firmware_bridge.link import codec as p
+from edgevla.firmware_bridge.link.connection import McuLink
 
 
 def _console():
@@ -165,8 +169,6 @@ def _clock_error(link, settle_s: float, true_drift_ppm: float | None) -> dict:
 def _m7_size() -> tuple[int, int] | None:
     import subprocess
 
-    from edgevla.firmware_bridge.firmware.build import ensure_built
-
     if shutil.which("arm-none-eabi-size") is None:
         return None
     elf = ensure_built("qemu-m7")
@@ -178,9 +180,6 @@ def _m7_size() -> tuple[int, int] | None:
 
 def _bench_target(name: str, fw, link_kwargs, n_pings, rate_s, stream_s, clock_s,
                   true_drift_ppm, con, config: tuple[int, int] | None = None) -> dict:
-    from edgevla.firmware_bridge.link.connection import McuLink
-    from edgevla.firmware_bridge.firmware.launch import realtime_self
-
     with fw, McuLink(fw.link_port, **link_kwargs) as link:
         if link.wait_state(timeout_s=10.0) is None:
             raise RuntimeError(f"{name}: no STATE from the firmware")
@@ -211,9 +210,6 @@ def _bench_target(name: str, fw, link_kwargs, n_pings, rate_s, stream_s, clock_s
 
 
 def run(quick: bool = False):
-    from edgevla.actors.bench.harness import BenchResult
-    from edgevla.firmware_bridge.firmware.launch import HostFirmware, QemuFirmware
-
     con = _console()
     n_pings = 300 if quick else 2000
     rate_s = 3.0 if quick else 10.0

@@ -24,6 +24,7 @@ from typing import Sequence
 
 import numpy as np
 
+from edgevla.actors.wire.clock import WallClock
 from edgevla.firmware_bridge.link import codec as p
 from edgevla.firmware_bridge.link.clock_sync import ClockEstimate, ClockSync
 
@@ -90,7 +91,6 @@ class McuLink:
     def __init__(self, port: str, *, baudrate: int = 1_000_000, clock=None,
                  ping_period_s: float = 0.25, reconnect_period_s: float = 0.2) -> None:
         if clock is None:
-            from edgevla.actors.wire.clock import WallClock
             clock = WallClock()
         self.port = port
         self.baudrate = baudrate

@@ -12,6 +12,14 @@ import os
 import sys
 from typing import Any
 
+from edgevla.training.dataset.image_stats import repair_image_stats
+from edgevla.training.dataset.info import contact_sheet, format_summary, summarize
+from edgevla.training.dataset.record import record_dataset
+from edgevla.training.sim.env import SceneConfig, measure_render
+from edgevla.training.sim.expert import evaluate_expert
+from edgevla.training.sim.start_positions import (ProtocolConfig, check_clusters, draw_map, make_protocol,
+                                                  select_episodes)
+
 DEFAULT_OUT_HINT = "out/datasets/sim_teabag"
 
 
@@ -59,8 +67,6 @@ def _protocol_args(p: argparse.ArgumentParser) -> None:
 
 
 def _protocol_cfg(args: argparse.Namespace):
-    from edgevla.training.sim.start_positions import ProtocolConfig
-
     return ProtocolConfig(
         clusters=args.clusters, positions_per_cluster=args.positions_per_cluster,
         recovery_per_cluster=args.recovery_per_cluster,
@@ -150,9 +156,6 @@ def add_parser(sub: Any) -> None:
 
 def _cmd_record(args: argparse.Namespace) -> int:
     _offline_env()
-    from edgevla.training.dataset.record import record_dataset
-    from edgevla.training.sim.start_positions import make_protocol, select_episodes
-    from edgevla.training.sim.env import SceneConfig
 
     try:
         cfg = _protocol_cfg(args)
@@ -184,7 +187,6 @@ def _cmd_record(args: argparse.Namespace) -> int:
 
 def _cmd_fix_stats(args: argparse.Namespace) -> int:
     _offline_env()
-    from edgevla.training.dataset.image_stats import repair_image_stats
 
     try:
         report = repair_image_stats(args.dir, max_frames=args.frames)
@@ -202,7 +204,6 @@ def _cmd_fix_stats(args: argparse.Namespace) -> int:
 
 def _cmd_info(args: argparse.Namespace) -> int:
     _offline_env()
-    from edgevla.training.dataset.info import format_summary, summarize
 
     try:
         s = summarize(args.dir)
@@ -211,16 +212,12 @@ def _cmd_info(args: argparse.Namespace) -> int:
         return 2
     print(json.dumps(s.to_dict(), indent=2) if args.json else format_summary(s))
     if args.contact_sheet:
-        from edgevla.training.dataset.info import contact_sheet
-
         print(f"contact sheet: {contact_sheet(args.dir, args.contact_sheet)}", file=sys.stderr)
     return 0
 
 
 def _cmd_expert_eval(args: argparse.Namespace) -> int:
     _offline_env()
-    from edgevla.training.sim.expert import evaluate_expert
-    from edgevla.training.sim.start_positions import ProtocolConfig, check_clusters, make_protocol
 
     base = _protocol_cfg(args)
     n = args.episodes_per_cluster
@@ -264,7 +261,6 @@ def _cmd_expert_eval(args: argparse.Namespace) -> int:
 
 def _cmd_render_bench(args: argparse.Namespace) -> int:
     _offline_env()
-    from edgevla.training.sim.env import SceneConfig, measure_render
 
     rows = {}
     for text in args.sizes.split(","):
@@ -279,8 +275,6 @@ def _cmd_render_bench(args: argparse.Namespace) -> int:
 
 
 def _cmd_map(args: argparse.Namespace) -> int:
-    from edgevla.training.sim.start_positions import draw_map, make_protocol
-
     cfg = _protocol_cfg(args)
     print(draw_map(make_protocol(cfg), cfg, args.out))
     return 0

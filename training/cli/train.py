@@ -16,6 +16,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from edgevla.actors.console.values import number_list
+from edgevla.deploy.bundle.manifest import load_manifest
+from edgevla.deploy.bundle.model_path import is_bundle
+from edgevla.deploy.export.exporter import export_bundle, read_stats
+from edgevla.training.eval.evaluate import (EvalConfig, evaluate, latency_sweep_plot, open_policy,
+                                            write_outputs)
+from edgevla.training.learn.train import TrainConfig, load_policy, resolve_pretrained_dir, train
 
 
 def _offline_env() -> None:
@@ -135,7 +141,6 @@ def _parse_sets(items: list[str]) -> dict:
 
 def cmd_train(args) -> int:
     _offline_env()
-    from edgevla.training.learn.train import TrainConfig, train
 
     flags = {
         "policy": args.policy, "dataset": args.dataset, "out": args.out, "steps": args.steps,
@@ -168,8 +173,6 @@ def cmd_eval(args) -> int:
     _offline_env()
     from rich.console import Console
     from rich.markdown import Markdown
-
-    from edgevla.training.eval.evaluate import EvalConfig, evaluate, latency_sweep_plot, open_policy, write_outputs
 
     modes = ("sync", "async") if args.mode == "both" else (args.mode,)
     keep = args.contact_sheet or args.videos
@@ -258,8 +261,6 @@ class DefaultRecipe:
 def _export_in_process(ckpt: Path, bundle: Path, info: dict) -> None:
     # Same exporter, loaded through training.train.load_policy (which registers lerobot's policy
     # configs before reading config.json).
-    from edgevla.deploy.export.exporter import export_bundle, read_stats
-    from edgevla.training.learn.train import load_policy
 
     policy, _, _ = load_policy(ckpt)
     export_bundle(policy, bundle, stats=read_stats(ckpt), fps=float(info.get("fps", 30)),
@@ -273,7 +274,6 @@ def trim_bundle(bundle: Path, max_mb: float) -> list[str]:
     The repository carries tens of MB at most; the runtime only needs each stage's default.
     Returns the files removed. The manifest is rewritten and re-validated by deploy's loader.
     """
-    from edgevla.deploy.bundle.manifest import load_manifest
 
     manifest = load_manifest(bundle)
     removed: list[str] = []
@@ -361,7 +361,6 @@ def package_default_model(run_dir: Path, eval_dir: Path, out: Path, recipe: Defa
                           commands: list[str], times: dict[str, float], work: Path, exe: str,
                           log: Path, export: bool = True) -> dict:
     """Copy the checkpoint (and the export when deploy/ provides one) into `out` with its papers."""
-    from edgevla.training.learn.train import resolve_pretrained_dir
 
     ckpt = resolve_pretrained_dir(run_dir)
     info = json.loads((ckpt / "edgevla.json").read_text()) if (ckpt / "edgevla.json").is_file() else {}
@@ -379,7 +378,7 @@ def package_default_model(run_dir: Path, eval_dir: Path, out: Path, recipe: Defa
     t = time.monotonic()
     try:
         if not export:
-            if not (bundle / "manifest.json").is_file():
+            if not is_bundle(bundle):
                 raise RuntimeError(f"{bundle}: no exported bundle (manifest.json) to package")
             raise _AlreadyExported
         if bundle.exists():

@@ -25,6 +25,9 @@ from typing import Any, Callable
 
 import numpy as np
 
+from edgevla.training.dataset.schema import open_dataset
+from edgevla.training.torch_setup import ensure_torchvision
+
 # A camera's per-channel pixel std in [0, 1] units is ~0.1-0.3 for any real scene; below this it
 # can only be the uint8-overflow artefact.
 MIN_PLAUSIBLE_STD = 0.01
@@ -34,7 +37,6 @@ QUANTILES = (("q01", 0.01), ("q10", 0.10), ("q50", 0.50), ("q90", 0.90), ("q99",
 def patch_running_stats() -> Callable[[], None]:
     """Promote integer batches before lerobot's RunningQuantileStats squares them; returns the
     function that undoes the patch."""
-    from edgevla.training.learn.torch_setup import ensure_torchvision
 
     ensure_torchvision()
     from lerobot.datasets import compute_stats
@@ -84,7 +86,6 @@ def repair_image_stats(root: str | Path, max_frames: int = 1000, seed: int = 0) 
     Returns ``{camera: {"old_std": [...], "new_std": [...]}}`` for the repaired cameras ({} when
     nothing needed repair).
     """
-    from edgevla.training.learn.train import open_dataset
 
     root = Path(root)
     meta = open_dataset(root)

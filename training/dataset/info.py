@@ -16,7 +16,8 @@ import numpy as np
 
 from edgevla.actors.console.figures import save_figure
 from edgevla.deploy.bundle.state_layout import N_JOINTS, layout_name
-from edgevla.training.dataset.record import META_KEYS, RECOVERY_KIND_CODES, REPO_ID, SPLIT_CODES
+from edgevla.training.dataset.schema import META_KEYS, RECOVERY_KIND_CODES, REPO_ID, SPLIT_CODES
+from edgevla.training.torch_setup import ensure_torchvision
 
 
 @dataclass
@@ -58,8 +59,6 @@ class DatasetSummary:
 
 
 def summarize(root: str | os.PathLike[str], repo_id: str = REPO_ID) -> DatasetSummary:
-    from edgevla.training.learn.torch_setup import ensure_torchvision
-
     ensure_torchvision()
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
@@ -131,7 +130,6 @@ def contact_sheet(root: str | os.PathLike[str], path: str, max_episodes: int = 6
     """PNG grid read back from the dataset: rows = sample episodes (spread over clusters,
     recovery ones included), columns = moments from first to last frame, each cell the cameras
     side by side. Reading through LeRobotDataset also proves the frames decode."""
-    from edgevla.training.learn.torch_setup import ensure_torchvision
 
     ensure_torchvision()
     import matplotlib

@@ -36,34 +36,15 @@ from typing import Any
 import numpy as np
 
 from edgevla.deploy.bundle.state_layout import DEFAULT_DIM as STATE_DIM
-from edgevla.deploy.bundle.state_layout import policy_state, state_names
+from edgevla.deploy.bundle.state_layout import policy_state
 from edgevla.training.dataset.image_stats import patch_running_stats
+from edgevla.training.dataset.info import contact_sheet as draw_sheet
+from edgevla.training.dataset.schema import (META_KEYS, RECOVERY_KIND_CODES, REPO_ID, ROBOT_TYPE, SPLIT_CODES,
+                                             dataset_features)
+from edgevla.training.sim.env import TASK, EpisodeSpec, SceneConfig, TeaBagEnv
+from edgevla.training.sim.expert import ScriptedExpert
 from edgevla.training.sim.start_positions import ProtocolConfig, draw_map, make_protocol
-from edgevla.training.sim.env import JOINT_NAMES, TASK, EpisodeSpec, SceneConfig
-
-REPO_ID = "edgevla/sim_teabag"
-ROBOT_TYPE = "so101_sim"
-RECOVERY_KIND_CODES = {"": 0, "bag_dropped": 1, "missed_grasp": 2, "mug_displaced": 3}
-SPLIT_CODES = {"train": 0, "val": 1}
-META_KEYS = ("episode.cluster", "episode.position_index", "episode.recovery",
-             "episode.recovery_kind", "episode.split")
-
-
-def dataset_features(scene: SceneConfig, use_videos: bool = False) -> dict[str, dict[str, Any]]:
-    """The LeRobot feature spec of a recording at ``scene``'s resolution."""
-    img_dtype = "video" if use_videos else "image"
-    feats: dict[str, dict[str, Any]] = {}
-    for cam in scene.cameras:
-        feats[f"observation.images.{cam}"] = {
-            "dtype": img_dtype, "shape": (scene.height, scene.width, 3),
-            "names": ["height", "width", "channels"],
-        }
-    feats["observation.state"] = {"dtype": "float32", "shape": (STATE_DIM,),
-                                  "names": state_names(JOINT_NAMES, STATE_DIM)}
-    feats["action"] = {"dtype": "float32", "shape": (6,), "names": list(JOINT_NAMES)}
-    for key in META_KEYS:
-        feats[key] = {"dtype": "int64", "shape": (1,), "names": None}
-    return feats
+from edgevla.training.torch_setup import ensure_torchvision
 
 
 @dataclass
@@ -123,14 +104,10 @@ def record_dataset(out_dir: str | os.PathLike[str], protocol_cfg: ProtocolConfig
     ``out_dir`` must not exist (LeRobot creates it). Returns timings and counts; the dataset is
     finalized and readable with ``LeRobotDataset(repo_id, root=out_dir)`` afterwards.
     """
-    from edgevla.training.learn.torch_setup import ensure_torchvision
 
     ensure_torchvision()
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
     from lerobot.datasets.utils import write_info
-
-    from edgevla.training.sim.expert import ScriptedExpert
-    from edgevla.training.sim.env import TeaBagEnv
 
     try:  # datasets prints a "Map:" bar per saved episode; ours is the one that counts
         import datasets
@@ -232,8 +209,6 @@ def record_dataset(out_dir: str | os.PathLike[str], protocol_cfg: ProtocolConfig
     report.seconds_total = time.perf_counter() - t_start
     report.map_png = draw_map(recorded or specs, protocol_cfg, str(out / "protocol_map.png"))
     if contact_sheet and recorded:
-        from edgevla.training.dataset.info import contact_sheet as draw_sheet
-
         report.contact_sheet_png = draw_sheet(out, str(out / "contact_sheet.png"),
                                               repo_id=repo_id)
     return report
@@ -298,8 +273,8 @@ class _NullProgress:
 def _progress(enabled: bool) -> Any:
     if not enabled:
         return _NullProgress()
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                               TimeElapsedColumn, TimeRemainingColumn)
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
 
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TimeElapsedColumn(), TimeRemainingColumn())

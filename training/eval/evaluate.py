@@ -31,7 +31,15 @@ from typing import Any, Protocol
 import numpy as np
 
 from edgevla.actors.console.figures import save_figure
+from edgevla.actors.executor.blending import BlendConfig
+from edgevla.actors.executor.core import ExecutorConfig, ExecutorCore, SafetyLimits
+from edgevla.actors.executor.request_policy import RequestConfig, RequestPolicy
+from edgevla.deploy.bundle.model_path import is_bundle
 from edgevla.deploy.bundle.state_layout import policy_state
+from edgevla.deploy.inference.pipeline import StageModel
+from edgevla.training.learn.train import load_policy, resolve_pretrained_dir
+from edgevla.training.sim.env import JOINT_LIMITS, SceneConfig, TeaBagEnv
+from edgevla.training.sim.start_positions import ProtocolConfig, make_protocol
 
 SPLITS = ("test", "val", "global")
 
@@ -60,8 +68,6 @@ class TorchPolicy:
 
     def __init__(self, path: str | Path) -> None:
         import torch
-
-        from edgevla.training.learn.train import load_policy, resolve_pretrained_dir
 
         self._torch = torch
         self.dir = resolve_pretrained_dir(path)
@@ -102,8 +108,6 @@ class BundlePolicy:
     """An exported model bundle (`edgevla export`), run stage by stage without torch."""
 
     def __init__(self, path: str | Path, rng_seed: int = 0) -> None:
-        from edgevla.deploy.inference.pipeline import StageModel
-
         self.model = StageModel(path)
         m = self.model.manifest
         self.name = "ACT" if m.policy == "act" else "SmolVLA"
@@ -128,7 +132,7 @@ class BundlePolicy:
 def open_policy(path: str | Path) -> ChunkPolicy:
     """A bundle folder (manifest.json) or a lerobot checkpoint / training run folder."""
     path = Path(path)
-    if (path / "manifest.json").is_file():
+    if is_bundle(path):
         return BundlePolicy(path)
     return TorchPolicy(path)
 
@@ -175,8 +179,6 @@ class EvalConfig:
 def eval_specs(n_test: int, n_val: int, seed: int, protocol=None) -> list:
     """`n_test` starts spread round-robin over the training clusters, `n_val` in the held-out one."""
     import dataclasses
-
-    from edgevla.training.sim.start_positions import ProtocolConfig, make_protocol
 
     base = protocol or ProtocolConfig()
     n_train_clusters = base.clusters - (1 if base.val_cluster is not None else 0)
@@ -273,10 +275,6 @@ def run_sync(env, policy: ChunkPolicy, spec, cfg: EvalConfig, latencies: list[fl
 def run_async(env, policy: ChunkPolicy, spec, cfg: EvalConfig, latency_ns: int,
               latencies: list[float]) -> EpisodeResult:
     """Executor core + request policy on a virtual clock; inference results arrive after latency_ns."""
-    from edgevla.actors.executor.blending import BlendConfig
-    from edgevla.actors.executor.core import ExecutorConfig, ExecutorCore, SafetyLimits
-    from edgevla.actors.executor.request_policy import RequestConfig, RequestPolicy
-    from edgevla.training.sim.env import JOINT_LIMITS
 
     fps = env.cfg.fps
     dt_ns = int(round(1e9 / fps))
@@ -572,8 +570,6 @@ def evaluate(policy_path: str | Path, cfg: EvalConfig, progress: bool = True,
              policy: ChunkPolicy | None = None) -> tuple[EvalReport, list[EpisodeResult]]:
     """Run the protocol's test + val starts closed loop; return the report and the episodes."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from edgevla.training.sim.env import SceneConfig, TeaBagEnv
 
     policy = policy or open_policy(policy_path)
     n_val = cfg.episodes if cfg.val_episodes is None else cfg.val_episodes

@@ -13,7 +13,9 @@ import statistics
 import time
 from dataclasses import dataclass
 
-from edgevla.actors.bench.harness import BenchResult
+from edgevla.actors.console.bench_report import BenchResult
+from edgevla.training.learn.policies import make_act_config
+from edgevla.training.torch_setup import ensure_torchvision
 
 
 @dataclass(frozen=True)
@@ -31,8 +33,6 @@ class StepSetting:
 
 def _make_step(setting: StepSetting):
     import torch
-
-    from edgevla.training.learn.policies import make_act_config
     from lerobot.policies.act.modeling_act import ACTPolicy
 
     cfg = make_act_config(image_hw=(setting.image, setting.image))
@@ -61,8 +61,6 @@ def _make_step(setting: StepSetting):
 
 def run(quick: bool = False) -> BenchResult:
     import os
-
-    from edgevla.training.learn.torch_setup import ensure_torchvision
 
     ensure_torchvision()
     cores = os.cpu_count() or 1

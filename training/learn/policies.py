@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from edgevla.deploy.bundle.state_layout import DEFAULT_DIM as DEFAULT_STATE_DIM
+from edgevla.training.torch_setup import ensure_torchvision
 
 CAMERAS: tuple[str, ...] = ("top", "gripper", "left")
 STATE_DIM = DEFAULT_STATE_DIM  # joint positions + servo goal (deploy/bundle/state_layout.py)
@@ -51,7 +52,6 @@ _EXTRA_SPECIAL = {
 
 def _ensure_lerobot_importable() -> None:
     # lerobot imports torchvision at import time; this registers its missing ops first.
-    from edgevla.training.learn.torch_setup import ensure_torchvision
 
     ensure_torchvision()
 
@@ -191,12 +191,7 @@ def write_tiny_smolvlm(folder: str | Path, size: SmolVLMSize | None = None) -> P
     """
     _ensure_lerobot_importable()
     from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import (
-        PreTrainedTokenizerFast,
-        SmolVLMConfig,
-        SmolVLMImageProcessor,
-        SmolVLMProcessor,
-    )
+    from transformers import PreTrainedTokenizerFast, SmolVLMConfig, SmolVLMImageProcessor, SmolVLMProcessor
     from transformers.models.smolvlm.video_processing_smolvlm import SmolVLMVideoProcessor
 
     size = size or SmolVLMSize()

@@ -26,6 +26,10 @@ from typing import Any
 
 from edgevla.actors.console.figures import save_figure
 from edgevla.deploy.bundle.state_layout import LAYOUTS, N_JOINTS
+from edgevla.training.dataset.image_stats import broken_image_stats
+from edgevla.training.dataset.schema import open_dataset
+from edgevla.training.learn import policies
+from edgevla.training.torch_setup import ensure_torchvision
 
 CAMERA_KEYS = tuple(f"observation.images.{c}" for c in ("top", "gripper", "left"))
 PRETRAINED_DIR = "pretrained_model"
@@ -150,27 +154,11 @@ def train_episodes(meta, explicit: list[int] | None = None) -> list[int] | None:
     return None
 
 
-def open_dataset(root: str | Path):
-    """LeRobotDatasetMetadata for a local dataset folder, with a readable error if it is not one."""
-    from edgevla.training.learn.torch_setup import ensure_torchvision
-
-    ensure_torchvision()
-    from lerobot.datasets.lerobot_dataset import LeRobotDatasetMetadata
-
-    root = Path(root)
-    if not (root / "meta" / "info.json").is_file():
-        raise FileNotFoundError(
-            f"{root}: not a LeRobot dataset (no meta/info.json); record one with `edgevla dataset record`"
-        )
-    return LeRobotDatasetMetadata(repo_id=f"local/{root.name}", root=root)
-
-
 # ------------------------------------------------------------------------------- building
 
 
 def build_policy(cfg: TrainConfig, meta, out: Path):
     """(policy, preprocessor, postprocessor) with the dataset's stats baked into the processors."""
-    from edgevla.training.learn import policies
 
     hw = dataset_image_hw(meta)
     overrides = dict(cfg.policy_overrides)
@@ -266,7 +254,6 @@ def resolve_pretrained_dir(path: str | Path) -> Path:
 
 def load_policy(path: str | Path, device: str = "cpu"):
     """Reload `(policy, pre, post)` from a checkpoint made by `train`, fully offline."""
-    from edgevla.training.learn.torch_setup import ensure_torchvision
 
     ensure_torchvision()
     from lerobot.configs.policies import PreTrainedConfig
@@ -378,7 +365,6 @@ def serve_numeric_columns_from_memory(dataset) -> list[str]:
 
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> TrainResult:
     """Train (or resume) and return where the checkpoints and loss curve are."""
-    from edgevla.training.learn.torch_setup import ensure_torchvision
 
     ensure_torchvision()
     import torch
@@ -407,7 +393,6 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Trai
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     meta = open_dataset(cfg.dataset)
-    from edgevla.training.dataset.image_stats import broken_image_stats
 
     broken = broken_image_stats(meta.stats)
     if broken:

@@ -34,6 +34,7 @@ import numpy as np
 from edgevla.actors.runtime.actor import Actor, Outputs
 from edgevla.actors.wire.clock import Clock
 from edgevla.actors.wire.messages import Frame, JointCommand, Message, RobotState
+from edgevla.firmware_bridge.servos.feetech import FeetechBusSim
 from edgevla.training.sim.env import CAMERAS, EpisodeSpec, SceneConfig, TeaBagEnv
 
 COUNTS_PER_REV = 4096
@@ -83,7 +84,6 @@ class SimPlantActor(Actor):
         port = params.get("servo_port")
         if port:
             # Lazy: the firmware bridge is only needed in servo mode.
-            from edgevla.firmware_bridge.servos.feetech import FeetechBusSim
 
             self.bus = FeetechBusSim(str(port), self.servo_ids, self._read_positions_counts,
                                      self._write_goals_counts)

@@ -28,8 +28,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from edgevla.training.sim.env import HOME_Q, JOINT_LIMITS, SceneConfig, TeaBagEnv, arm_ik, wrap_angle
 from edgevla.training.sim.start_positions import grasp_tilt
-from edgevla.training.sim.env import HOME_Q, JOINT_LIMITS, TeaBagEnv, arm_ik, wrap_angle
 
 GRIPPER_CLOSED = 0.0
 
@@ -397,8 +397,6 @@ def evaluate_expert(specs: list, scene_cfg: Any = None, max_episode_s: float = 1
                     progress: Callable[[int, int], None] | None = None) -> ExpertEval:
     """Roll the expert out on every spec (its own seed) and count successes."""
     import time
-
-    from edgevla.training.sim.env import SceneConfig
 
     env = TeaBagEnv(scene_cfg or SceneConfig())
     expert = ScriptedExpert(env)

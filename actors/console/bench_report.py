@@ -1,0 +1,76 @@
+"""What every benchmark hands back and how it is shown: `BenchResult`, its rich table, and the
+JSON file with ``rows`` and a flat ``summary`` (written whole or not at all)."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class BenchResult:
+    title: str
+    rows: list[dict[str, Any]]
+    summary: dict[str, float | int | str | bool | None]
+    columns: list[str] | None = None  # table column order; default: keys of the first row
+    notes: list[str] = field(default_factory=list)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def print_result(res: BenchResult) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    cols = res.columns or (list(res.rows[0].keys()) if res.rows else [])
+    table = Table(title=res.title)
+    for c in cols:
+        table.add_column(c)
+    for row in res.rows:
+        table.add_row(*[_fmt(row.get(c, "")) for c in cols])
+    console = Console()
+    console.print(table)
+    summary = Table(title="summary", show_header=False)
+    for k, v in res.summary.items():
+        summary.add_row(k, _fmt(v))
+    console.print(summary)
+    for n in res.notes:
+        console.print(f"note: {n}")
+
+
+def check_json_path(json_path: str) -> Path:
+    """Refuse an unusable --json path before the benchmark spends minutes measuring."""
+    p = Path(json_path)
+    if p.is_dir():
+        raise ValueError(f"--json {p}: is a directory (expected a file path, e.g. {p / 'bench.json'})")
+    parent = p.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise ValueError(f"--json {p}: {parent} is not a writable directory")
+    return p
+
+
+def write_json(path: Path, name: str, quick: bool, elapsed_s: float, res: BenchResult) -> None:
+    out = {
+        "bench": name,
+        "quick": quick,
+        "elapsed_s": round(elapsed_s, 2),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                    "python": platform.python_version()},
+        "rows": res.rows,
+        "summary": res.summary,
+        "notes": res.notes,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(out, indent=2, default=str))
+    tmp.replace(path)  # whole or not at all
