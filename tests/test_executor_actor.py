@@ -7,8 +7,8 @@ import pytest
 
 from edgevla.actors.wire.clock import VirtualClock
 from edgevla.actors.executor.actor import ExecutorActor
-from edgevla.actors.wire.messages import (ActionChunk, Command, JointCommand, Request, RobotState,
-                                     decode, encode)
+from edgevla.actors.wire.codec import decode, encode
+from edgevla.actors.wire.messages import ActionChunk, Command, JointCommand, Request, RobotState
 
 MS = 1_000_000
 TICK = 10 * MS

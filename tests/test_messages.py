@@ -9,10 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from edgevla.actors.wire.messages import (LEGACY_SCHEMA_VERSION, MESSAGE_TYPES, SCHEMA_VERSION,
-                                     ActionChunk, Features, Frame, MalformedMessage,
-                                     Observation, RobotState, decode, decode_header, encode,
-                                     pack_header)
+from edgevla.actors.wire.codec import LEGACY_SCHEMA_VERSION, decode, decode_header, encode, pack_header
+from edgevla.actors.wire.errors import MalformedMessage
+from edgevla.actors.wire.messages import MESSAGE_TYPES, SCHEMA_VERSION, ActionChunk, Features, Frame, Observation, RobotState
 
 WIRE_DTYPES = ["bool", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64",
                "float16", "float32", "float64"]

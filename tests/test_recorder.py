@@ -23,7 +23,8 @@ from mcap.reader import make_reader
 
 from edgevla.actors.recording import recorder as recmod
 from edgevla.actors.wire.clock import VirtualClock
-from edgevla.actors.wire.messages import ActionChunk, Frame, JointCommand, decode, encode
+from edgevla.actors.wire.codec import decode, encode
+from edgevla.actors.wire.messages import ActionChunk, Frame, JointCommand
 from edgevla.actors.recording.recorder import (
     McapRecording, RecorderActor, pack_frames, read_recording, recording_files, unpack_frames,
 )

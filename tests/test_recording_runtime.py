@@ -13,7 +13,7 @@ from mcap.reader import make_reader
 
 from edgevla.actors.recording.tap import add_recorder
 from edgevla.actors.runtime.graph import parse_graph
-from edgevla.actors.wire.messages import decode
+from edgevla.actors.wire.codec import decode
 from edgevla.actors.recording.recorder import recording_files
 from edgevla.actors.recording.replay import load_recording, replay_step
 from edgevla.actors.runtime.supervisor import Supervisor

@@ -220,7 +220,8 @@ def test_timed_replay_runs_replaced_actors_live(recording, run_base, tmp_path):
 
 
 def test_compare_pairs_in_order_and_counts_missing():
-    from edgevla.actors.wire.messages import JointCommand, encode
+    from edgevla.actors.wire.codec import encode
+    from edgevla.actors.wire.messages import JointCommand
     from edgevla.actors.recording.replay import compare_topic
 
     def cmd(i, x):
@@ -277,7 +278,8 @@ def test_a_version_1_recording_compares_equal_to_its_version_2_replay():
     """Recordings made before the positional header (schema version 2) stay comparable."""
     import msgpack
 
-    from edgevla.actors.wire.messages import ActionChunk, decode_header, encode
+    from edgevla.actors.wire.codec import decode_header, encode
+    from edgevla.actors.wire.messages import ActionChunk
     from edgevla.actors.recording.replay import compare_topic
 
     def wire(frames):

@@ -20,8 +20,9 @@ from hypothesis import strategies as st
 
 from edgevla.actors.wire import shm
 from edgevla.actors.wire.bus import Publisher, Subscriber
-from edgevla.actors.wire.messages import (Features, Frame, MalformedMessage, Observation, decode,
-                                     decode_header, encode, pack_header)
+from edgevla.actors.wire.codec import decode, decode_header, encode, pack_header
+from edgevla.actors.wire.errors import MalformedMessage
+from edgevla.actors.wire.messages import Features, Frame, Observation
 from edgevla.actors.recording.recorder import McapRecording, read_recording
 from runtime_helpers import replica, run_until, start_graph
 

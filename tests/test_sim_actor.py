@@ -13,7 +13,8 @@ pytestmark = pytest.mark.train
 pytest.importorskip("mujoco")
 
 from edgevla.actors.wire.clock import VirtualClock  # noqa: E402
-from edgevla.actors.wire.messages import Frame, JointCommand, RobotState, decode, encode  # noqa: E402
+from edgevla.actors.wire.codec import decode, encode
+from edgevla.actors.wire.messages import Frame, JointCommand, RobotState  # noqa: E402
 from edgevla.actors.runtime.registry import resolve  # noqa: E402
 from edgevla.training.sim.env import HOME_Q, MUG_HOME_XY, EpisodeSpec  # noqa: E402
 from edgevla.training.sim import actor as sim_actor  # noqa: E402

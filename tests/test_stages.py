@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from edgevla.actors.wire.clock import VirtualClock
-from edgevla.actors.wire.messages import (ActionChunk, Features, Frame, Prefix, Request, RobotState,
-                                     decode, encode)
+from edgevla.actors.wire.codec import decode, encode
+from edgevla.actors.wire.messages import ActionChunk, Features, Frame, Prefix, Request, RobotState
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 CAMS = ("top", "gripper", "left")

@@ -39,7 +39,8 @@ import zmq
 
 from edgevla.actors.console.bench_report import BenchResult
 from edgevla.actors.wire.bus import IMAGE_HWM, SHM_AUTO, Publisher, Subscriber, send_frames
-from edgevla.actors.wire.messages import ActionChunk, Features, Frame, Observation, Request, encode
+from edgevla.actors.wire.codec import encode
+from edgevla.actors.wire.messages import ActionChunk, Features, Frame, Observation, Request
 from edgevla.actors.wire.shm import still_valid
 
 SIZES = {

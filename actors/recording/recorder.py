@@ -65,8 +65,8 @@ from typing import Any, Iterator
 from edgevla.actors.runtime.actor import Actor
 from edgevla.actors.wire.clock import Clock
 from edgevla.actors.wire.inline import has_descriptors, inline_frames
-from edgevla.actors.wire.messages import (MESSAGE_TYPES, SCHEMA_VERSION, Message, decode, decode_header,
-                                          encode, scalar_field_names)
+from edgevla.actors.wire.codec import decode, decode_header, encode
+from edgevla.actors.wire.messages import MESSAGE_TYPES, SCHEMA_VERSION, Message, scalar_field_names
 
 log = logging.getLogger("edgevla.recorder")
 

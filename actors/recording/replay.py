@@ -60,7 +60,8 @@ from edgevla.actors.runtime.registry import resolve
 from edgevla.actors.wire.bus import Publisher
 from edgevla.actors.wire.clock import VirtualClock
 from edgevla.actors.wire.endpoints import topic_endpoint
-from edgevla.actors.wire.messages import decode_header, message_type, scalar_field_names
+from edgevla.actors.wire.codec import decode_header
+from edgevla.actors.wire.messages import message_type, scalar_field_names
 
 log = logging.getLogger("edgevla.replay")
 

@@ -39,7 +39,8 @@ from edgevla.actors.runtime.actor import Actor
 from edgevla.actors.runtime.graph import load_graph
 from edgevla.actors.runtime.registry import resolve
 from edgevla.actors.wire.clock import Clock, VirtualClock
-from edgevla.actors.wire.messages import Message, decode, encode
+from edgevla.actors.wire.codec import decode, encode
+from edgevla.actors.wire.messages import Message
 
 
 @dataclass

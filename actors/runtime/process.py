@@ -30,7 +30,8 @@ from edgevla.actors.runtime.actor import Actor
 from edgevla.actors.runtime.registry import resolve
 from edgevla.actors.wire.bus import BusCounters, CurveKeys, Publisher, Subscriber, bind, serve_requests
 from edgevla.actors.wire.clock import WallClock
-from edgevla.actors.wire.messages import Heartbeat, Message, encode
+from edgevla.actors.wire.codec import encode
+from edgevla.actors.wire.messages import Heartbeat, Message
 
 log = logging.getLogger("edgevla.runtime")
 

@@ -29,7 +29,9 @@ from edgevla.actors.runtime.run_verdict import tail_error
 from edgevla.actors.wire import endpoints as ep
 from edgevla.actors.wire import shm as _shm
 from edgevla.actors.wire.bus import Subscriber, bind, make_run_dir, request, run_base, serve_requests
-from edgevla.actors.wire.messages import Command, Heartbeat, MalformedMessage, decode
+from edgevla.actors.wire.codec import decode
+from edgevla.actors.wire.errors import MalformedMessage
+from edgevla.actors.wire.messages import Command, Heartbeat
 
 log = logging.getLogger("edgevla.supervisor")
 

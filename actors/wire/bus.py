@@ -33,7 +33,9 @@ from typing import Any, Iterable
 import zmq
 
 from edgevla.actors.wire import shm as _shm
-from edgevla.actors.wire.messages import MalformedMessage, Message, decode_body, encode
+from edgevla.actors.wire.codec import decode_body, encode
+from edgevla.actors.wire.errors import MalformedMessage
+from edgevla.actors.wire.messages import Message
 
 log = logging.getLogger("edgevla.bus")
 

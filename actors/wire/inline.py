@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from edgevla.actors.wire.messages import decode_header, pack_header, with_shm
+from edgevla.actors.wire.codec import decode_header, pack_header, with_shm
 from edgevla.actors.wire.shm import ShmReader, default_reader
 
 
