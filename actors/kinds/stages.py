@@ -23,6 +23,7 @@ from edgevla.actors.runtime.actor import Actor, Outputs
 from edgevla.actors.wire.clock import Clock
 from edgevla.actors.wire.messages import ActionChunk, Features, Frame, Message, Prefix, RobotState
 from edgevla.actors.wire.shm import still_valid
+from edgevla.deploy.bundle.cameras import CAMERAS
 from edgevla.deploy.bundle.manifest import load_manifest
 from edgevla.deploy.bundle.model_path import stage_model
 from edgevla.deploy.bundle.state_layout import policy_state
@@ -33,7 +34,6 @@ _BACKEND_KEYS = ("threads", "inter_op_threads", "cpu_affinity", "opt_level", "al
                  "delegate", "delegate_options")
 _COMMON_KEYS = {"model", "precision", "backend", "graph_dir", "seed", "denoise_steps",
                 "simulated_latency_ms", *_BACKEND_KEYS}
-CAMERA_PORTS = ("top", "gripper", "left")
 
 
 def _latency_ns(value: Any, actor: str) -> int:
@@ -136,10 +136,10 @@ class _ObservationInputs:
     """Keeps the newest frame per camera and the newest robot state between triggers."""
 
     def __init__(self, cameras: list[str], actor: str, state_dim: int) -> None:
-        bad = [c for c in cameras if c not in CAMERA_PORTS]
+        bad = [c for c in cameras if c not in CAMERAS]
         if bad:
             raise ValueError(f"{actor}: the model's cameras {bad} have no input port "
-                             f"(ports: {', '.join(CAMERA_PORTS)})")
+                             f"(ports: {', '.join(CAMERAS)})")
         self.cameras = cameras
         self.state_dim = state_dim
         self.frames: dict[str, Frame] = {}
@@ -150,7 +150,7 @@ class _ObservationInputs:
         self.without_goal = 0
 
     def update(self, inputs: dict[str, Message]) -> None:
-        for c in CAMERA_PORTS:
+        for c in CAMERAS:
             m = inputs.get(c)
             if isinstance(m, Frame):
                 self.frames[c] = m
@@ -181,7 +181,7 @@ class _ObservationInputs:
 class VisionActor(_StageActor):
     """Frames + state -> Features (per-camera tokens + normalised state), on each Request."""
 
-    inputs = (*CAMERA_PORTS, "state", "request")
+    inputs = (*CAMERAS, "state", "request")
     outputs = ("features",)
     trigger = "request"
     stage_names = ("vision",)
@@ -269,7 +269,7 @@ class ActDecoderActor(_StageActor):
 class PolicyActor(_StageActor):
     """All stages in one process (sync mode, small boards): frames + state -> ActionChunk."""
 
-    inputs = (*CAMERA_PORTS, "state", "request")
+    inputs = (*CAMERAS, "state", "request")
     outputs = ("chunks",)
     trigger = "request"
     borrow_inputs = True  # as VisionActor

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from edgevla.deploy.bundle.cameras import image_key
 from edgevla.deploy.bundle.manifest import Manifest, Normalization, StageFile, StageSpec, load_manifest
 from edgevla.deploy.bundle.state_layout import layout_name
 from edgevla.deploy.export import litert as litert_export
@@ -66,7 +67,7 @@ def synthetic_samples(policy, n: int, seed: int = 0) -> list[Sample]:
     """
     rng = np.random.default_rng(seed)
     cams = camera_names(policy)
-    shape = policy.config.image_features[f"observation.images.{cams[0]}"].shape
+    shape = policy.config.image_features[image_key(cams[0])].shape
     h, w = shape[1], shape[2]
     yy, xx = np.mgrid[0:h, 0:w]
     out = []
@@ -110,7 +111,7 @@ def normalizations(policy, stats: dict[str, dict[str, Any]] | None) -> dict[str,
                                        policy.config.robot_state_feature.shape[0]),
         "action_norm": _norm_from_stats(nm["ACTION"], stats.get("action"),
                                         policy.config.action_feature.shape[0]),
-        "image_norm": {c: _norm_from_stats(nm["VISUAL"], stats.get(f"observation.images.{c}"), 3)
+        "image_norm": {c: _norm_from_stats(nm["VISUAL"], stats.get(image_key(c)), 3)
                        for c in cams},
     }
     return out
@@ -163,7 +164,7 @@ def export_bundle(policy, out_dir: str | Path, *, stats: dict | None = None,
                      num_steps=int(policy.config.num_steps),
                      max_action_dim=int(policy.config.max_action_dim))
     cams = camera_names(policy)
-    shape = policy.config.image_features[f"observation.images.{cams[0]}"].shape
+    shape = policy.config.image_features[image_key(cams[0])].shape
     chosen = dict(DEFAULT_PRECISION[kind])
     chosen.update(precision or {})
     wanted = {s: tuple(dict.fromkeys((*(variants or DEFAULT_VARIANTS[kind])[s], chosen[s])))
@@ -302,14 +303,14 @@ def samples_from_dataset(root: str | Path, policy, n: int) -> list[Sample]:
     repo_id = info.get("repo_id") or f"local/{root.name}"
     ds = LeRobotDataset(repo_id, root=root)
     cams = camera_names(policy)
-    missing = [c for c in cams if f"observation.images.{c}" not in ds.features]
+    missing = [c for c in cams if image_key(c) not in ds.features]
     if missing:
         raise ValueError(f"{root}: dataset has no camera(s) {missing} that the policy reads")
     idx = np.linspace(0, len(ds) - 1, num=max(1, n)).astype(int)
     out = []
     for i in idx:
         item = ds[int(i)]
-        frames = {c: (item[f"observation.images.{c}"].permute(1, 2, 0).numpy() * 255).round()
+        frames = {c: (item[image_key(c)].permute(1, 2, 0).numpy() * 255).round()
                   .clip(0, 255).astype(np.uint8) for c in cams}
         out.append(Sample(frames, item["observation.state"].numpy().astype(np.float32)))
     return out

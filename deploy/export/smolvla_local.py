@@ -17,13 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edgevla.deploy.bundle.cameras import CAMERAS, image_key
 from edgevla.deploy.export.exporter import export_bundle, synthetic_samples
 from edgevla.training.torch_setup import ensure_torchvision
 
 # A small but non-trivial joint space: 5 arm joints + gripper (the project's convention).
 ACTION_DIM = 6
 STATE_DIM = 6
-CAMERAS = ("top", "gripper", "left")
 _SPECIAL = ["<pad>", "<unk>", "<fake_token_around_image>", "<global-img>", "<image>",
             "<end_of_utterance>", "<video>", "<row_1_col_1>"]
 _WORDS = ["pick", "up", "the", "bag", "and", "place", "it", "in", "box", "grasp", "move",
@@ -99,7 +99,7 @@ def _features(kind: str, image_hw: tuple[int, int], cameras: tuple[str, ...],
     from lerobot.configs.types import FeatureType, PolicyFeature
 
     inputs: dict[str, Any] = {
-        f"observation.images.{c}": PolicyFeature(type=FeatureType.VISUAL, shape=(3, *image_hw))
+        image_key(c): PolicyFeature(type=FeatureType.VISUAL, shape=(3, *image_hw))
         for c in cameras
     }
     inputs["observation.state"] = PolicyFeature(type=FeatureType.STATE, shape=(state_dim,))

@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from edgevla.deploy.bundle.cameras import image_key
 from edgevla.deploy.bundle.state_layout import DEFAULT_DIM as STATE_DIM
 from edgevla.deploy.bundle.state_layout import policy_state
 from edgevla.training.dataset.image_stats import patch_running_stats
@@ -234,7 +235,7 @@ def _record_one(ds: Any, env: Any, expert: Any, spec: EpisodeSpec,
         state = policy_state(env.joint_positions(), env.targets, STATE_DIM)
         action = expert.act(None)
         t2 = time.perf_counter()
-        frame: dict[str, Any] = {f"observation.images.{c}": img for c, img in images.items()}
+        frame: dict[str, Any] = {image_key(c): img for c, img in images.items()}
         frame["observation.state"] = state
         frame["action"] = action
         frame["task"] = TASK

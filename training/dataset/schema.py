@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from edgevla.deploy.bundle.cameras import image_key
 from edgevla.deploy.bundle.state_layout import DEFAULT_DIM as STATE_DIM
 from edgevla.deploy.bundle.state_layout import state_names
 from edgevla.training.sim.env import JOINT_NAMES, SceneConfig
@@ -25,7 +26,7 @@ def dataset_features(scene: SceneConfig, use_videos: bool = False) -> dict[str, 
     img_dtype = "video" if use_videos else "image"
     feats: dict[str, dict[str, Any]] = {}
     for cam in scene.cameras:
-        feats[f"observation.images.{cam}"] = {
+        feats[image_key(cam)] = {
             "dtype": img_dtype, "shape": (scene.height, scene.width, 3),
             "names": ["height", "width", "channels"],
         }

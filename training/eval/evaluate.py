@@ -34,6 +34,7 @@ from edgevla.actors.console.figures import save_figure
 from edgevla.actors.executor.blending import BlendConfig
 from edgevla.actors.executor.core import ExecutorConfig, ExecutorCore, SafetyLimits
 from edgevla.actors.executor.request_policy import RequestConfig, RequestPolicy
+from edgevla.deploy.bundle.cameras import image_key
 from edgevla.deploy.bundle.model_path import is_bundle
 from edgevla.deploy.bundle.state_layout import policy_state
 from edgevla.deploy.inference.pipeline import StageModel
@@ -90,7 +91,7 @@ class TorchPolicy:
         torch = self._torch
         state = policy_state(joints, goal, self.state_dim)
         batch: dict[str, Any] = {
-            f"observation.images.{cam}": torch.from_numpy(np.ascontiguousarray(img))
+            image_key(cam): torch.from_numpy(np.ascontiguousarray(img))
             .permute(2, 0, 1)
             .float()
             .div_(255.0)

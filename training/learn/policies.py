@@ -19,10 +19,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgevla.deploy.bundle.cameras import CAMERAS, image_key
 from edgevla.deploy.bundle.state_layout import DEFAULT_DIM as DEFAULT_STATE_DIM
 from edgevla.training.torch_setup import ensure_torchvision
 
-CAMERAS: tuple[str, ...] = ("top", "gripper", "left")
 STATE_DIM = DEFAULT_STATE_DIM  # joint positions + servo goal (deploy/bundle/state_layout.py)
 ACTION_DIM = 6
 DEFAULT_IMAGE_HW: tuple[int, int] = (96, 128)  # (height, width) of the recorder's default
@@ -62,7 +62,7 @@ def _features(image_hw: tuple[int, int], cameras: tuple[str, ...] = CAMERAS,
 
     h, w = image_hw
     inputs = {
-        f"observation.images.{cam}": PolicyFeature(type=FeatureType.VISUAL, shape=(3, h, w))
+        image_key(cam): PolicyFeature(type=FeatureType.VISUAL, shape=(3, h, w))
         for cam in cameras
     }
     inputs["observation.state"] = PolicyFeature(type=FeatureType.STATE, shape=(state_dim,))
@@ -358,7 +358,7 @@ def dummy_observation(image_hw: tuple[int, int] = DEFAULT_IMAGE_HW, batch: int =
     g = torch.Generator().manual_seed(seed)
     h, w = image_hw
     obs: dict[str, Any] = {
-        f"observation.images.{cam}": torch.rand(batch, 3, h, w, generator=g) for cam in CAMERAS
+        image_key(cam): torch.rand(batch, 3, h, w, generator=g) for cam in CAMERAS
     }
     obs["observation.state"] = torch.randn(batch, STATE_DIM, generator=g) * 0.3
     obs["task"] = [TASK] * batch

@@ -25,13 +25,14 @@ from pathlib import Path
 from typing import Any
 
 from edgevla.actors.console.figures import save_figure
+from edgevla.deploy.bundle.cameras import CAMERAS, image_key
 from edgevla.deploy.bundle.state_layout import LAYOUTS, N_JOINTS
 from edgevla.training.dataset.image_stats import broken_image_stats
 from edgevla.training.dataset.schema import open_dataset
 from edgevla.training.learn import policies
 from edgevla.training.torch_setup import ensure_torchvision
 
-CAMERA_KEYS = tuple(f"observation.images.{c}" for c in ("top", "gripper", "left"))
+CAMERA_KEYS = tuple(image_key(c) for c in CAMERAS)
 PRETRAINED_DIR = "pretrained_model"
 TRAINING_STATE_DIR = "training_state"
 

@@ -34,8 +34,9 @@ import numpy as np
 from edgevla.actors.runtime.actor import Actor, Outputs
 from edgevla.actors.wire.clock import Clock
 from edgevla.actors.wire.messages import Frame, JointCommand, Message, RobotState
+from edgevla.deploy.bundle.cameras import CAMERAS
 from edgevla.firmware_bridge.servos.feetech import FeetechBusSim
-from edgevla.training.sim.env import CAMERAS, EpisodeSpec, SceneConfig, TeaBagEnv
+from edgevla.training.sim.env import EpisodeSpec, SceneConfig, TeaBagEnv
 
 COUNTS_PER_REV = 4096
 COUNT_ZERO = 2048
@@ -52,7 +53,7 @@ def counts_to_rad(c: np.ndarray) -> np.ndarray:
 
 class SimPlantActor(Actor):
     inputs = ("commands",)
-    outputs = ("top", "gripper", "left", "state")
+    outputs = (*CAMERAS, "state")
     trigger = None
 
     def setup(self, params: dict[str, Any]) -> None:

@@ -23,11 +23,12 @@ from typing import Any
 
 import numpy as np
 
+from edgevla.deploy.bundle.cameras import CAMERAS
+
 TASK = "put the tea bag in the mug"
 JOINT_NAMES: tuple[str, ...] = (
     "shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper",
 )
-CAMERAS: tuple[str, ...] = ("top", "gripper", "left")
 # The task's phases in order (`TeaBagEnv.task_phase`): a failed episode says where it stalled.
 TASK_PHASES: tuple[str, ...] = ("reaching", "grasped", "carrying", "in_mug")
 BAG_LIFTED_Z_M = 0.03
