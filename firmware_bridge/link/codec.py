@@ -316,8 +316,9 @@ assert struct.calcsize(_STATE_FMT) == 94
 
 
 @dataclass
-class State:
+class StateReport:
     TYPE: ClassVar[int] = 0x82
+    NAME: ClassVar[str] = "STATE"  # the packet's name in mcu/PROTOCOL.md
     t_mcu_us: int = 0
     measured: tuple[float, ...] = (0.0,) * N_JOINTS
     commanded: tuple[float, ...] = (0.0,) * N_JOINTS
@@ -340,7 +341,7 @@ class State:
                            self.rx_errors, self.seq_gaps, self.ticks)
 
     @classmethod
-    def parse(cls, b: bytes) -> "State":
+    def parse(cls, b: bytes) -> "StateReport":
         _need(b, 94)
         v = struct.unpack(_STATE_FMT, b)
         return cls(v[0], tuple(v[1:7]), tuple(v[7:13]), v[13], v[14], v[15], v[16], v[17],
@@ -376,13 +377,13 @@ class Error:
                 f"detail={self.detail}")
 
 
-Message = Union[Ping, Waypoints, Hold, Enable, Disable, Limits, Config, GetState, Pong, State,
+LinkMessage = Union[Ping, Waypoints, Hold, Enable, Disable, Limits, Config, GetState, Pong, StateReport,
                 Error]
 MESSAGE_TYPES: dict[int, type] = {
     cls.TYPE: cls for cls in (Ping, Waypoints, Hold, Enable, Disable, Limits, Config, GetState,
-                              Pong, State, Error)
+                              Pong, StateReport, Error)
 }
-TYPE_NAMES = {t: cls.__name__.upper() for t, cls in MESSAGE_TYPES.items()}
+TYPE_NAMES = {t: getattr(cls, "NAME", cls.__name__.upper()) for t, cls in MESSAGE_TYPES.items()}
 TYPE_NAMES[0x08] = "GET_STATE"
 
 
@@ -392,9 +393,9 @@ def _need(b: bytes, n: int) -> None:
 
 
 @dataclass
-class Frame:
+class LinkFrame:
     seq: int
-    msg: Message
+    msg: LinkMessage
 
     def canonical(self) -> str:
         """One line naming every decoded field; the C codec prints the identical string."""
@@ -405,7 +406,7 @@ class Frame:
 
 # --------------------------------------------------------------------------------- frame codec
 
-def encode_raw(msg: Message, seq: int) -> bytes:
+def encode_raw(msg: LinkMessage, seq: int) -> bytes:
     body = msg.body()
     if len(body) > MAX_BODY:
         raise ValueError(f"{type(msg).__name__} body of {len(body)} bytes exceeds {MAX_BODY}")
@@ -413,12 +414,12 @@ def encode_raw(msg: Message, seq: int) -> bytes:
     return head + struct.pack("<I", crc32(head))
 
 
-def encode_frame(msg: Message, seq: int) -> bytes:
+def encode_frame(msg: LinkMessage, seq: int) -> bytes:
     """Wire bytes of one frame: COBS(header|body|crc) followed by the 0x00 delimiter."""
     return cobs_encode(encode_raw(msg, seq)) + b"\x00"
 
 
-def decode_raw(raw: bytes) -> Frame:
+def decode_raw(raw: bytes) -> LinkFrame:
     if len(raw) < 8:
         raise FrameError("short", f"{len(raw)} bytes, a frame has at least 8")
     if len(raw) > MAX_RAW:
@@ -432,10 +433,10 @@ def decode_raw(raw: bytes) -> Frame:
     cls = MESSAGE_TYPES.get(mtype)
     if cls is None:
         raise FrameError("type", f"unknown message type 0x{mtype:02x}")
-    return Frame(seq, cls.parse(raw[4:-4]))
+    return LinkFrame(seq, cls.parse(raw[4:-4]))
 
 
-def decode_frame(encoded: bytes) -> Frame:
+def decode_frame(encoded: bytes) -> LinkFrame:
     """Decode the bytes of one frame between delimiters (COBS-encoded, without the 0x00)."""
     if len(encoded) + 1 > MAX_WIRE:
         raise FrameError("oversize", f"{len(encoded) + 1} wire bytes > {MAX_WIRE}")
@@ -458,8 +459,8 @@ class StreamDecoder:
     def _count(self, kind: str) -> None:
         self.errors[kind] = self.errors.get(kind, 0) + 1
 
-    def feed(self, data: bytes) -> list[Frame]:
-        out: list[Frame] = []
+    def feed(self, data: bytes) -> list[LinkFrame]:
+        out: list[LinkFrame] = []
         start = 0
         while True:
             z = data.find(b"\x00", start)

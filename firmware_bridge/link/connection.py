@@ -60,7 +60,7 @@ class McuState:
         return p.faults_str(self.faults)
 
     @classmethod
-    def from_msg(cls, s: p.State, t_host_ns: int) -> "McuState":
+    def from_msg(cls, s: p.StateReport, t_host_ns: int) -> "McuState":
         return cls(t_mcu_us=s.t_mcu_us, measured=np.asarray(s.measured, np.float32),
                    commanded=np.asarray(s.commanded, np.float32), queue_depth=s.queue_depth,
                    underruns=s.underruns, last_seq=s.last_seq, faults=s.faults,
@@ -199,11 +199,11 @@ class McuLink:
                                        > self.ping_period_s * 1e9):
                 self._send_ping()
 
-    def _dispatch(self, frame: p.Frame) -> None:
+    def _dispatch(self, frame: p.LinkFrame) -> None:
         now = self.clock.now_ns()
         self._c.rx_frames += 1
         msg = frame.msg
-        if isinstance(msg, p.State):
+        if isinstance(msg, p.StateReport):
             st = McuState.from_msg(msg, now)
             with self._state_event:
                 self._state = st
@@ -226,7 +226,7 @@ class McuLink:
                         p.TYPE_NAMES.get(msg.ref_type, msg.ref_type), msg.ref_seq, msg.detail)
 
     # ------------------------------------------------------------------ sending
-    def _send(self, msg: p.Message) -> bool:
+    def _send(self, msg: p.LinkMessage) -> bool:
         import serial
 
         with self._tx_lock:

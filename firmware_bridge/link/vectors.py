@@ -24,7 +24,7 @@ from edgevla.firmware_bridge.link import codec as p
 VECTORS_PATH = Path(__file__).resolve().parents[1] / "vectors" / "protocol_v1.json"
 
 
-def message_from_fields(type_name: str, fields: dict) -> p.Message:
+def message_from_fields(type_name: str, fields: dict) -> p.LinkMessage:
     """Build a message from the JSON fields of a vector (names as in the dataclasses)."""
     cls = {v: p.MESSAGE_TYPES[k] for k, v in p.TYPE_NAMES.items()}[type_name]
     if cls is p.Waypoints:
@@ -32,11 +32,11 @@ def message_from_fields(type_name: str, fields: dict) -> p.Message:
                             for w in fields["points"]])
     if cls is p.Limits:
         return p.Limits([p.JointLimits(**j) for j in fields["joints"]])
-    if cls is p.State:
+    if cls is p.StateReport:
         f = dict(fields)
         f["measured"] = tuple(f["measured"])
         f["commanded"] = tuple(f["commanded"])
-        return p.State(**f)
+        return p.StateReport(**f)
     return cls(**fields)
 
 
@@ -44,7 +44,7 @@ def _f32s(xs):
     return tuple(float(struct.unpack("<f", struct.pack("<f", x))[0]) for x in xs)
 
 
-def _valid_messages() -> list[tuple[str, int, p.Message]]:
+def _valid_messages() -> list[tuple[str, int, p.LinkMessage]]:
     pos_a = _f32s([0.0, -0.5, 1.25, -3.1415927, 0.001, 2.0])
     pos_b = _f32s([0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
     many = [p.Waypoint(0x0102030405060708 + 10_000 * i,
@@ -69,7 +69,7 @@ def _valid_messages() -> list[tuple[str, int, p.Message]]:
         ("config", 10, p.Config(250, 5)),
         ("config_watchdog_off", 11, p.Config(0, 0)),
         ("pong", 12, p.Pong(123_456_789_012, 42_000_001)),
-        ("state", 13, p.State(t_mcu_us=5_000_000, measured=pos_a, commanded=pos_b,
+        ("state", 13, p.StateReport(t_mcu_us=5_000_000, measured=pos_a, commanded=pos_b,
                               queue_depth=17, last_seq=65534, underruns=2,
                               faults=p.FAULT_WATCHDOG | p.FAULT_RX_ERROR, mode=p.MODE_HOLDING,
                               late=3, duplicates=4, rx_frames=100_000, rx_errors=5,
@@ -149,7 +149,7 @@ def build() -> dict:
         fields = asdict(msg)
         valid.append({"name": name, "type": p.TYPE_NAMES[msg.TYPE], "seq": seq,
                       "fields": fields, "raw_hex": raw.hex(), "wire_hex": wire.hex(),
-                      "canonical": p.Frame(seq, msg).canonical()})
+                      "canonical": p.LinkFrame(seq, msg).canonical()})
     cobs = []
     for data in (b"", b"\x00", b"\x00\x00", b"\x11\x22\x00\x33", b"\x11\x00", bytes(range(1, 255)),
                  bytes(range(1, 256)), bytes(range(0, 256)), b"\x01" * 600):
