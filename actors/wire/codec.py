@@ -331,23 +331,7 @@ def _make_decoder(cls: type[Message]):
                 out[key[len(prefix):]] = arr
             kwargs[name] = out
         else:
-            arrays = {}
-            for entry, buf in zip(meta, buffers):
-                arrays[entry[0] if type(entry) is list and entry else "?"] = \
-                    _array_from(entry, buf)
-            for name in arrays_req:
-                if name not in arrays:
-                    raise MalformedMessage("bad_fields", f"{schema}: missing array {name!r}")
-                kwargs[name] = arrays.pop(name)
-            for name in arrays_opt:
-                kwargs[name] = arrays.pop(name, None)
-            for name, prefix in dicts:
-                kwargs[name] = {k[len(prefix):]: arrays.pop(k)
-                                for k in [k for k in arrays
-                                          if type(k) is str and k.startswith(prefix)]}
-            if arrays:
-                raise MalformedMessage("bad_fields",
-                                       f"{schema}: unexpected arrays {sorted(map(str, arrays))}")
+            _match_arrays(schema, meta, buffers, arrays_req, arrays_opt, dicts, kwargs)
         # Every field is present and checked: fill the instance directly (the generated
         # __init__ costs ~4 µs cold and only re-assigns what is here).
         msg = new_obj(cls)
@@ -355,6 +339,25 @@ def _make_decoder(cls: type[Message]):
         return msg
 
     return decoder
+
+
+def _match_arrays(schema: str, meta: list[Any], buffers: list[Any], arrays_req: list[str],
+                  arrays_opt: list[str], dicts: list[tuple[str, str]], kwargs: dict[str, Any]) -> None:
+    """The general case of `_make_decoder`: arrays matched to fields by name, into ``kwargs``."""
+    arrays = {}
+    for entry, buf in zip(meta, buffers):
+        arrays[entry[0] if type(entry) is list and entry else "?"] = _array_from(entry, buf)
+    for name in arrays_req:
+        if name not in arrays:
+            raise MalformedMessage("bad_fields", f"{schema}: missing array {name!r}")
+        kwargs[name] = arrays.pop(name)
+    for name in arrays_opt:
+        kwargs[name] = arrays.pop(name, None)
+    for name, prefix in dicts:
+        kwargs[name] = {k[len(prefix):]: arrays.pop(k)
+                        for k in [k for k in arrays if type(k) is str and k.startswith(prefix)]}
+    if arrays:
+        raise MalformedMessage("bad_fields", f"{schema}: unexpected arrays {sorted(map(str, arrays))}")
 
 
 def _common_error(schema: str, header: list[Any]) -> None:
