@@ -94,13 +94,15 @@ def test_observation_filter_and_must_go(lr):
 
 
 def test_bench_short_run_beats_lerobot_at_seams(lr, tmp_path):
-    from edgevla.actors.bench import executor as b
+    from edgevla.actors.bench.executor_plot import plot_seam
+    from edgevla.actors.bench.executor_runs import metrics, run_edgevla, run_lerobot
+    from edgevla.actors.bench.executor_world import NoisyPolicy
 
-    policy = b.NoisyPolicy(latency_ms=300, seed=3)
-    base_run = b.run_lerobot(policy, 8.0, lr)
-    base = b.metrics(base_run)
-    fade_run = b.run_edgevla("crossfade", policy, 8.0)
-    fade = b.metrics(fade_run)
+    policy = NoisyPolicy(latency_ms=300, seed=3)
+    base_run = run_lerobot(policy, 8.0, lr)
+    base = metrics(base_run)
+    fade_run = run_edgevla("crossfade", policy, 8.0)
+    fade = metrics(fade_run)
     assert fade["starved_ms"] == 0 and base["starved_ms"] == 0
     assert fade_run["stats"]["dropped_chunks"] == {k: 0 for k in fade_run["stats"]
                                                    ["dropped_chunks"]}
@@ -108,13 +110,13 @@ def test_bench_short_run_beats_lerobot_at_seams(lr, tmp_path):
     assert fade["rms_jerk_rad_s3"] < base["rms_jerk_rad_s3"]
     # both track the reference to within the policy's own error
     assert base["tracking_rms_rad"] < 0.1 and fade["tracking_rms_rad"] < 0.1
-    png = b.plot_seam({"lerobot": base_run, "crossfade": fade_run}, base["seam_at_s"], 300,
-                      tmp_path / "seam.png")
+    png = plot_seam({"lerobot": base_run, "crossfade": fade_run}, base["seam_at_s"], 300,
+                     tmp_path / "seam.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_wall_clock_jitter_probe_reports_its_numbers():
-    from edgevla.actors.bench.executor import measure_jitter
+    from edgevla.actors.bench.executor_jitter import measure_jitter
 
     j = measure_jitter(0.3, load=False)
     assert j["priority"] == "normal"

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgevla.actors.wire.clock import VirtualClock
-from edgevla.actors.runtime.inprocess import InProcessGraph
 from edgevla.actors.recording.inspect import inspect_file, inspect_messages
-from edgevla.actors.recording.recorder import read_recording
+from edgevla.actors.recording.mcap_reader import read_recording
+from edgevla.actors.runtime.inprocess import InProcessGraph
+from edgevla.actors.wire.clock import VirtualClock
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_replay_standins import KINDS, pipeline_graph  # noqa: E402

@@ -21,13 +21,14 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from mcap.reader import make_reader
 
-from edgevla.actors.recording import recorder as recmod
+from edgevla.actors.recording import checkpoint_file as recmod
+from edgevla.actors.recording.mcap_format import pack_frames, unpack_frames
+from edgevla.actors.recording.mcap_reader import read_recording, recording_files
+from edgevla.actors.recording.mcap_writer import McapRecording
+from edgevla.actors.recording.recorder import RecorderActor
 from edgevla.actors.wire.clock import VirtualClock
 from edgevla.actors.wire.codec import decode, encode
 from edgevla.actors.wire.messages import ActionChunk, Frame, JointCommand
-from edgevla.actors.recording.recorder import (
-    McapRecording, RecorderActor, pack_frames, read_recording, recording_files, unpack_frames,
-)
 
 
 def _plain_count(path: Path) -> list[tuple[str, int]]:

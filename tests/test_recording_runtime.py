@@ -11,12 +11,13 @@ from pathlib import Path
 
 from mcap.reader import make_reader
 
+from edgevla.actors.recording.mcap_reader import recording_files
+from edgevla.actors.recording.replay_setup import load_recording
+from edgevla.actors.recording.step_replay import replay_step
 from edgevla.actors.recording.tap import add_recorder
 from edgevla.actors.runtime.graph import parse_graph
-from edgevla.actors.wire.codec import decode
-from edgevla.actors.recording.recorder import recording_files
-from edgevla.actors.recording.replay import load_recording, replay_step
 from edgevla.actors.runtime.supervisor import Supervisor
+from edgevla.actors.wire.codec import decode
 
 sys.path.insert(0, str(Path(__file__).parent))
 from runtime_helpers import actor_stats, run_for, run_until  # noqa: E402
@@ -125,7 +126,7 @@ def test_wall_clock_run_replays_the_real_executor_exactly(run_base, tmp_path):
     """A real multi-process run on wall time: the executor's step clock is on the wire as
     t_target_ns - link_latency and chunk arrivals as chunk_seq, so the step replay reproduces
     its commands in everything but the bus's send stamp."""
-    from edgevla.actors.recording.replay import compare_replay
+    from edgevla.actors.recording.replay_compare import compare_replay
 
     out = tmp_path / "exec.mcap"
     graph = add_recorder(parse_graph(EXEC_GRAPH, "rec-exec.yaml"), str(out))

@@ -22,10 +22,11 @@ import numpy as np
 import pytest
 import zmq
 
-from edgevla.actors.wire import endpoints as ep
-from edgevla.actors.wire.bus import Publisher
 from edgevla.actors.runtime.graph import ActorConfig, NetworkConfig, RestartPolicy, load_graph
 from edgevla.actors.runtime.supervisor import Supervisor
+from edgevla.actors.wire import endpoints as ep
+from edgevla.actors.wire.bus import Publisher
+
 from runtime_helpers import run_for, run_until
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -188,7 +189,7 @@ def test_sim_graph_survives_faults(model_bundle, run_base, tmp_path):
 
 
 def check_recording(recording: Path, kills: dict[str, tuple[float, float]], graph) -> None:
-    from edgevla.actors.recording.recorder import read_recording, recording_files
+    from edgevla.actors.recording.mcap_reader import read_recording, recording_files
 
     files = recording_files(recording)
     assert len(files) >= 2, "the recorder should have restarted into a new file"
@@ -311,8 +312,8 @@ def _synthetic_recording(path: Path, goal_jump: float = 0.0, arm_jump: float = 0
     the arm alone steps by some rad at t = 10 s, or every n-th step is a 120 ms stall, or at
     t = 20 s the plant stalls 400 ms and comes back `lag_after_stall` rad behind its goal, closing
     the gap over the next two steps (the CI failure of 2026-12-04)."""
+    from edgevla.actors.recording.mcap_writer import McapRecording
     from edgevla.actors.wire.messages import RobotState
-    from edgevla.actors.recording.recorder import McapRecording
 
     t0 = 1_000_000_000_000
     t_s, seq, lag = 0.0, 0, 0.0

@@ -12,16 +12,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import zmq
 from hypothesis import given, settings
 from hypothesis import strategies as st
-import zmq
 
+from edgevla.actors.recording.mcap_reader import read_recording
+from edgevla.actors.recording.replay_compare import compare_replay
+from edgevla.actors.recording.replay_setup import load_recording
+from edgevla.actors.recording.step_replay import replay_step
+from edgevla.actors.recording.timed_replay import replay_timed
+from edgevla.actors.runtime.inprocess import InProcessGraph
 from edgevla.actors.wire.bus import Subscriber, make_run_dir
 from edgevla.actors.wire.clock import VirtualClock
 from edgevla.actors.wire.endpoints import topic_endpoint
-from edgevla.actors.runtime.inprocess import InProcessGraph
-from edgevla.actors.recording.recorder import read_recording
-from edgevla.actors.recording.replay import compare_replay, load_recording, replay_step, replay_timed
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_replay_standins import KINDS, pipeline_graph  # noqa: E402
@@ -220,9 +223,9 @@ def test_timed_replay_runs_replaced_actors_live(recording, run_base, tmp_path):
 
 
 def test_compare_pairs_in_order_and_counts_missing():
+    from edgevla.actors.recording.replay_compare import compare_topic
     from edgevla.actors.wire.codec import encode
     from edgevla.actors.wire.messages import JointCommand
-    from edgevla.actors.recording.replay import compare_topic
 
     def cmd(i, x):
         return encode("c", JointCommand(t_target_ns=i, positions=np.full(6, x, np.float32),
@@ -278,9 +281,9 @@ def test_a_version_1_recording_compares_equal_to_its_version_2_replay():
     """Recordings made before the positional header (schema version 2) stay comparable."""
     import msgpack
 
+    from edgevla.actors.recording.replay_compare import compare_topic
     from edgevla.actors.wire.codec import decode_header, encode
     from edgevla.actors.wire.messages import ActionChunk
-    from edgevla.actors.recording.replay import compare_topic
 
     def wire(frames):
         return [bytes(f) if not isinstance(f, np.ndarray) else f.tobytes() for f in frames]
@@ -298,7 +301,7 @@ def test_a_version_1_recording_compares_equal_to_its_version_2_replay():
 
 
 def test_set_values_parse_as_yaml_and_bad_ones_name_the_flag():
-    from edgevla.actors.recording.replay import parse_sets
+    from edgevla.actors.recording.replay_setup import parse_sets
 
     assert parse_sets(["executor.strategy=latest", "executor.max_velocity_rad_s=2.5"]) == \
         {"executor": {"strategy": "latest", "max_velocity_rad_s": 2.5}}

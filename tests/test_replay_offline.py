@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from edgevla.actors.recording.replay_setup import live_specs
 from edgevla.actors.runtime.graph import load_graph
-from edgevla.actors.recording.replay import live_specs
 
 SIM = Path(__file__).resolve().parents[1] / "graphs" / "sim.yaml"
 
@@ -29,9 +29,9 @@ def test_executor_ticks_before_its_first_command_come_from_its_startup_requests(
     import numpy as np
 
     from edgevla.actors.executor.actor import ExecutorActor
+    from edgevla.actors.recording.step_replay import _tick_times
     from edgevla.actors.runtime.inprocess import ActorSpec
     from edgevla.actors.wire.messages import JointCommand, Request
-    from edgevla.actors.recording.replay import _tick_times
 
     from runtime_helpers import Recorded
 

@@ -18,12 +18,14 @@ import zmq
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from edgevla.actors.recording.mcap_reader import read_recording
+from edgevla.actors.recording.mcap_writer import McapRecording
 from edgevla.actors.wire import shm
 from edgevla.actors.wire.bus import Publisher, Subscriber
 from edgevla.actors.wire.codec import decode, decode_header, encode, pack_header
 from edgevla.actors.wire.errors import MalformedMessage
 from edgevla.actors.wire.messages import Features, Frame, Observation
-from edgevla.actors.recording.recorder import McapRecording, read_recording
+
 from runtime_helpers import replica, run_until, start_graph
 
 pytestmark = pytest.mark.timeout(120)
@@ -423,8 +425,8 @@ def test_recorder_writes_inline_buffers(ctx, ep, tmp_path):
 # ------------------------------------------------------------------ borrowed views
 
 def test_borrowed_views_are_read_only_zero_copy_and_report_reuse(ctx, ep):
-    from edgevla.actors.wire.messages import RobotState
     from edgevla.actors.kinds.stages import _ObservationInputs
+    from edgevla.actors.wire.messages import RobotState
 
     pub = Publisher(ctx, ep, producer="p", shm_slots=4)
     sub = Subscriber(ctx, [ep], ["cam"], borrow=True)

@@ -84,7 +84,8 @@ def test_run_and_demo_refuse_a_duration_that_is_not_positive(value, files, capsy
 
 
 def test_continuations_of_another_run_are_not_joined(tmp_path, caplog):
-    from edgevla.actors.recording.recorder import McapRecording, next_free_path, recording_files
+    from edgevla.actors.recording.mcap_reader import recording_files
+    from edgevla.actors.recording.mcap_writer import McapRecording, next_free_path
 
     def write(run_id: str):
         rec = McapRecording(next_free_path(tmp_path / "out.mcap"), metadata={"run_id": run_id})

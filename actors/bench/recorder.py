@@ -30,10 +30,11 @@ from typing import Any
 import numpy as np
 
 from edgevla.actors.console.bench_report import BenchResult
-from edgevla.actors.recording.recorder import RecorderActor, recording_files
+from edgevla.actors.recording.mcap_reader import recording_files
+from edgevla.actors.recording.recorder import RecorderActor
 from edgevla.actors.recording.tap import add_recorder
 from edgevla.actors.runtime.graph import parse_graph
-from edgevla.actors.runtime.supervisor import Supervisor
+from edgevla.actors.runtime.supervisor import Replica, Supervisor
 from edgevla.actors.wire.bus import IMAGE_HWM, Publisher
 from edgevla.actors.wire.clock import WallClock
 from edgevla.actors.wire.endpoints import topic_endpoint
@@ -102,66 +103,50 @@ actors:
 """
 
 
-def _live(dir_: Path, seconds: float, run_base: Path, hwm: int) -> tuple[dict[str, Any], int]:
-    """The recorder actor under the real supervisor/runtime, fed three 30 fps camera streams.
-
-    The cameras are one light publisher loop in this process (pre-rendered frames, zero-copy
-    sends on the graph's external topics) so that on a loaded machine the cameras, not the
-    recorder, are not what limits the rate.
-    """
-    import zmq
-    from mcap.reader import make_reader
-
-    out = dir_ / "live.mcap"
-    graph = add_recorder(parse_graph(LIVE_GRAPH, "bench-recorder.yaml"), str(out))
-    sup = Supervisor(graph, base_dir=str(run_base))
-    ctx = zmq.Context()
-    pubs = [Publisher(ctx, topic_endpoint(sup.run_dir, f"cam/{c}", 0), producer=f"cam{c}.0",
-                      hwm=hwm) for c in range(CAMS)]
+def _camera_images() -> list[np.ndarray]:
+    """One pre-rendered image per camera: a gradient plus noise, like a real frame."""
     rng = np.random.default_rng(2)
     base = (np.arange(W, dtype=np.uint16)[None, :, None]
             + np.arange(H, dtype=np.uint16)[:, None, None])
-    images = [((base + 40 * c + rng.integers(0, 24, (H, W, 3))) % 256).astype(np.uint8)
-              for c in range(CAMS)]
-    sup.start()
-    rec = sup.replicas["recorder"][0]
-    rec_stats: dict[str, Any] = {}
+    return [((base + 40 * c + rng.integers(0, 24, (H, W, 3))) % 256).astype(np.uint8)
+            for c in range(CAMS)]
+
+
+def _send_cameras(sup: Supervisor, pubs: list[Publisher], images: list[np.ndarray],
+                  seconds: float) -> tuple[int, int, dict[int, float]]:
+    """Frames on every camera topic at FPS, the supervisor polled in between.
+
+    Returns (frames sent, ticks the loop itself missed by > 1 period, tick -> how late it was
+    sent in ms).
+    """
     sent = 0
     late_ticks = 0
-    late_ms: dict[int, float] = {}  # tick -> how late the source sent it
-    try:
-        deadline = time.monotonic() + 15
-        while not rec.last_stats and time.monotonic() < deadline:  # recorder up
-            sup.poll_once(50)
-        time.sleep(0.3)  # its SUB sockets connect
-        period = 1.0 / FPS
-        t0 = time.monotonic()
-        n = 0
-        while n < int(seconds * FPS):
-            t_next = t0 + n * period
-            while (now := time.monotonic()) < t_next:
-                sup.poll_once(max(0, int((t_next - now) * 1000)))
-            if now - t_next > period:
-                late_ticks += 1
-            n += 1
-            late_ms[n] = (now - t_next) * 1e3
-            for c, pub in enumerate(pubs):
-                pub.send(f"cam/{c}", Frame(camera=f"c{c}", image=images[c], seq=n,
-                                           t_capture_ns=time.monotonic_ns()))
-                sent += 1
-        end = time.monotonic() + 1.0  # let the recorder drain
-        while time.monotonic() < end:
-            sup.poll_once(50)
-        reply = sup.actor_request(rec, {"cmd": "stats"}, timeout_ms=3000)
-        rec_stats = reply["stats"] if reply and reply.get("ok") else {}
-    finally:
-        sup.stop()
-        for p in pubs:
-            p.close()
-        ctx.term()
+    late_ms: dict[int, float] = {}
+    period = 1.0 / FPS
+    t0 = time.monotonic()
+    n = 0
+    while n < int(seconds * FPS):
+        t_next = t0 + n * period
+        while (now := time.monotonic()) < t_next:
+            sup.poll_once(max(0, int((t_next - now) * 1000)))
+        if now - t_next > period:
+            late_ticks += 1
+        n += 1
+        late_ms[n] = (now - t_next) * 1e3
+        for c, pub in enumerate(pubs):
+            pub.send(f"cam/{c}", Frame(camera=f"c{c}", image=images[c], seq=n,
+                                       t_capture_ns=time.monotonic_ns()))
+            sent += 1
+    return sent, late_ticks, late_ms
+
+
+def _read_back(files: list[Path]) -> tuple[dict[str, list[int]], float]:
+    """Per camera topic the sequence numbers in the files (stock mcap reader), and the seconds
+    between the first and the last frame received."""
+    from mcap.reader import make_reader
+
     seqs: dict[str, list[int]] = {f"cam/{c}": [] for c in range(CAMS)}
     t_first = t_last = None
-    files = recording_files(out)
     for f in files:
         with open(f, "rb") as fh:
             for _, ch, m in make_reader(fh).iter_messages(log_time_order=False):
@@ -169,10 +154,15 @@ def _live(dir_: Path, seconds: float, run_base: Path, hwm: int) -> tuple[dict[st
                     seqs[ch.topic].append(m.sequence)
                     t_first = m.log_time if t_first is None else min(t_first, m.log_time)
                     t_last = m.log_time if t_last is None else max(t_last, m.log_time)
+    return seqs, ((t_last or 0) - (t_first or 0)) / 1e9
+
+
+def _count_lost(seqs: dict[str, list[int]], n_ticks: int,
+                late_ms: dict[int, float]) -> tuple[int, int, int]:
+    """(lost, recorded, lost in a burst the source sent after stalling itself)."""
     lost = 0
     recorded = 0
     lost_late = 0
-    n_ticks = int(seconds * FPS)
     for s in seqs.values():
         a = np.unique(np.array(s, dtype=np.int64))
         # every frame 1..N was sent while the recorder was subscribed: anything missing is lost
@@ -181,7 +171,54 @@ def _live(dir_: Path, seconds: float, run_base: Path, hwm: int) -> tuple[dict[st
         # lost in a burst the source sent after stalling itself (> 2 periods late)?
         lost_late += sum(1 for k in missing if late_ms.get(k, 0) > 2e3 / FPS)
         recorded += a.size
-    span = ((t_last or 0) - (t_first or 0)) / 1e9
+    return lost, recorded, lost_late
+
+
+def _record_live(sup: Supervisor, rec: Replica, pubs: list[Publisher], images: list[np.ndarray],
+                 seconds: float) -> tuple[dict[str, Any], int, int, dict[int, float]]:
+    """Wait for the recorder, send, let it drain; returns its stats and what `_send_cameras`
+    returns."""
+    deadline = time.monotonic() + 15
+    while not rec.last_stats and time.monotonic() < deadline:  # recorder up
+        sup.poll_once(50)
+    time.sleep(0.3)  # its SUB sockets connect
+    sent, late_ticks, late_ms = _send_cameras(sup, pubs, images, seconds)
+    end = time.monotonic() + 1.0  # let the recorder drain
+    while time.monotonic() < end:
+        sup.poll_once(50)
+    reply = sup.actor_request(rec, {"cmd": "stats"}, timeout_ms=3000)
+    rec_stats = reply["stats"] if reply and reply.get("ok") else {}
+    return rec_stats, sent, late_ticks, late_ms
+
+
+def _live(dir_: Path, seconds: float, run_base: Path, hwm: int) -> tuple[dict[str, Any], int]:
+    """The recorder actor under the real supervisor/runtime, fed three 30 fps camera streams.
+
+    The cameras are one light publisher loop in this process (pre-rendered frames, zero-copy
+    sends on the graph's external topics) so that on a loaded machine the cameras, not the
+    recorder, are not what limits the rate.
+    """
+    import zmq
+
+    out = dir_ / "live.mcap"
+    graph = add_recorder(parse_graph(LIVE_GRAPH, "bench-recorder.yaml"), str(out))
+    sup = Supervisor(graph, base_dir=str(run_base))
+    ctx = zmq.Context()
+    pubs = [Publisher(ctx, topic_endpoint(sup.run_dir, f"cam/{c}", 0), producer=f"cam{c}.0",
+                      hwm=hwm) for c in range(CAMS)]
+    images = _camera_images()
+    sup.start()
+    rec = sup.replicas["recorder"][0]
+    try:
+        rec_stats, sent, late_ticks, late_ms = _record_live(sup, rec, pubs, images, seconds)
+    finally:
+        sup.stop()
+        for p in pubs:
+            p.close()
+        ctx.term()
+    files = recording_files(out)
+    seqs, span = _read_back(files)
+    lost, recorded, lost_late = _count_lost(seqs, int(seconds * FPS), late_ms)
     for f in files:
         f.unlink()
     return ({"case": f"live {CAMS}x cam {W}x{H} @{FPS} fps -> recorder actor (runtime), "

@@ -8,8 +8,11 @@ import sys
 from pathlib import Path
 
 from edgevla.actors.console.user_files import usable_file
-from edgevla.actors.recording import replay as rp
 from edgevla.actors.recording.inspect import inspect_file, plot_timeline, print_inspection
+from edgevla.actors.recording.replay_compare import compare_replay, diff_report_json, dumps
+from edgevla.actors.recording.replay_setup import load_recording, parse_sets
+from edgevla.actors.recording.step_replay import replay_step, write_replay_mcap
+from edgevla.actors.recording.timed_replay import replay_timed
 from edgevla.actors.runtime.graph import GraphError, load_graph
 from edgevla.actors.wire.bus import make_run_dir
 
@@ -112,8 +115,8 @@ def _replay(args) -> int:
         return 2
     try:
         usable_file(args.file, RECORDING)
-        msgs, traces = rp.load_recording(args.file, args.topics)
-        overrides = rp.parse_sets(args.sets)
+        msgs, traces = load_recording(args.file, args.topics)
+        overrides = parse_sets(args.sets)
     except (FileNotFoundError, ValueError) as exc:
         print(f"edgevla replay: {exc}", file=sys.stderr)
         return 2
@@ -130,14 +133,14 @@ def _replay(args) -> int:
             return 2
     try:
         if args.step:
-            return _replay_step(args, rp, msgs, traces, graph, overrides)
-        return _replay_timed(args, rp, msgs, graph, overrides)
+            return _replay_step(args, msgs, traces, graph, overrides)
+        return _replay_timed(args, msgs, graph, overrides)
     except KeyError as exc:
         print(f"edgevla replay: {exc.args[0]}", file=sys.stderr)
         return 2
 
 
-def _replay_step(args, rp, msgs, traces, graph, overrides) -> int:
+def _replay_step(args, msgs, traces, graph, overrides) -> int:
     from rich.console import Console
     from rich.table import Table
 
@@ -148,8 +151,8 @@ def _replay_step(args, rp, msgs, traces, graph, overrides) -> int:
         return 0
     prog, update = _progress("stepping")
     with prog:
-        res = rp.replay_step(msgs, graph, args.replace, traces=traces, overrides=overrides,
-                             delivery_ns=int(args.delivery_us * 1000), progress=update)
+        res = replay_step(msgs, graph, args.replace, traces=traces, overrides=overrides,
+                          delivery_ns=int(args.delivery_us * 1000), progress=update)
     span = (res.t_end_ns - res.t_start_ns) / 1e9
     for actor, topics in res.missing_inputs.items():
         con.print(f"[yellow]warning:[/] {actor} reads {', '.join(topics)}: not in the recording "
@@ -160,7 +163,7 @@ def _replay_step(args, rp, msgs, traces, graph, overrides) -> int:
               "outputs": {t: len(v) for t, v in res.replayed.items()}}
     rc = 0
     if args.compare:
-        diffs = rp.compare_replay(res)
+        diffs = compare_replay(res)
         t = Table(title="live outputs vs recording")
         for c in ("topic", "recorded", "replayed", "paired", "bit-identical",
                   "same content", "differing", "max |diff|", "mean |diff|"):
@@ -175,17 +178,17 @@ def _replay_step(args, rp, msgs, traces, graph, overrides) -> int:
         con.print("same content: equal fields and arrays (the envelope t_pub_ns/seq/producer is "
                   "stamped by the bus or a counter and left out); differing: first..last "
                   "differing message")
-        report = rp.diff_report_json(diffs, res)
+        report = diff_report_json(diffs, res)
     if args.out:
-        out = rp.write_replay_mcap(args.out, msgs, res)
+        out = write_replay_mcap(args.out, msgs, res)
         con.print(f"replayed run written to {out}")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(rp.dumps(report))
+        Path(args.json).write_text(dumps(report))
     return rc
 
 
-def _replay_timed(args, rp, msgs, graph, overrides) -> int:
+def _replay_timed(args, msgs, graph, overrides) -> int:
     run_dir = Path(args.run_dir) if args.run_dir else make_run_dir(name="replay")
     run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     span = (msgs[-1].publish_time_ns - msgs[0].publish_time_ns) / 1e9
@@ -193,8 +196,8 @@ def _replay_timed(args, rp, msgs, graph, overrides) -> int:
           flush=True)
     prog, update = _progress("replaying")
     with prog:
-        stats = rp.replay_timed(msgs, run_dir, speed=args.speed, graph=graph,
-                                replace=args.replace, overrides=overrides, progress=update)
+        stats = replay_timed(msgs, run_dir, speed=args.speed, graph=graph,
+                             replace=args.replace, overrides=overrides, progress=update)
     print(f"published {sum(stats.published.values())} messages in {stats.wall_s:.2f} s "
           f"(recording {stats.recording_s:.2f} s), dropped {sum(stats.dropped.values())}, "
           f"max lateness {stats.max_lateness_ms:.2f} ms")

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from edgevla.actors.console.figures import save_figure
-from edgevla.actors.recording.recorder import RecordedMessage, read_recording, recording_files
+from edgevla.actors.recording.mcap_reader import RecordedMessage, read_recording, recording_files
 
 STAGES = (  # (label, schema) in pipeline order
     ("capture->frame", "frame"),

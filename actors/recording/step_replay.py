@@ -1,0 +1,238 @@
+"""Step replay (``edgevla replay --step``): the live actors on a virtual clock, no sockets.
+
+The live actors run in the in-process driver (`inprocess.InProcessGraph`) on a `VirtualClock`;
+recorded messages are injected at their ``t_pub_ns``, the live actors step when they stepped in
+the recording. The result does not depend on machine speed.
+
+How an actor's steps are reconstructed (in this order):
+
+1. a step trace ``_trace/<actor>`` in the recording (written by the in-process driver: the step
+   time and the (topic, producer, seq) of every input consumed) gives the exact step times;
+2. otherwise, for an executor (outputs `JointCommand`), ``t_target_ns - link_latency_ms``
+   of each recorded command: the exact clock value its step read, also in a wall-clock run;
+3. otherwise, for a rate-driven actor, its recorded outputs' ``t_pub_ns`` (minus the modelled
+   latency) are taken as its step times;
+4. otherwise it steps at the graph's ``rate_hz`` from the first recorded message (or, trigger
+   driven, on each message of its trigger input).
+
+Inputs follow the driver's delivery rule (visible ``delivery_ns`` after ``t_pub_ns``), which is
+the rule the in-process run used, so for an in-process recording step replay is bit-exact. For
+a recording of a multi-process wall-clock run the step times come from (2) or (3); which
+inputs a step saw is then inferred from ``t_pub_ns + delivery_ns``, so a message published
+within one bus hop of a step may land one step early or late, and for actors other than the
+executor the clock read inside a step is not on the wire at all: close, but not guaranteed
+bit-exact (`replay_compare` says how close).
+
+``--replace`` suppresses the recorded messages of the replaced actors' output topics; the live
+actors' outputs are kept apart (`StepReplay.replayed`) to be compared with them.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+from dataclasses import replace as dc_replace
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from edgevla.actors.recording.mcap_reader import RecordedMessage
+from edgevla.actors.recording.mcap_writer import McapRecording, next_free_path
+from edgevla.actors.recording.replay_setup import live_specs
+from edgevla.actors.runtime.actor import Actor
+from edgevla.actors.runtime.inprocess import ActorSpec, InProcessGraph, Published, actor_specs
+from edgevla.actors.runtime.registry import resolve
+from edgevla.actors.wire.clock import VirtualClock
+
+
+@dataclass
+class StepReplay:
+    live: list[str]
+    suppressed_topics: list[str]
+    replayed: dict[str, list[Published]]  # live outputs per topic
+    recorded: dict[str, list[RecordedMessage]]  # the recorded messages they replace
+    steps: dict[str, int]
+    tick_source: dict[str, str]
+    t_start_ns: int
+    t_end_ns: int
+    missing_inputs: dict[str, list[str]] = field(default_factory=dict)  # actor -> topics
+    # topic -> (step time of each recorded message, of each replayed message), when known
+    pair_keys: dict[str, tuple[list[int], list[int]]] = field(default_factory=dict)
+
+
+def _tick_times(name: str, spec: ActorSpec, cls: type[Actor], traces: dict[str, list[int]],
+                recorded_out: list[RecordedMessage], latency_ns: int
+                ) -> tuple[list[int] | None, str]:
+    trig = cls.trigger if cls.trigger and cls.trigger in spec.inputs else None
+    if trig is not None:
+        return None, f"trigger ({trig})"
+    if traces.get(name):
+        return traces[name], "step trace"
+    hinted = [m for m in recorded_out if m.schema == "joint_command"]
+    if hinted:
+        # An executor's command targets now + link_latency: the exact clock reading of its step,
+        # even in a wall-clock run where t_pub_ns was stamped later by the bus.
+        link_ns = int(round(float(spec.params.get("link_latency_ms", 0.0)) * 1e6))
+        ticks = {int(m.decode().t_target_ns) - link_ns for m in hinted}
+        # Before its first chunk an executor commands nothing but still ticks and asks for
+        # chunks (startup requests): those steps are known only by what they published.
+        first = min(ticks)
+        ticks |= {m.publish_time_ns - latency_ns for m in recorded_out
+                  if m.schema != "joint_command" and m.publish_time_ns - latency_ns < first}
+        return sorted(ticks), "command t_target_ns - link_latency"
+    if recorded_out:
+        return sorted({m.publish_time_ns - latency_ns for m in recorded_out}), \
+            "recorded output t_pub_ns"
+    return None, f"graph rate {spec.rate_hz} Hz"
+
+
+def replay_step(messages: list[RecordedMessage], graph: Any, replace: Iterable[str], *,
+                traces: dict[str, list[int]] | None = None,
+                overrides: dict[str, dict[str, Any]] | None = None,
+                kinds: dict[str, type[Actor]] | None = None, delivery_ns: int = 1000,
+                latency_ns: dict[str, int] | None = None,
+                on_message: Callable[[Published], None] | None = None,
+                progress: Callable[[int, int], None] | None = None) -> StepReplay:
+    """Run the ``replace`` actors live on a VirtualClock against the recording."""
+
+    live = live_specs(graph, replace, overrides)
+    traces = traces or {}
+    latency_ns = latency_ns or {}
+    suppressed = sorted({t for s in live.values() for t in s.outputs.values()})
+    by_topic: dict[str, list[RecordedMessage]] = {}
+    for m in messages:
+        by_topic.setdefault(m.topic, []).append(m)
+    external = [m for m in messages if m.topic not in suppressed]
+    t_start = messages[0].publish_time_ns if messages else 0
+    t_end = messages[-1].publish_time_ns if messages else 0
+    ticks: dict[str, list[int]] = {}
+    source: dict[str, str] = {}
+    for name, spec in live.items():
+        cls = (kinds or {}).get(spec.kind) or resolve(spec.kind)
+        rec_out = [m for t in spec.outputs.values() for m in by_topic.get(t, [])]
+        tt, src = _tick_times(name, spec, cls, traces, rec_out, latency_ns.get(name, 0))
+        source[name] = src
+        if tt is not None:
+            ticks[name] = tt
+            if tt:
+                t_start = min(t_start, tt[0])
+                t_end = max(t_end, tt[-1])
+    pinned = 0
+    if not traces:
+        external, pinned = _pin_chunks(external, live, by_topic, delivery_ns)
+    if pinned:
+        source = {k: v + f", {pinned} chunk arrivals pinned by chunk_seq" if "command" in v else v
+                  for k, v in source.items()}
+    g = InProcessGraph(live, clock=VirtualClock(t_start), kinds=kinds, delivery_ns=delivery_ns,
+                       latency_ns=latency_ns, tick_times=ticks, external=external,
+                       start_ns=t_start, on_message=on_message)
+    try:
+        # advance in slices so a progress bar can follow long recordings
+        n = 200
+        span = max(1, t_end - t_start)
+        for i in range(1, n + 1):
+            g.run_until(t_start + span * i // n)
+            if progress:
+                progress(i, n)
+    finally:
+        g.close()
+    replayed: dict[str, list[Published]] = {t: [] for t in suppressed}
+    for p in g.published:
+        if p.source:
+            replayed.setdefault(p.topic, []).append(p)
+    pair_keys: dict[str, tuple[list[int], list[int]]] = {}
+    originals = actor_specs(graph)
+    for name, spec in live.items():
+        lat = latency_ns.get(name, 0)
+        for topic in spec.outputs.values():
+            recs = by_topic.get(topic, [])
+            reps = replayed.get(topic, [])
+            # with step traces the replay runs every recorded step: position pairs exactly
+            if not traces.get(name) and recs and all(m.schema == "joint_command" for m in recs):
+                link = int(round(float(originals[name].params.get("link_latency_ms", 0.0)) * 1e6))
+                pair_keys[topic] = ([int(m.decode().t_target_ns) - link for m in recs],
+                                    [p.t_pub_ns - lat for p in reps])
+    missing = {name: sorted(t for t in spec.inputs.values()
+                            if t != "*" and t not in by_topic and t not in suppressed)
+               for name, spec in live.items()}
+    return StepReplay(live=list(live), suppressed_topics=suppressed, replayed=replayed,
+                      recorded={t: by_topic.get(t, []) for t in suppressed},
+                      steps=dict(g.steps), tick_source=source, t_start_ns=t_start,
+                      t_end_ns=t_end, missing_inputs={k: v for k, v in missing.items() if v},
+                      pair_keys=pair_keys)
+
+
+def _pin_chunks(external: list[RecordedMessage], live: dict[str, ActorSpec],
+                by_topic: dict[str, list[RecordedMessage]], delivery_ns: int
+                ) -> tuple[list[RecordedMessage], int]:
+    """Wall-clock recordings: deliver each chunk at the executor step that first used it.
+
+    A command names the chunk it came from (``chunk_seq``), so the step where the executor first
+    saw a chunk is on the wire even when the bus or the scheduler delayed it by a step; without
+    this, a chunk published within one hop of a tick may land a tick early in the replay.
+    Assumes a chunk covers its own arrival tick (``t0_ns`` not in the future), as chunks built
+    from an observation's capture time do.
+    """
+    pins: dict[tuple[str, int], int] = {}
+    for spec in live.values():
+        topic = spec.inputs.get("chunks")
+        outs = [m for t in spec.outputs.values() for m in by_topic.get(t, [])
+                if m.schema == "joint_command"]
+        if not topic or not outs:
+            continue
+        chunks = [m for m in by_topic.get(topic, [])]
+        if len({m.seq for m in chunks}) != len(chunks):
+            continue  # several producers: seq alone does not name a chunk
+        link_ns = int(round(float(spec.params.get("link_latency_ms", 0.0)) * 1e6))
+        first_use: dict[int, int] = {}
+        ticks = []
+        for m in outs:
+            c = m.decode()
+            ticks.append(int(c.t_target_ns) - link_ns)
+            first_use.setdefault(int(c.chunk_seq), ticks[-1])
+        ticks.sort()
+        # A chunk no command names was rejected or, in a stalled step, superseded by a newer
+        # one before the executor stepped (latest-value input): deliver it with the next used
+        # chunk, where the newer one replaces it, so it cannot act a step early here either.
+        later_use: int | None = None
+        for m in sorted(chunks, key=lambda m: m.publish_time_ns, reverse=True):
+            t = first_use.get(m.seq)
+            if t is None:
+                t = later_use
+            else:
+                later_use = t
+            if t is None:
+                continue
+            k = bisect.bisect_left(ticks, m.publish_time_ns + delivery_ns)
+            if k >= len(ticks) or ticks[k] != t:  # the bus rule alone would pick another step
+                pins[(topic, m.seq)] = t - delivery_ns
+    if not pins:
+        return external, 0
+    out = []
+    n = 0
+    for m in external:
+        t = pins.get((m.topic, m.seq))
+        if t is not None and t != m.publish_time_ns:
+            m = dc_replace(m, publish_time_ns=t)  # frames untouched: only when it is delivered
+            n += 1
+        out.append(m)
+    out.sort(key=lambda m: m.publish_time_ns)
+    return out, n
+
+
+def write_replay_mcap(path: str | Path, messages: list[RecordedMessage],
+                      result: StepReplay) -> Path:
+    """The replayed run as a recording: recorded inputs + the live actors' new outputs."""
+
+    out = next_free_path(path)
+    rec = McapRecording(out, metadata={"replay_of": "recording", "live": ",".join(result.live)})
+    try:
+        suppressed = set(result.suppressed_topics)
+        items: list[tuple[int, list[Any]]] = [(m.publish_time_ns, m.frames) for m in messages
+                                              if m.topic not in suppressed]
+        items += [(p.t_pub_ns, p.frames) for ps in result.replayed.values() for p in ps]
+        items.sort(key=lambda x: x[0])
+        for t, frames in items:
+            rec.write_frames(frames, t)
+    finally:
+        rec.close()
+    return out
