@@ -23,8 +23,8 @@ MAX_REST_S = 0.25  # the longest the recorded arm may stand still before the tas
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory):
     from edgevla.training.dataset.record import record_dataset
+    from edgevla.training.sim.scene import SceneConfig
     from edgevla.training.sim.start_positions import ProtocolConfig, make_protocol, select_episodes
-    from edgevla.training.sim.env import SceneConfig
 
     cfg = ProtocolConfig(val_cluster=VAL_CLUSTER)
     specs = select_episodes(make_protocol(cfg), clusters=[2, VAL_CLUSTER], per_cluster=2)
@@ -162,8 +162,9 @@ def test_recorded_image_stats_are_real_pixel_statistics(recorded):
 def test_fix_stats_repairs_a_dataset_written_with_the_bug(tmp_path):
     import json
 
-    from edgevla.actors.cli.main import main
     from test_train import write_tiny_dataset  # written by lerobot directly: std 0 images
+
+    from edgevla.actors.cli.main import main
 
     root = write_tiny_dataset(tmp_path / "tiny", episodes=2, frames=10)
     before = json.loads((root / "meta" / "stats.json").read_text())
@@ -230,8 +231,8 @@ def test_recorded_arm_never_rests_before_the_task_is_done(full):
 
 def test_ctrl_c_keeps_the_saved_episodes_as_a_complete_dataset(tmp_path, monkeypatch):
     import edgevla.training.dataset.record as dr
+    from edgevla.training.sim.scene import SceneConfig
     from edgevla.training.sim.start_positions import ProtocolConfig, make_protocol, select_episodes
-    from edgevla.training.sim.env import SceneConfig
 
     real, calls = dr._record_one, []
 

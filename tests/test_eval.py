@@ -30,7 +30,7 @@ class HoldPolicy:
 
 
 def test_eval_positions_split_train_clusters_and_held_out_cluster():
-    from edgevla.training.eval.evaluate import eval_specs
+    from edgevla.training.eval.eval_starts import eval_specs
     from edgevla.training.sim.start_positions import ProtocolConfig, make_protocol
 
     specs = eval_specs(12, 3, seed=1000)
@@ -47,7 +47,8 @@ def test_eval_positions_split_train_clusters_and_held_out_cluster():
 
 
 def test_sync_executes_whole_chunks_and_async_never_starves():
-    from edgevla.training.eval.evaluate import EvalConfig, evaluate
+    from edgevla.training.eval.eval_config import EvalConfig
+    from edgevla.training.eval.evaluate import evaluate
 
     pol = HoldPolicy(chunk_size=30, n_action_steps=30)
     cfg = EvalConfig(episodes=1, val_episodes=1, mode="sync", max_seconds=2.0)
@@ -79,7 +80,8 @@ def test_sync_executes_whole_chunks_and_async_never_starves():
 
 @pytest.mark.parametrize("latency_ms, starves", [(400.0, False), (700.0, True)])
 def test_async_starves_exactly_when_latency_exceeds_the_horizon_left(latency_ms, starves):
-    from edgevla.training.eval.evaluate import EvalConfig, evaluate
+    from edgevla.training.eval.eval_config import EvalConfig
+    from edgevla.training.eval.evaluate import evaluate
 
     # 30-step chunks at 30 fps = 1 s of actions, a request when 0.5 s are left: a 400 ms
     # inference arrives in time, a 700 ms one leaves ~0.2 s of every chunk uncovered.
@@ -90,7 +92,8 @@ def test_async_starves_exactly_when_latency_exceeds_the_horizon_left(latency_ms,
 
 
 def test_async_chunk_observed_while_holding_runs_from_its_arrival():
-    from edgevla.training.eval.evaluate import EvalConfig, evaluate
+    from edgevla.training.eval.eval_config import EvalConfig
+    from edgevla.training.eval.evaluate import evaluate
 
     cfg = EvalConfig(episodes=1, val_episodes=0, mode="async", max_seconds=4.0, latency_ms=2000.0)
     _, (ep,) = evaluate("hold", cfg, progress=False, policy=HoldPolicy())
@@ -103,7 +106,9 @@ def test_async_chunk_observed_while_holding_runs_from_its_arrival():
 
 
 def test_results_table_markdown_and_json(tmp_path):
-    from edgevla.training.eval.evaluate import EvalConfig, evaluate, write_outputs
+    from edgevla.training.eval.eval_config import EvalConfig
+    from edgevla.training.eval.evaluate import evaluate
+    from edgevla.training.eval.results_files import write_outputs
 
     cfg = EvalConfig(episodes=1, val_episodes=1, mode="sync", max_seconds=1.0, frames_every=5)
     report, episodes = evaluate("hold", cfg, progress=False, policy=HoldPolicy())
@@ -123,7 +128,7 @@ def test_eval_cli_runs_a_real_lerobot_checkpoint(tmp_path):
 
     from edgevla.actors.cli.main import main
     from edgevla.training.learn import policies
-    from edgevla.training.learn.train import save_checkpoint
+    from edgevla.training.learn.checkpoints import save_checkpoint
 
     torch.manual_seed(0)
     stats = {"observation.state": {"mean": torch.zeros(12), "std": torch.ones(12)},
@@ -164,7 +169,9 @@ def test_eval_cli_runs_a_real_lerobot_checkpoint(tmp_path):
 
 def test_sync_holds_still_for_the_latency_and_reports_idle_and_task_time():
     """Sync waits out each inference (arm still, physics running); async at the same latency does not."""
-    from edgevla.training.eval.evaluate import EvalConfig, evaluate, markdown_table
+    from edgevla.training.eval.eval_config import EvalConfig
+    from edgevla.training.eval.evaluate import evaluate
+    from edgevla.training.eval.results_files import markdown_table
 
     cfg = EvalConfig(episodes=1, val_episodes=0, mode="sync", max_seconds=2.0, latency_ms=500.0)
     report, (ep,) = evaluate("hold", cfg, progress=False, policy=HoldPolicy(30, 30))
@@ -186,7 +193,7 @@ def test_sync_holds_still_for_the_latency_and_reports_idle_and_task_time():
 
 
 def test_wilson_interval_and_exact_mcnemar_match_textbook_values():
-    from edgevla.training.eval.evaluate import mcnemar_exact_p, wilson_interval
+    from edgevla.training.eval.significance import mcnemar_exact_p, wilson_interval
 
     lo, hi = wilson_interval(0, 10)
     assert lo == 0.0 and hi == pytest.approx(0.2775, abs=1e-3)
@@ -201,7 +208,9 @@ def test_wilson_interval_and_exact_mcnemar_match_textbook_values():
 
 
 def test_async_and_sync_runs_are_compared_episode_by_episode(tmp_path):
-    from edgevla.training.eval.evaluate import EvalReport, paired_comparisons, write_outputs
+    from edgevla.training.eval.report import EvalReport
+    from edgevla.training.eval.results_files import write_outputs
+    from edgevla.training.eval.significance import paired_comparisons
 
     def report(mode, successes, latency=320.0):
         eps = [{"index": i, "split": "test" if i < 4 else "val", "cluster": 0, "success": ok}

@@ -13,9 +13,10 @@ pytestmark = pytest.mark.train
 
 pytest.importorskip("mujoco")
 
+from edgevla.training.sim.env import TeaBagEnv  # noqa: E402
 from edgevla.training.sim.expert import ScriptedExpert, evaluate_expert, run_episode  # noqa: E402
+from edgevla.training.sim.scene import SceneConfig  # noqa: E402
 from edgevla.training.sim.start_positions import ProtocolConfig, make_protocol  # noqa: E402
-from edgevla.training.sim.env import SceneConfig, TeaBagEnv  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -12,17 +12,11 @@ pytestmark = pytest.mark.train
 
 mujoco = pytest.importorskip("mujoco")
 
-from edgevla.training.sim.env import (  # noqa: E402
-    CAMERAS,
-    HOME_Q,
-    JOINT_NAMES,
-    MUG_HOME_XY,
-    EpisodeSpec,
-    SceneConfig,
-    TeaBagEnv,
-    arm_fk,
-    arm_ik,
-)
+from edgevla.deploy.bundle.cameras import CAMERAS  # noqa: E402
+from edgevla.training.sim.env import TeaBagEnv  # noqa: E402
+from edgevla.training.sim.episode_spec import EpisodeSpec  # noqa: E402
+from edgevla.training.sim.kinematics import HOME_Q, JOINT_NAMES, arm_fk, arm_ik  # noqa: E402
+from edgevla.training.sim.scene import MUG_HOME_XY, SceneConfig  # noqa: E402
 
 
 @pytest.fixture(scope="module")

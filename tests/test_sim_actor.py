@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 from hypothesis import given
@@ -12,13 +11,15 @@ pytestmark = pytest.mark.train
 
 pytest.importorskip("mujoco")
 
+from edgevla.actors.runtime.registry import resolve  # noqa: E402
 from edgevla.actors.wire.clock import VirtualClock  # noqa: E402
 from edgevla.actors.wire.codec import decode, encode
 from edgevla.actors.wire.messages import Frame, JointCommand, RobotState  # noqa: E402
-from edgevla.actors.runtime.registry import resolve  # noqa: E402
-from edgevla.training.sim.env import HOME_Q, MUG_HOME_XY, EpisodeSpec  # noqa: E402
 from edgevla.training.sim import actor as sim_actor  # noqa: E402
 from edgevla.training.sim.actor import SimPlantActor, counts_to_rad, rad_to_counts  # noqa: E402
+from edgevla.training.sim.episode_spec import EpisodeSpec  # noqa: E402
+from edgevla.training.sim.kinematics import HOME_Q  # noqa: E402
+from edgevla.training.sim.scene import MUG_HOME_XY  # noqa: E402
 
 
 @given(st.lists(st.floats(-3.0, 3.0), min_size=6, max_size=6))

@@ -9,22 +9,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edgevla.training.sim.start_positions import (
-    ProtocolConfig,
-    cluster_centers,
-    draw_map,
-    make_protocol,
-    reachable,
-    select_episodes,
-)
-from edgevla.training.sim.env import (
-    JOINT_LIMITS,
-    MUG_HOME_XY,
-    EpisodeSpec,
-    SceneConfig,
-    arm_fk,
-    arm_ik,
-)
+from edgevla.training.sim.episode_spec import EpisodeSpec
+from edgevla.training.sim.kinematics import JOINT_LIMITS, arm_fk, arm_ik
+from edgevla.training.sim.scene import MUG_HOME_XY, SceneConfig
+from edgevla.training.sim.start_positions import (ProtocolConfig, cluster_centers, draw_map, make_protocol,
+                                                  reachable, select_episodes)
 
 
 def test_default_protocol_counts_and_split():

@@ -72,7 +72,9 @@ def _obs(batch: int = 1):
 def _train_and_check(tmp_path: Path, dataset: Path, policy: str, overrides: dict, steps: int, lr: float):
     import torch
 
-    from edgevla.training.learn.train import TrainConfig, load_policy, train
+    from edgevla.training.learn.checkpoints import load_policy
+    from edgevla.training.learn.train import train
+    from edgevla.training.learn.train_config import TrainConfig
 
     out = tmp_path / policy
     cfg = TrainConfig(
@@ -108,7 +110,8 @@ def _train_and_check(tmp_path: Path, dataset: Path, policy: str, overrides: dict
 
 
 def test_train_act_loss_falls_checkpoint_reloads_and_resumes(tmp_path, tiny_dataset):
-    from edgevla.training.learn.train import TrainConfig, train
+    from edgevla.training.learn.train import train
+    from edgevla.training.learn.train_config import TrainConfig
 
     overrides = {"chunk_size": 10, "n_action_steps": 10, "dim_model": 64, "dim_feedforward": 128,
                  "n_encoder_layers": 1, "n_vae_encoder_layers": 1}
@@ -154,7 +157,7 @@ def test_train_smolvla_loss_falls_and_checkpoint_reloads(tmp_path, tiny_dataset)
 
 
 def test_train_config_rejects_bad_values(tmp_path):
-    from edgevla.training.learn.train import TrainConfig
+    from edgevla.training.learn.train_config import TrainConfig
 
     with pytest.raises(ValueError, match="policy"):
         TrainConfig(policy="pi0")
@@ -178,7 +181,7 @@ def test_in_memory_action_windows_match_lerobots_own_query(tiny_dataset):
     import torch
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
-    from edgevla.training.learn.train import serve_numeric_columns_from_memory
+    from edgevla.training.learn.in_memory_columns import serve_numeric_columns_from_memory
 
     delta = {"action": [i / FPS for i in range(12)]}  # windows cross episode ends -> padding
     plain = LeRobotDataset("local/tiny", root=tiny_dataset, delta_timestamps=delta)

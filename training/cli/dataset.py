@@ -15,8 +15,9 @@ from typing import Any
 from edgevla.training.dataset.image_stats import repair_image_stats
 from edgevla.training.dataset.info import contact_sheet, format_summary, summarize
 from edgevla.training.dataset.record import record_dataset
-from edgevla.training.sim.env import SceneConfig, measure_render
 from edgevla.training.sim.expert import evaluate_expert
+from edgevla.training.sim.render_timing import measure_render
+from edgevla.training.sim.scene import SceneConfig
 from edgevla.training.sim.start_positions import (ProtocolConfig, check_clusters, draw_map, make_protocol,
                                                   select_episodes)
 

@@ -19,9 +19,14 @@ from edgevla.actors.console.values import number_list
 from edgevla.deploy.bundle.manifest import load_manifest
 from edgevla.deploy.bundle.model_path import is_bundle
 from edgevla.deploy.export.exporter import export_bundle, read_stats
-from edgevla.training.eval.evaluate import (EvalConfig, evaluate, latency_sweep_plot, open_policy,
-                                            write_outputs)
-from edgevla.training.learn.train import TrainConfig, load_policy, resolve_pretrained_dir, train
+from edgevla.training.eval.chunk_policies import open_policy
+from edgevla.training.eval.eval_config import EvalConfig
+from edgevla.training.eval.evaluate import evaluate
+from edgevla.training.eval.figures import latency_sweep_plot
+from edgevla.training.eval.results_files import write_outputs
+from edgevla.training.learn.checkpoints import load_policy, resolve_pretrained_dir
+from edgevla.training.learn.train import train
+from edgevla.training.learn.train_config import TrainConfig
 
 
 def _offline_env() -> None:
@@ -31,6 +36,12 @@ def _offline_env() -> None:
 
 
 def add_parser(sub) -> None:
+    _add_train_parser(sub)
+    _add_eval_parser(sub)
+    _add_train_default_parser(sub)
+
+
+def _add_train_parser(sub) -> None:
     p = sub.add_parser(
         "train",
         help="fine-tune lerobot ACT or SmolVLA on a LeRobot dataset (CPU, resumable)",
@@ -66,6 +77,8 @@ def add_parser(sub) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs, CI)")
     p.set_defaults(func=cmd_train)
 
+
+def _add_eval_parser(sub) -> None:
     e = sub.add_parser(
         "eval",
         help="closed-loop success in the sim (test / held-out val / global), results table",
@@ -104,6 +117,8 @@ def add_parser(sub) -> None:
     e.add_argument("--no-progress", action="store_true")
     e.set_defaults(func=cmd_eval)
 
+
+def _add_train_default_parser(sub) -> None:
     d = sub.add_parser(
         "train-default",
         help="record the default dataset, train the shipped small ACT, evaluate, export",

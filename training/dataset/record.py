@@ -42,8 +42,10 @@ from edgevla.training.dataset.image_stats import patch_running_stats
 from edgevla.training.dataset.info import contact_sheet as draw_sheet
 from edgevla.training.dataset.schema import (META_KEYS, RECOVERY_KIND_CODES, REPO_ID, ROBOT_TYPE, SPLIT_CODES,
                                              dataset_features)
-from edgevla.training.sim.env import TASK, EpisodeSpec, SceneConfig, TeaBagEnv
+from edgevla.training.sim.env import TeaBagEnv
+from edgevla.training.sim.episode_spec import EpisodeSpec
 from edgevla.training.sim.expert import ScriptedExpert
+from edgevla.training.sim.scene import TASK, SceneConfig
 from edgevla.training.sim.start_positions import ProtocolConfig, draw_map, make_protocol
 from edgevla.training.torch_setup import ensure_torchvision
 
@@ -108,26 +110,12 @@ def record_dataset(out_dir: str | os.PathLike[str], protocol_cfg: ProtocolConfig
 
     ensure_torchvision()
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
-    from lerobot.datasets.utils import write_info
 
-    try:  # datasets prints a "Map:" bar per saved episode; ours is the one that counts
-        import datasets
-
-        datasets.disable_progress_bars()
-    except ImportError:
-        pass
-
+    _quiet_datasets_progress_bars()
     protocol_cfg = protocol_cfg or ProtocolConfig()
     scene_cfg = scene_cfg or SceneConfig()
-    specs = list(episodes) if episodes is not None else make_protocol(protocol_cfg)
-    if not specs:
-        raise ValueError("record_dataset: no episodes to record")
     out = Path(out_dir)
-    if out.exists():
-        raise FileExistsError(f"{out}: already exists; LeRobot datasets are created in a new "
-                              "folder (choose another --out or delete it)")
-    # Train episodes first, then val: LeRobot splits are index ranges.
-    specs = sorted(specs, key=lambda s: (s.split != "train", s.index))
+    specs = _episodes_to_record(episodes, protocol_cfg, out)
     max_steps = int(round((max_episode_s or max(scene_cfg.episode_s, 12.0)) * scene_cfg.fps))
 
     report = RecordReport(out_dir=str(out), planned=len(specs))
@@ -148,35 +136,8 @@ def record_dataset(out_dir: str | os.PathLike[str], protocol_cfg: ProtocolConfig
         with _progress(progress) as prog:
             task_id = prog.add_task("recording", total=len(specs)) if prog else None
             for spec in specs:
-                ok = False
-                for attempt in range(max_retries + 1):
-                    run_spec = spec if attempt == 0 else dataclasses.replace(
-                        spec, seed=spec.seed + 7919 * attempt)
-                    try:
-                        n, success, timing = _record_one(ds, env, expert, run_spec, max_steps)
-                    except KeyboardInterrupt:
-                        # Stop between episodes: the half-recorded one is dropped, every saved
-                        # episode stays and the dataset is finalized below, readable as it is.
-                        ds.clear_episode_buffer()
-                        report.interrupted = True
-                        break
-                    report.seconds_render += timing[0]
-                    report.seconds_physics_expert += timing[1]
-                    report.seconds_write += timing[2]
-                    if success:
-                        t0 = time.perf_counter()
-                        ds.save_episode()
-                        report.seconds_write += time.perf_counter() - t0
-                        report.frames += n
-                        report.episodes += 1
-                        recorded.append(run_spec)
-                        stats_rows.append({"index": report.episodes - 1, "spec_index": spec.index,
-                                           "frames": n, "expert_attempts": expert.attempts + 1,
-                                           "rerun": attempt})
-                        ok = True
-                        break
-                    ds.clear_episode_buffer()
-                    report.retries += 1
+                ok = _record_with_retries(ds, env, expert, spec, max_steps, max_retries, report,
+                                          recorded, stats_rows)
                 if report.interrupted:
                     break
                 if not ok:
@@ -192,6 +153,78 @@ def record_dataset(out_dir: str | os.PathLike[str], protocol_cfg: ProtocolConfig
         env.close()
         ds.finalize()
         undo_stats_patch()
+    _write_edgevla_info(ds, recorded, stats_rows, protocol_cfg, scene_cfg, report.failed_episodes)
+    report.seconds_total = time.perf_counter() - t_start
+    report.map_png = draw_map(recorded or specs, protocol_cfg, str(out / "protocol_map.png"))
+    if contact_sheet and recorded:
+        report.contact_sheet_png = draw_sheet(out, str(out / "contact_sheet.png"),
+                                              repo_id=repo_id)
+    return report
+
+
+def _quiet_datasets_progress_bars() -> None:
+    try:  # datasets prints a "Map:" bar per saved episode; ours is the one that counts
+        import datasets
+
+        datasets.disable_progress_bars()
+    except ImportError:
+        pass
+
+
+def _episodes_to_record(episodes: list[EpisodeSpec] | None, protocol_cfg: ProtocolConfig,
+                        out: Path) -> list[EpisodeSpec]:
+    specs = list(episodes) if episodes is not None else make_protocol(protocol_cfg)
+    if not specs:
+        raise ValueError("record_dataset: no episodes to record")
+    if out.exists():
+        raise FileExistsError(f"{out}: already exists; LeRobot datasets are created in a new "
+                              "folder (choose another --out or delete it)")
+    # Train episodes first, then val: LeRobot splits are index ranges.
+    return sorted(specs, key=lambda s: (s.split != "train", s.index))
+
+
+def _record_with_retries(ds: Any, env: Any, expert: Any, spec: EpisodeSpec, max_steps: int,
+                         max_retries: int, report: RecordReport, recorded: list[EpisodeSpec],
+                         stats_rows: list[dict[str, Any]]) -> bool:
+    """Roll `spec` until the expert succeeds (new expert seed each time) and save that episode.
+
+    Returns whether an episode was saved; a Ctrl-C sets ``report.interrupted`` instead."""
+    for attempt in range(max_retries + 1):
+        run_spec = spec if attempt == 0 else dataclasses.replace(
+            spec, seed=spec.seed + 7919 * attempt)
+        try:
+            n, success, timing = _record_one(ds, env, expert, run_spec, max_steps)
+        except KeyboardInterrupt:
+            # Stop between episodes: the half-recorded one is dropped, every saved
+            # episode stays and the dataset is finalized by the caller, readable as it is.
+            ds.clear_episode_buffer()
+            report.interrupted = True
+            return False
+        report.seconds_render += timing[0]
+        report.seconds_physics_expert += timing[1]
+        report.seconds_write += timing[2]
+        if success:
+            t0 = time.perf_counter()
+            ds.save_episode()
+            report.seconds_write += time.perf_counter() - t0
+            report.frames += n
+            report.episodes += 1
+            recorded.append(run_spec)
+            stats_rows.append({"index": report.episodes - 1, "spec_index": spec.index,
+                               "frames": n, "expert_attempts": expert.attempts + 1,
+                               "rerun": attempt})
+            return True
+        ds.clear_episode_buffer()
+        report.retries += 1
+    return False
+
+
+def _write_edgevla_info(ds: Any, recorded: list[EpisodeSpec], stats_rows: list[dict[str, Any]],
+                        protocol_cfg: ProtocolConfig, scene_cfg: SceneConfig,
+                        dropped: list[int]) -> None:
+    """LeRobot's train/val `splits` and the `edgevla` block (protocol, codes, expert stats)."""
+    from lerobot.datasets.utils import write_info
+
     n_train = sum(s.split == "train" for s in recorded)
     splits = {"train": f"0:{n_train}"}
     if n_train < len(recorded):
@@ -204,15 +237,9 @@ def record_dataset(out_dir: str | os.PathLike[str], protocol_cfg: ProtocolConfig
         "recovery_kind_codes": RECOVERY_KIND_CODES,
         "split_codes": SPLIT_CODES,
         "episodes": [dict(_jsonable(s.to_dict()), **row) for s, row in zip(recorded, stats_rows)],
-        "dropped_spec_indices": report.failed_episodes,
+        "dropped_spec_indices": dropped,
     }
     write_info(ds.meta.info, ds.root)
-    report.seconds_total = time.perf_counter() - t_start
-    report.map_png = draw_map(recorded or specs, protocol_cfg, str(out / "protocol_map.png"))
-    if contact_sheet and recorded:
-        report.contact_sheet_png = draw_sheet(out, str(out / "contact_sheet.png"),
-                                              repo_id=repo_id)
-    return report
 
 
 def _record_one(ds: Any, env: Any, expert: Any, spec: EpisodeSpec,

@@ -10,7 +10,8 @@ from typing import Any
 from edgevla.deploy.bundle.cameras import image_key
 from edgevla.deploy.bundle.state_layout import DEFAULT_DIM as STATE_DIM
 from edgevla.deploy.bundle.state_layout import state_names
-from edgevla.training.sim.env import JOINT_NAMES, SceneConfig
+from edgevla.training.sim.kinematics import JOINT_NAMES
+from edgevla.training.sim.scene import SceneConfig
 from edgevla.training.torch_setup import ensure_torchvision
 
 REPO_ID = "edgevla/sim_teabag"

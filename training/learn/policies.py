@@ -190,9 +190,6 @@ def write_tiny_smolvlm(folder: str | Path, size: SmolVLMSize | None = None) -> P
     give SmolVLA its `fake_image_token_id` / `global_image_token_id`.
     """
     _ensure_lerobot_importable()
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast, SmolVLMConfig, SmolVLMImageProcessor, SmolVLMProcessor
-    from transformers.models.smolvlm.video_processing_smolvlm import SmolVLMVideoProcessor
 
     size = size or SmolVLMSize()
     folder = Path(folder)
@@ -200,6 +197,18 @@ def write_tiny_smolvlm(folder: str | Path, size: SmolVLMSize | None = None) -> P
     if stamp.exists() and json.loads(stamp.read_text()) == asdict(size):
         return folder
     folder.mkdir(parents=True, exist_ok=True)
+
+    tokenizer = _tiny_tokenizer()
+    _tiny_smolvlm_config(size, tokenizer).save_pretrained(folder)
+    _tiny_smolvlm_processor(size, tokenizer).save_pretrained(folder)
+    stamp.write_text(json.dumps(asdict(size)))
+    return folder
+
+
+def _tiny_tokenizer():
+    """A WordLevel tokenizer over `_VOCAB_WORDS` with the special tokens SmolVLA looks up."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
 
     specials = list(dict.fromkeys([*_SPECIAL_TOKENS.values(), *_EXTRA_SPECIAL.values()]))
     vocab = {tok: i for i, tok in enumerate(specials + list(dict.fromkeys(_VOCAB_WORDS)) + ["\n"])}
@@ -217,6 +226,11 @@ def write_tiny_smolvlm(folder: str | Path, size: SmolVLMSize | None = None) -> P
     tokenizer.add_special_tokens(
         {"additional_special_tokens": [t for t in _EXTRA_SPECIAL.values() if t != _SPECIAL_TOKENS["eos_token"]]}
     )
+    return tokenizer
+
+
+def _tiny_smolvlm_config(size: SmolVLMSize, tokenizer):
+    from transformers import SmolVLMConfig
 
     vision_config = {
         "hidden_size": size.vision_hidden,
@@ -240,14 +254,19 @@ def write_tiny_smolvlm(folder: str | Path, size: SmolVLMSize | None = None) -> P
         "rms_norm_eps": 1e-5,
         "pad_token_id": tokenizer.pad_token_id,
     }
-    config = SmolVLMConfig(
+    return SmolVLMConfig(
         vision_config=vision_config,
         text_config=text_config,
         scale_factor=size.scale_factor,
         image_token_id=tokenizer.convert_tokens_to_ids(_EXTRA_SPECIAL["image_token"]),
         pad_token_id=tokenizer.pad_token_id,
     )
-    config.save_pretrained(folder)
+
+
+def _tiny_smolvlm_processor(size: SmolVLMSize, tokenizer):
+    from transformers import SmolVLMImageProcessor, SmolVLMProcessor
+    from transformers.models.smolvlm.video_processing_smolvlm import SmolVLMVideoProcessor
+
     image_processor = SmolVLMImageProcessor(
         do_resize=True,
         size={"longest_edge": size.image_size},
@@ -258,15 +277,12 @@ def write_tiny_smolvlm(folder: str | Path, size: SmolVLMSize | None = None) -> P
         size={"longest_edge": size.image_size}, max_image_size={"longest_edge": size.image_size}
     )
     image_seq_len = (size.image_size // size.patch_size) ** 2 // size.scale_factor**2
-    processor = SmolVLMProcessor(
+    return SmolVLMProcessor(
         image_processor=image_processor,
         tokenizer=tokenizer,
         video_processor=video_processor,
         image_seq_len=image_seq_len,
     )
-    processor.save_pretrained(folder)
-    stamp.write_text(json.dumps(asdict(size)))
-    return folder
 
 
 @dataclass

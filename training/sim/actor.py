@@ -36,7 +36,9 @@ from edgevla.actors.wire.clock import Clock
 from edgevla.actors.wire.messages import Frame, JointCommand, Message, RobotState
 from edgevla.deploy.bundle.cameras import CAMERAS
 from edgevla.firmware_bridge.servos.feetech import FeetechBusSim
-from edgevla.training.sim.env import EpisodeSpec, SceneConfig, TeaBagEnv
+from edgevla.training.sim.env import TeaBagEnv
+from edgevla.training.sim.episode_spec import EpisodeSpec
+from edgevla.training.sim.scene import SceneConfig
 
 COUNTS_PER_REV = 4096
 COUNT_ZERO = 2048
@@ -54,6 +56,7 @@ def counts_to_rad(c: np.ndarray) -> np.ndarray:
 class SimPlantActor(Actor):
     inputs = ("commands",)
     outputs = (*CAMERAS, "state")
+    image_outputs = CAMERAS
     trigger = None
 
     def setup(self, params: dict[str, Any]) -> None:

@@ -5,8 +5,8 @@ loop) and the runtime's sim plant (`sim_actor.SimPlantActor`). Actions and state
 vectors of 6 joint positions in radians of the servo shaft (project convention: Feetech count
 2048 = 0 rad): shoulder_pan, shoulder_lift, elbow_flex, wrist_flex, wrist_roll, gripper.
 
-The gripper servo drives two parallel fingers through a rack and pinion (radius
-`PINION_RADIUS_M`): gripper angle 0 rad = closed, 1.75 rad = 6.1 cm open.
+The arm's joints and kinematics are in `kinematics.py`, the scene's contents and settings in
+`scene.py`, an episode's start in `episode_spec.py`.
 
 mujoco is imported lazily (inside `TeaBagEnv`) so that the protocol, the kinematics and the
 CLI parsers import without the [train] extra; `MUJOCO_GL` defaults to ``egl``.
@@ -23,197 +23,11 @@ from typing import Any
 
 import numpy as np
 
-from edgevla.deploy.bundle.cameras import CAMERAS
-
-TASK = "put the tea bag in the mug"
-JOINT_NAMES: tuple[str, ...] = (
-    "shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper",
-)
-# The task's phases in order (`TeaBagEnv.task_phase`): a failed episode says where it stalled.
-TASK_PHASES: tuple[str, ...] = ("reaching", "grasped", "carrying", "in_mug")
-BAG_LIFTED_Z_M = 0.03
-# (low, high) in rad, SO-101 URDF-like; the gripper is the servo angle of the rack and pinion.
-JOINT_LIMITS = np.array(
-    [[-1.92, 1.92], [-1.75, 1.75], [-1.69, 1.69], [-1.66, 1.66], [-2.74, 2.84], [0.0, 1.75]],
-    dtype=np.float64,
-)
-PINION_RADIUS_M = 0.0175
-
-# Kinematics of the MJCF (training/assets/so101_teabag.xml), used by the analytic IK.
-SHOULDER_HEIGHT_M = 0.115  # table to shoulder_lift axis
-UPPER_ARM_M = 0.130  # shoulder_lift -> elbow_flex
-FOREARM_M = 0.150  # elbow_flex -> wrist_flex
-WRIST_TO_TCP_M = 0.100  # wrist_flex -> grasp point between the fingertips
-
-# Rest pose: gripper above the table in front of the base, pointing down, fingers half open.
-HOME_Q = np.array([0.0, -0.35, 0.35, 1.50, 0.0, 1.0], dtype=np.float64)
-
-BAG_HALF_SIZE_M = (0.018, 0.013, 0.007)
-MUG_HOME_XY = (0.015, -0.170)
-MUG_INNER_RADIUS_M = 0.033
-MUG_HEIGHT_M = 0.070
-ASSET = "so101_teabag.xml"
-
-
-@dataclass
-class SceneConfig:
-    """Rendering and timing of the scene. Defaults are the training resolution (low, fast)."""
-
-    width: int = 96
-    height: int = 96
-    fps: int = 30
-    seed: int = 0
-    cameras: tuple[str, ...] = CAMERAS
-    max_physics_dt_s: float = 0.002  # physics step is 1/(fps*k) <= this
-    shadows: bool = False  # shadows are most of the software-rendering cost (SETUP-NOTES)
-    episode_s: float = 10.0  # default episode length used by recorders / evaluators
-
-    def __post_init__(self) -> None:
-        for name in ("width", "height"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or not 16 <= v <= 1280:
-                raise ValueError(f"SceneConfig.{name} must be an int in [16, 1280], got {v!r}")
-        if not isinstance(self.fps, int) or not 1 <= self.fps <= 500:
-            raise ValueError(f"SceneConfig.fps must be an int in [1, 500], got {self.fps!r}")
-        self.cameras = tuple(self.cameras)
-        unknown = [c for c in self.cameras if c not in CAMERAS]
-        if unknown or not self.cameras:
-            raise ValueError(f"SceneConfig.cameras must be a non-empty subset of {CAMERAS}, "
-                             f"got {self.cameras!r}")
-        if not 1e-4 <= self.max_physics_dt_s <= 0.01:
-            raise ValueError("SceneConfig.max_physics_dt_s must be in [1e-4, 0.01] s, "
-                             f"got {self.max_physics_dt_s}")
-        if self.episode_s <= 0:
-            raise ValueError(f"SceneConfig.episode_s must be > 0, got {self.episode_s}")
-
-    @property
-    def frames_per_episode(self) -> int:
-        return int(round(self.episode_s * self.fps))
-
-
-RECOVERY_KINDS = ("bag_dropped", "missed_grasp", "mug_displaced")
-
-
-@dataclass(frozen=True)
-class EpisodeSpec:
-    """Everything that defines an episode's start; a protocol is a list of these.
-
-    ``bag_z`` above the resting height makes the bag fall at the start (the "dropped bag"
-    recovery); ``arm_q`` (6 joints, rad) overrides the home pose (e.g. the "missed grasp"
-    recovery starts next to the bag with the gripper closed).
-    """
-
-    index: int = 0
-    cluster: int = -1
-    position_index: int = -1
-    recovery: bool = False
-    recovery_kind: str = ""
-    split: str = "train"
-    bag_xy: tuple[float, float] = (0.16, 0.04)
-    bag_yaw: float = 0.0
-    bag_z: float = BAG_HALF_SIZE_M[2]
-    mug_xy: tuple[float, float] = MUG_HOME_XY
-    arm_q: tuple[float, ...] | None = None
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.split not in ("train", "val"):
-            raise ValueError(f"EpisodeSpec.split must be 'train' or 'val', got {self.split!r}")
-        if self.recovery_kind and self.recovery_kind not in RECOVERY_KINDS:
-            raise ValueError(f"EpisodeSpec.recovery_kind must be one of {RECOVERY_KINDS} or '', "
-                             f"got {self.recovery_kind!r}")
-        if self.recovery != bool(self.recovery_kind):
-            raise ValueError("EpisodeSpec.recovery must be True exactly when recovery_kind is set")
-        if self.arm_q is not None and len(self.arm_q) != 6:
-            raise ValueError(f"EpisodeSpec.arm_q must have 6 joints, got {len(self.arm_q)}")
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["bag_xy"] = list(self.bag_xy)
-        d["mug_xy"] = list(self.mug_xy)
-        d["arm_q"] = None if self.arm_q is None else list(self.arm_q)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> EpisodeSpec:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"EpisodeSpec: unknown fields {sorted(unknown)}")
-        kw = dict(d)
-        for k in ("bag_xy", "mug_xy"):
-            if k in kw:
-                kw[k] = tuple(float(v) for v in kw[k])
-        if kw.get("arm_q") is not None:
-            kw["arm_q"] = tuple(float(v) for v in kw["arm_q"])
-        return cls(**kw)
-
-
-# --------------------------------------------------------------------------- kinematics
-
-
-def wrap_angle(a: float) -> float:
-    return (a + math.pi) % (2 * math.pi) - math.pi
-
-
-def arm_ik(tcp_xyz: np.ndarray | tuple[float, float, float], grasp_yaw: float = 0.0,
-           tilt: float = 0.0) -> np.ndarray | None:
-    """Closed-form IK of the 5 arm joints for a grasp point, approach tilt and finger axis.
-
-    The gripper approaches from above, tilted ``tilt`` rad outward from vertical in the
-    vertical plane through the base (0 = straight down); ``grasp_yaw`` is the world yaw
-    of the object axis the fingers must close across (its y axis, e.g. a box's yaw). Returns
-    the elbow-up solution, or None when the point is out of reach or outside joint limits.
-    """
-    x, y, z = (float(v) for v in tcp_xyz)
-    pan = math.atan2(y, x)
-    r = math.hypot(x, y)
-    phi = math.pi / 2 - tilt  # gripper direction angle below horizontal
-    wr = r - WRIST_TO_TCP_M * math.cos(phi)
-    wz = z + WRIST_TO_TCP_M * math.sin(phi)
-    dr, dz = wr, wz - SHOULDER_HEIGHT_M
-    d2 = dr * dr + dz * dz
-    s = -(d2 - UPPER_ARM_M**2 - FOREARM_M**2) / (2 * UPPER_ARM_M * FOREARM_M)
-    if not -1.0 <= s <= 1.0:
-        return None
-    q2 = math.asin(s)
-    rel = -q2 - math.pi / 2  # forearm angle relative to the upper arm, in the (r, z) plane
-    a1 = math.atan2(dz, dr) - math.atan2(FOREARM_M * math.sin(rel),
-                                         UPPER_ARM_M + FOREARM_M * math.cos(rel))
-    q1 = math.pi / 2 - a1
-    q3 = phi - q1 - q2
-    # Fingers close along the gripper's y axis; roll turns it about the (downward) approach.
-    # With a tilted approach the roll is stretched so that the fingers' axis, seen from above,
-    # still lies across the object.
-    delta = wrap_angle(pan - grasp_yaw)
-    if delta > math.pi / 2:
-        delta -= math.pi
-    elif delta < -math.pi / 2:
-        delta += math.pi
-    roll = math.atan2(math.sin(delta), math.cos(delta) * math.cos(tilt))
-    q = np.array([pan, wrap_angle(q1), q2, wrap_angle(q3), roll])
-    lo, hi = JOINT_LIMITS[:5, 0], JOINT_LIMITS[:5, 1]
-    if np.any(q < lo - 1e-9) or np.any(q > hi + 1e-9):
-        return None
-    return q
-
-
-def arm_fk(q: np.ndarray) -> np.ndarray:
-    """Grasp point (x, y, z) of the 5 arm joints; the exact inverse of `arm_ik` (for tests)."""
-    pan, q1, q2, q3 = (float(v) for v in q[:4])
-    er, ez = UPPER_ARM_M * math.sin(q1), SHOULDER_HEIGHT_M + UPPER_ARM_M * math.cos(q1)
-    wr, wz = er + FOREARM_M * math.cos(q1 + q2), ez - FOREARM_M * math.sin(q1 + q2)
-    phi = q1 + q2 + q3
-    tr, tz = wr + WRIST_TO_TCP_M * math.cos(phi), wz - WRIST_TO_TCP_M * math.sin(phi)
-    return np.array([tr * math.cos(pan), tr * math.sin(pan), tz])
-
-
-def gripper_to_finger_m(angle_rad: float) -> float:
-    lo, hi = JOINT_LIMITS[5]
-    return float(np.clip(angle_rad, lo, hi)) * PINION_RADIUS_M
-
-
-# --------------------------------------------------------------------------- environment
+from edgevla.training.sim.episode_spec import EpisodeSpec
+from edgevla.training.sim.kinematics import (HOME_Q, JOINT_LIMITS, JOINT_NAMES, PINION_RADIUS_M,
+                                             gripper_to_finger_m)
+from edgevla.training.sim.scene import (ASSET, BAG_LIFTED_Z_M, MUG_HEIGHT_M, MUG_INNER_RADIUS_M, TASK,
+                                        SceneConfig)
 
 
 def import_mujoco():
@@ -482,33 +296,3 @@ class TeaBagEnv:
 
 def _yaw_quat(yaw: float) -> tuple[float, float, float, float]:
     return (math.cos(yaw / 2), 0.0, 0.0, math.sin(yaw / 2))
-
-
-def measure_render(cfg: SceneConfig, frames: int = 30) -> dict[str, float]:
-    """Mean ms per frame: each camera alone, all cameras together (wall and CPU time), and one
-    control step of physics; the first render (GL context and buffers) is excluded."""
-    import time
-
-    env = TeaBagEnv(cfg)
-    try:
-        env.render()
-        out: dict[str, float] = {}
-        for cam in cfg.cameras:
-            t0 = time.perf_counter()
-            for _ in range(frames):
-                env.render_camera(cam)
-            out[f"{cam}_ms"] = (time.perf_counter() - t0) / frames * 1e3
-        t0, c0 = time.perf_counter(), time.process_time()
-        for _ in range(frames):
-            env.render()
-        out["all_cameras_ms"] = (time.perf_counter() - t0) / frames * 1e3
-        # CPU time of this process (all its threads, llvmpipe's included): less sensitive to
-        # other processes on a shared machine than wall time
-        out["all_cameras_cpu_ms"] = (time.process_time() - c0) / frames * 1e3
-        t0 = time.perf_counter()
-        for _ in range(frames):
-            env.step(HOME_Q, render=False)
-        out["physics_step_ms"] = (time.perf_counter() - t0) / frames * 1e3
-        return out
-    finally:
-        env.close()

@@ -28,7 +28,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from edgevla.training.sim.env import HOME_Q, JOINT_LIMITS, SceneConfig, TeaBagEnv, arm_ik, wrap_angle
+from edgevla.training.sim.env import TeaBagEnv
+from edgevla.training.sim.kinematics import HOME_Q, JOINT_LIMITS, arm_ik, wrap_angle
+from edgevla.training.sim.scene import SceneConfig
 from edgevla.training.sim.start_positions import grasp_tilt
 
 GRIPPER_CLOSED = 0.0

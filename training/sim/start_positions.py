@@ -17,14 +17,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edgevla.actors.console.figures import save_figure
-from edgevla.training.sim.env import (
-    HOME_Q,
-    MUG_HOME_XY,
-    RECOVERY_KINDS,
-    BAG_HALF_SIZE_M,
-    EpisodeSpec,
-    arm_ik,
-)
+from edgevla.training.sim.episode_spec import RECOVERY_KINDS, EpisodeSpec
+from edgevla.training.sim.kinematics import HOME_Q, arm_ik
+from edgevla.training.sim.scene import BAG_HALF_SIZE_M, MUG_HOME_XY
 
 
 @dataclass
