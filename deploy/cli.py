@@ -115,18 +115,8 @@ def _export(args) -> int:
         table.add_column(c)
     report: dict = {}
     if not args.no_check:
-        check = samples[: min(3, len(samples))]
         with console.status("checking parity"):
-            for key in ("fp32", "int8", "int4"):
-                prec = {s: key for s, spec in manifest.stages.items() if key in spec.variants}
-                if prec:
-                    report[key] = parity.stage_parity(policy, out, check, prec, random_inputs=False)
-            chosen = {s: StageChoice(spec.default) for s, spec in manifest.stages.items()}
-            report["composed_fp32_vs_lerobot"] = parity.composed_parity(
-                policy, stats, out, check, {s: StageChoice("fp32", "onnxruntime")
-                                             for s in manifest.stages}).as_dict()
-            report["composed_chosen_vs_fp32"] = parity.composed_parity(
-                policy, stats, out, check, chosen, reference="fp32").as_dict()
+            report = _parity_report(policy, stats, out, manifest, samples[: min(3, len(samples))])
         (out / "parity.json").write_text(json.dumps(report, indent=1))
     for s, spec in manifest.stages.items():
         for key, var in spec.variants.items():
@@ -145,6 +135,23 @@ def _export(args) -> int:
                           f"than {parity.ACTION_TOL_FP32_RAD} rad[/]")
             return 1
     return 0
+
+
+def _parity_report(policy, stats, out: Path, manifest, check: list) -> dict:
+    """Every precision's stages against PyTorch, and the composed pipeline against lerobot
+    (fp32) and against fp32 (the chosen precisions)."""
+    report: dict = {}
+    for key in ("fp32", "int8", "int4"):
+        prec = {s: key for s, spec in manifest.stages.items() if key in spec.variants}
+        if prec:
+            report[key] = parity.stage_parity(policy, out, check, prec, random_inputs=False)
+    chosen = {s: StageChoice(spec.default) for s, spec in manifest.stages.items()}
+    report["composed_fp32_vs_lerobot"] = parity.composed_parity(
+        policy, stats, out, check, {s: StageChoice("fp32", "onnxruntime")
+                                     for s in manifest.stages}).as_dict()
+    report["composed_chosen_vs_fp32"] = parity.composed_parity(
+        policy, stats, out, check, chosen, reference="fp32").as_dict()
+    return report
 
 
 def _bundle(args) -> int:

@@ -89,10 +89,10 @@ def test_ctrl_c_stops_a_run_with_its_summary_and_no_traceback(tmp_path):
 
 
 def test_commands_talk_to_the_newest_live_run_or_say_nothing_runs(run_base, monkeypatch, capsys):
-    from edgevla.actors.cli.main import main
-    from edgevla.actors.runtime.supervisor import find_run_dir
-
     from runtime_helpers import start_graph
+
+    from edgevla.actors.cli.main import main
+    from edgevla.actors.runtime.run_lookup import find_run_dir
 
     monkeypatch.setenv("EDGEVLA_RUN_BASE", run_base)
     with pytest.raises(FileNotFoundError, match="nothing is running"):

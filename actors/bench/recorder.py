@@ -34,7 +34,8 @@ from edgevla.actors.recording.mcap_reader import recording_files
 from edgevla.actors.recording.recorder import RecorderActor
 from edgevla.actors.recording.tap import add_recorder
 from edgevla.actors.runtime.graph import parse_graph
-from edgevla.actors.runtime.supervisor import Replica, Supervisor
+from edgevla.actors.runtime.replica import Replica
+from edgevla.actors.runtime.supervisor import Supervisor
 from edgevla.actors.wire.bus import IMAGE_HWM, Publisher
 from edgevla.actors.wire.clock import WallClock
 from edgevla.actors.wire.endpoints import topic_endpoint

@@ -14,7 +14,10 @@ from edgevla.actors.recording.tap import add_recorder
 from edgevla.actors.runtime import run_verdict
 from edgevla.actors.runtime.graph import GraphError, load_graph
 from edgevla.actors.runtime.preflight import preflight
-from edgevla.actors.runtime.supervisor import STARTUP_GRACE_S, Supervisor, supervisor_request
+from edgevla.actors.runtime.restart_policy import STARTUP_GRACE_S
+from edgevla.actors.runtime.run_lookup import supervisor_request
+from edgevla.actors.runtime.supervisor import Supervisor
+from edgevla.actors.wire.control import SupervisorCommand
 from edgevla.deploy.bundle.model_path import model_path
 
 
@@ -103,7 +106,7 @@ def _request(args: argparse.Namespace, payload: dict) -> dict | None:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    reply = _request(args, {"cmd": "status"})
+    reply = _request(args, {"cmd": SupervisorCommand.STATUS})
     if reply is None:
         return 1
     if args.json or not sys.stdout.isatty():  # piped: machine-readable
@@ -120,7 +123,7 @@ def _cmd_scale(args: argparse.Namespace) -> int:
     if args.hz is None and args.replicas is None:
         print("edgevla scale: give --hz and/or --replicas", file=sys.stderr)
         return 2
-    reply = _request(args, {"cmd": "scale", "actor": args.actor, "hz": args.hz,
+    reply = _request(args, {"cmd": SupervisorCommand.SCALE, "actor": args.actor, "hz": args.hz,
                             "replicas": args.replicas})
     if reply is None:
         return 1
@@ -128,7 +131,7 @@ def _cmd_scale(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_simple(cmd: str):
+def _cmd_simple(cmd: SupervisorCommand):
     def handler(args: argparse.Namespace) -> int:
         payload = {"cmd": cmd}
         if getattr(args, "actor", None):
@@ -181,19 +184,21 @@ def add_parser(sub) -> None:
     p.add_argument("graph")
     p.set_defaults(func=_cmd_check)
 
-    for name, helptext in (("status", "show the running graph's actors"),
-                           ("stop", "stop the running graph (actors in reverse start order)"),
-                           ("restart", "restart one actor's processes")):
-        p = sub.add_parser(name, help=helptext)
-        if name == "restart":
+    for cmd, helptext in ((SupervisorCommand.STATUS, "show the running graph's actors"),
+                          (SupervisorCommand.STOP,
+                           "stop the running graph (actors in reverse start order)"),
+                          (SupervisorCommand.RESTART, "restart one actor's processes")):
+        p = sub.add_parser(cmd, help=helptext)
+        if cmd == SupervisorCommand.RESTART:
             p.add_argument("actor")
-        if name == "status":
+        if cmd == SupervisorCommand.STATUS:
             p.add_argument("--json", action="store_true",
                            help="print raw JSON (what it prints when its output is piped)")
         p.add_argument("--run-dir", help="run directory or run name (default: the newest live run)")
-        p.set_defaults(func=_cmd_status if name == "status" else _cmd_simple(name))
+        p.set_defaults(func=_cmd_status if cmd == SupervisorCommand.STATUS else _cmd_simple(cmd))
 
-    p = sub.add_parser("scale", help="change an actor's rate or replica count at run time")
+    p = sub.add_parser(SupervisorCommand.SCALE,
+                       help="change an actor's rate or replica count at run time")
     p.add_argument("actor")
     p.add_argument("--hz", type=float, help="new loop rate in Hz")
     p.add_argument("--replicas", type=int, help="new number of processes (<= max_replicas)")

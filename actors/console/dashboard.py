@@ -10,8 +10,11 @@ from typing import Any
 
 from rich.table import Table
 
-_STATE_STYLE = {"running": "green", "backoff": "yellow", "hung": "red", "failed": "bold red",
-                "stopped": "dim", "exited": "dim", "pending": "dim"}
+from edgevla.actors.wire.control import ReplicaState
+
+_STATE_STYLE = {ReplicaState.RUNNING: "green", ReplicaState.BACKOFF: "yellow", ReplicaState.HUNG: "red",
+                ReplicaState.FAILED: "bold red", ReplicaState.STOPPED: "dim", ReplicaState.EXITED: "dim",
+                ReplicaState.PENDING: "dim"}
 COMPACT_BELOW_COLUMNS = 100
 
 

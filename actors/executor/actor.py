@@ -53,6 +53,7 @@ from edgevla.actors.executor.governor import Governor, GovernorConfig, GovernorD
 from edgevla.actors.executor.request_policy import RequestConfig, RequestPolicy
 from edgevla.actors.runtime.actor import Actor, Outputs
 from edgevla.actors.wire.clock import Clock
+from edgevla.actors.wire.control import GovernorCommand
 from edgevla.actors.wire.messages import ActionChunk, Command, JointCommand, Message, Request, RobotState
 from edgevla.firmware_bridge.link.connection import McuLink
 
@@ -219,9 +220,10 @@ class ExecutorActor(Actor):
     def _command(self, d: GovernorDecision) -> Command:
         self._control_seq += 1
         if d.kind == "rate":
-            name, args = "set_rate", {"actor": d.actor, "hz": d.value}
+            name, args = GovernorCommand.SET_RATE, {"actor": d.actor, "hz": d.value}
         else:
-            name, args = "set_param", {"actor": d.actor, "name": d.name, "value": d.value}
+            name = GovernorCommand.SET_PARAM
+            args = {"actor": d.actor, "name": d.name, "value": d.value}
         log.info("%s governor: %s %s.%s -> %g (%s)", self.name, d.direction, d.actor, d.name,
                  d.value, d.reason)
         return Command(seq=self._control_seq, producer=self.name, name=name, args=args)

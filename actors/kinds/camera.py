@@ -37,6 +37,7 @@ def _is_device(source: str) -> bool:
 
 class CameraActor(Actor):
     outputs = ("frames",)
+    image_outputs = ("frames",)
 
     def setup(self, params: dict[str, Any]) -> None:
         import cv2

@@ -20,6 +20,7 @@ class SyntheticCamera(Actor):
     """A moving gradient at ``width`` x ``height``, stamped at "capture"."""
 
     outputs = ("frames",)
+    image_outputs = ("frames",)
 
     def setup(self, params: dict[str, Any]) -> None:
         self.camera = str(params.get("camera", self.name))

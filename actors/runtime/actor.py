@@ -27,6 +27,9 @@ Outputs = dict[str, Message | list[Message]]
 class Actor:
     inputs: ClassVar[tuple[str, ...]] = ()
     outputs: ClassVar[tuple[str, ...]] = ()
+    # Output ports that carry camera frames (`Frame`): their topics get a short send queue
+    # (frames are large, and latest-value readers only want the newest).
+    image_outputs: ClassVar[tuple[str, ...]] = ()
     # input port that triggers a step (event-driven); None = run at the graph's rate_hz
     trigger: ClassVar[str | None] = None
     # False: latest-value inputs (newest message per port). True: every message received since

@@ -31,6 +31,7 @@ from edgevla.actors.runtime.registry import resolve
 from edgevla.actors.wire.bus import BusCounters, CurveKeys, Publisher, Subscriber, bind, serve_requests
 from edgevla.actors.wire.clock import WallClock
 from edgevla.actors.wire.codec import encode
+from edgevla.actors.wire.control import ActorCommand
 from edgevla.actors.wire.messages import Heartbeat, Message
 
 log = logging.getLogger("edgevla.runtime")
@@ -238,23 +239,23 @@ class ActorProcess:
         if not isinstance(req, dict):
             return {"ok": False, "error": "request must be a map"}
         cmd = req.get("cmd")
-        if cmd == "ping":
+        if cmd == ActorCommand.PING:
             return {"ok": True}
-        if cmd == "stats":
+        if cmd == ActorCommand.STATS:
             return {"ok": True, "stats": self.stats()}
-        if cmd == "set_rate":
+        if cmd == ActorCommand.SET_RATE:
             hz = req.get("hz")
             if not isinstance(hz, (int, float)) or hz <= 0:
                 return {"ok": False, "error": f"hz must be > 0, got {hz!r}"}
             self.rate_hz = float(hz)
             return {"ok": True, "rate_hz": self.rate_hz}
-        if cmd == "set_param":
+        if cmd == ActorCommand.SET_PARAM:
             try:
                 self.actor.set_param(str(req.get("name")), req.get("value"))
             except (KeyError, ValueError, TypeError) as exc:
                 return {"ok": False, "error": str(exc)}
             return {"ok": True}
-        if cmd == "stop":
+        if cmd == ActorCommand.STOP:
             self.stop_requested = True
             return {"ok": True}
         return {"ok": False, "error": f"unknown command {cmd!r}"}

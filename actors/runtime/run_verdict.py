@@ -10,6 +10,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from edgevla.actors.wire.control import ReplicaState
+
 # An actor that restarted this often in one run "kept restarting", whatever its final state.
 KEPT_RESTARTING = 3
 _ERROR_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Down|Interrupt)\b.*")
@@ -51,7 +53,7 @@ def problems(status: dict[str, Any], startup_grace_s: float = 30.0) -> list[str]
     for a in status.get("actors", []):
         name = f"{a['actor']}.{a['replica']}"
         why = f": {a['last_error']}" if a.get("last_error") else ""
-        if a.get("state") == "failed":
+        if a.get("state") == ReplicaState.FAILED:
             out.append(f"{name} failed after {a.get('restarts', 0)} restart(s){why}")
         elif long_enough and not a.get("healthy_once", True):
             out.append(f"{name} never became healthy (no heartbeat){why}")

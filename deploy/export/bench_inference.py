@@ -14,6 +14,7 @@ import os
 import statistics
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -102,62 +103,72 @@ def _policies(quick: bool, root: Path):
                        "vision 192x4 at 3x128px, chunk 50, 10 steps)")
 
 
-def _bench_policy(policy, stats, bundle: Path, samples, reps: int, rows: list, summary: dict,
-                  console) -> None:
-    import torch
+@dataclass
+class _PolicyBench:
+    """One policy's rows and summary keys: its bundle timed per stage and end to end."""
 
-    # torch at import: kept here so that importing this module does not load it
-    from edgevla.deploy.export import act as export_act
-    from edgevla.deploy.export import smolvla as export_smolvla
+    policy: Any
+    stats: Any
+    bundle: Path
+    samples: list
+    reps: int
+    rows: list
 
-    kind = policy.name
-    opts = BackendOptions(threads=THREADS, allow_spinning=SPINNING)
-    man_stages = ("vision", "decoder") if kind == "act" else ("vision", "prefill", "denoise")
-    fp32 = StageModel(bundle, choices={s: StageChoice("fp32", "onnxruntime") for s in man_stages},
-                      options=opts)
-    m = fp32.manifest
-    sel_prec = {s: m.stages[s].default for s in man_stages}
-    smp = samples[0]
-    task = m.extra.get("task", "")
-    noise = fp32.sample_noise(np.random.default_rng(0)) if kind == "smolvla" else None
-    steps = fp32.num_steps
+    def __post_init__(self) -> None:
+        self.kind = self.policy.name
+        self.opts = BackendOptions(threads=THREADS, allow_spinning=SPINNING)
+        self.stages = (("vision", "decoder") if self.kind == "act"
+                       else ("vision", "prefill", "denoise"))
+        self.fp32 = StageModel(self.bundle, options=self.opts,
+                               choices={s: StageChoice("fp32", "onnxruntime") for s in self.stages})
+        self.m = self.fp32.manifest
+        self.smp = self.samples[0]
+        self.task = self.m.extra.get("task", "")
+        self.noise = (self.fp32.sample_noise(np.random.default_rng(0)) if self.kind == "smolvla"
+                      else None)
+        self.steps = self.fp32.num_steps
 
-    def row(stage, backend, precision, ms, eager_ms, **kw):
-        r = {"policy": kind, "stage": stage, "backend": backend, "precision": precision,
-             "latency_ms": round(ms, 3)}
-        r.update(kw)
-        rows.append(r)
+    def row(self, stage, backend, precision, ms, **kw) -> None:
+        self.rows.append({"policy": self.kind, "stage": stage, "backend": backend,
+                          "precision": precision, "latency_ms": round(ms, 3), **kw})
 
-    def size_mb(stage, key):
-        return round(m.stages[stage].variants[key].size_bytes / 1e6, 2)
+    def size_mb(self, stage, key):
+        return round(self.m.stages[stage].variants[key].size_bytes / 1e6, 2)
 
-    # ---- per stage inputs (same for every backend)
-    imgs = fp32.images_tensor(smp.frames)
-    feats = fp32.features(smp.frames, smp.state)
-    with torch.no_grad():
-        if kind == "act":
-            lo = export_act.layout_of(policy)
-            vis, dec = export_act.VisionStage(policy).eval(), export_act.DecoderStage(policy, lo).eval()
+    def stage_calls(self) -> tuple[dict, dict]:
+        """Per stage: the eager PyTorch call, and how to call it on a `StageModel`; the same
+        inputs for every backend."""
+        import torch
+
+        # torch at import: kept here so that importing this module does not load it
+        from edgevla.deploy.export import act as export_act
+        from edgevla.deploy.export import smolvla as export_smolvla
+
+        m, fp32, policy, noise, steps = self.m, self.fp32, self.policy, self.noise, self.steps
+        imgs = fp32.images_tensor(self.smp.frames)
+        feats = fp32.features(self.smp.frames, self.smp.state)
+        with torch.no_grad():
             ti = torch.from_numpy(imgs)
-            tok = vis(ti)
             st = torch.from_numpy(feats["state"][None])
-            eager_fns = {"vision": lambda: vis(ti), "decoder": lambda: dec(tok, st)}
-            calls = {"vision": lambda mdl: mdl.vision(imgs),
-                     "decoder": lambda mdl: mdl.act_decode(feats)}
-        else:
+            if self.kind == "act":
+                lo = export_act.layout_of(policy)
+                vis = export_act.VisionStage(policy).eval()
+                dec = export_act.DecoderStage(policy, lo).eval()
+                tok = vis(ti)
+                eager_fns = {"vision": lambda: vis(ti), "decoder": lambda: dec(tok, st)}
+                calls = {"vision": lambda mdl: mdl.vision(imgs),
+                         "decoder": lambda mdl: mdl.act_decode(feats)}
+                return eager_fns, calls
             lo = export_smolvla.SmolVLALayout(**{k: tuple(v) if isinstance(v, list) else v
                                                  for k, v in m.extra["layout"].items()})
             vis = export_smolvla.VisionStage(policy, lo).eval()
             pre = export_smolvla.PrefillStage(policy, lo).eval()
             den = export_smolvla.DenoiseStage(policy, lo).eval()
-            ti = torch.from_numpy(imgs)
             tok = vis(ti)
             lt = torch.tensor(m.extra["lang_tokens"])[None]
             lm = torch.tensor(m.extra["lang_mask"])[None]
-            st = torch.from_numpy(feats["state"][None])
             prefix_t = pre(tok, lt, lm, st)
             x = torch.from_numpy(noise)
-            ts = torch.tensor([1.0])
             eager_fns = {"vision": lambda: vis(ti), "prefill": lambda: pre(tok, lt, lm, st),
                          # N steps with the same update rule as the ONNX path
                          "denoise": lambda: _eager_denoise(den, x, prefix_t, steps)}
@@ -165,82 +176,112 @@ def _bench_policy(policy, stats, bundle: Path, samples, reps: int, rows: list, s
             calls = {"vision": lambda mdl: mdl.vision(imgs),
                      "prefill": lambda mdl: mdl.prefill(feats),
                      "denoise": lambda mdl: mdl.denoise(prefix, noise, steps)}
-    # Per stage: eager and every variant timed round-robin (paired rounds: load spikes on this
-    # shared machine hit all of them alike); speedup = median over rounds of eager/variant.
-    stage_fns: dict[str, dict[tuple, Any]] = {}
-    for s in man_stages:
-        fns: dict[tuple, Any] = {("torch", "eager", None): eager_fns[s],
-                                 ("onnxruntime", "fp32", "fp32"): (lambda s=s: calls[s](fp32))}
-        for key, var in m.stages[s].variants.items():
-            if key == "fp32":
+        return eager_fns, calls
+
+    def time_stages(self) -> None:
+        """Per stage: eager and every variant timed round-robin (paired rounds: load spikes on
+        this shared machine hit all of them alike); speedup = median over rounds of
+        eager/variant."""
+        import torch
+
+        eager_fns, calls = self.stage_calls()
+        stage_fns: dict[str, dict[tuple, Any]] = {}
+        for s in self.stages:
+            fns: dict[tuple, Any] = {
+                ("torch", "eager", None): eager_fns[s],
+                ("onnxruntime", "fp32", "fp32"): (lambda s=s: calls[s](self.fp32))}
+            for key, var in self.m.stages[s].variants.items():
+                if key == "fp32":
+                    continue
+                one = StageModel(self.bundle, (s,), {s: StageChoice(key)}, options=self.opts)
+                fns[(var.backend, var.precision, key)] = (lambda s=s, mm=one: calls[s](mm))
+            stage_fns[s] = fns
+        for s, fns in stage_fns.items():
+            note = f"{self.steps} steps" if s == "denoise" else ""
+            with torch.no_grad():
+                res = _interleaved(fns, self.reps)
+            for (backend, precision, key), (med, ratio) in res.items():
+                cpu_ms, cpu_ratio = _CPU[(backend, precision, key)]
+                self.row(s, backend, precision, med, speedup_vs_eager=ratio, cpu_ms=cpu_ms,
+                         cpu_speedup=cpu_ratio, size_mb=self.size_mb(s, key) if key else None,
+                         note=note)
+
+    def stage_errors(self) -> None:
+        """Stage output error of every quantized variant (dataset-like inputs)."""
+        m = self.m
+        for key in ("int8", "int4"):
+            prec = {s: key for s in self.stages if key in m.stages[s].variants}
+            if not prec:
                 continue
-            one = StageModel(bundle, (s,), {s: StageChoice(key)}, options=opts)
-            fns[(var.backend, var.precision, key)] = (lambda s=s, mm=one: calls[s](mm))
-        stage_fns[s] = fns
-    for s, fns in stage_fns.items():
-        note = f"{steps} steps" if s == "denoise" else ""
+            errs = stage_parity(self.policy, self.bundle, self.samples[:2], prec,
+                                random_inputs=False)
+            for r in self.rows:
+                if r["policy"] == self.kind and r["stage"] in prec and r["precision"] == m.stages[
+                        r["stage"]].variants[key].precision and r["backend"] == "onnxruntime":
+                    r["out_rel_err"] = round(errs[r["stage"]]["dataset_rel"], 5)
+
+    def end_to_end_variants(self) -> dict[str, dict[str, str]]:
+        sel_prec = {s: self.m.stages[s].default for s in self.stages}
+        variants = {"selective": sel_prec}
+        if self.kind == "smolvla":
+            variants["sel+int4"] = dict(sel_prec, prefill="int4")
+            variants["denoise-int8"] = dict(sel_prec, denoise="int8")
+        else:
+            variants["all-int8"] = {s: "int8" for s in self.stages}
+        return variants
+
+    def time_end_to_end(self) -> dict[str, tuple]:
+        """End to end, also round-robin; baseline = lerobot predict_action_chunk alone (its
+        processors excluded, ours included): the conservative comparison.
+
+        -> {precision or lerobot note: (median ms, speedup, action error frac, CPU speedup)}"""
+        import torch
+
+        policy, smp, noise = self.policy, self.smp, self.noise
+        pre_p, _ = _processors(policy, self.stats)
+        b = pre_p(_lerobot_batch(policy, smp, self.task))
+        tn = torch.from_numpy(noise) if noise is not None else None
+        model_only = ((lambda: policy.predict_action_chunk(dict(b), noise=tn.clone()))
+                      if self.kind == "smolvla" else (lambda: policy.predict_action_chunk(dict(b))))
+        variants = self.end_to_end_variants()
+        e2e: dict[tuple, Any] = {
+            ("lerobot", "eager", "predict_action_chunk only"): model_only,
+            ("lerobot", "eager", "+ lerobot pre/post-processors"):
+                (lambda: lerobot_chunk(policy, self.stats, smp, self.task, noise)),
+            ("onnxruntime", "fp32", ""):
+                (lambda: self.fp32.predict(smp.frames, smp.state, noise=noise)),
+        }
+        for name, prec in variants.items():
+            mdl = StageModel(self.bundle, choices={s: StageChoice(p) for s, p in prec.items()},
+                             options=self.opts)
+            e2e[("onnxruntime", name, ",".join(f"{s}={p}" for s, p in prec.items()))] = (
+                lambda mdl=mdl: mdl.predict(smp.frames, smp.state, noise=noise))
         with torch.no_grad():
-            res = _interleaved(fns, reps)
-        for (backend, precision, key), (med, ratio) in res.items():
-            cpu_ms, cpu_ratio = _CPU[(backend, precision, key)]
-            row(s, backend, precision, med, None, speedup_vs_eager=ratio, cpu_ms=cpu_ms,
-                cpu_speedup=cpu_ratio, size_mb=size_mb(s, key) if key else None, note=note)
+            res = _interleaved(e2e, self.reps)
+        results: dict[str, tuple] = {}
+        for (backend, precision, note), (med, ratio) in res.items():
+            kw: dict[str, Any] = {"note": note}
+            err_frac = None
+            if backend == "onnxruntime":
+                prec = variants.get(precision)
+                err_rad, err_frac = _err(policy, self.stats, self.bundle, self.samples, prec)
+                kw["action_err_rad"] = err_rad
+                if prec is not None:
+                    kw["action_err_pct_range"] = round(100 * err_frac, 4)
+            cpu_ms, cpu_ratio = _CPU[(backend, precision, note)]
+            self.row("end-to-end", backend, precision, med, speedup_vs_eager=ratio, cpu_ms=cpu_ms,
+                     cpu_speedup=cpu_ratio, **kw)
+            key = precision if backend == "onnxruntime" else note
+            results[key] = (med, ratio, err_frac, cpu_ratio)
+        return results
 
-    # ---- stage output error of every quantized variant (dataset-like inputs)
-    for key in ("int8", "int4"):
-        prec = {s: key for s in man_stages if key in m.stages[s].variants}
-        if not prec:
-            continue
-        errs = stage_parity(policy, bundle, samples[:2], prec, random_inputs=False)
-        for r in rows:
-            if r["policy"] == kind and r["stage"] in prec and r["precision"] == m.stages[
-                    r["stage"]].variants[key].precision and r["backend"] == "onnxruntime":
-                r["out_rel_err"] = round(errs[r["stage"]]["dataset_rel"], 5)
 
-    # ---- end to end, also round-robin; baseline = lerobot predict_action_chunk alone (its
-    # processors excluded, ours included): the conservative comparison
-
-    pre_p, _ = _processors(policy, stats)
-    b = pre_p(_lerobot_batch(policy, smp, task))
-    tn = torch.from_numpy(noise) if noise is not None else None
-    model_only = ((lambda: policy.predict_action_chunk(dict(b), noise=tn.clone()))
-                  if kind == "smolvla" else (lambda: policy.predict_action_chunk(dict(b))))
-    variants = {"selective": sel_prec}
-    if kind == "smolvla":
-        variants["sel+int4"] = dict(sel_prec, prefill="int4")
-        variants["denoise-int8"] = dict(sel_prec, denoise="int8")
-    else:
-        variants["all-int8"] = {s: "int8" for s in man_stages}
-    e2e: dict[tuple, Any] = {
-        ("lerobot", "eager", "predict_action_chunk only"): model_only,
-        ("lerobot", "eager", "+ lerobot pre/post-processors"):
-            (lambda: lerobot_chunk(policy, stats, smp, task, noise)),
-        ("onnxruntime", "fp32", ""): (lambda: fp32.predict(smp.frames, smp.state, noise=noise)),
-    }
-    for name, prec in variants.items():
-        mdl = StageModel(bundle, choices={s: StageChoice(p) for s, p in prec.items()}, options=opts)
-        e2e[("onnxruntime", name, ",".join(f"{s}={p}" for s, p in prec.items()))] = (
-            lambda mdl=mdl: mdl.predict(smp.frames, smp.state, noise=noise))
-    with torch.no_grad():
-        res = _interleaved(e2e, reps)
-    results: dict[str, tuple[float, float, float]] = {}
-    for (backend, precision, note), (med, ratio) in res.items():
-        kw: dict[str, Any] = {"note": note}
-        err_frac = None
-        if backend == "onnxruntime":
-            prec = variants.get(precision)
-            err_rad, err_frac = _err(policy, stats, bundle, samples, prec)
-            kw["action_err_rad"] = err_rad
-            if prec is not None:
-                kw["action_err_pct_range"] = round(100 * err_frac, 4)
-        cpu_ms, cpu_ratio = _CPU[(backend, precision, note)]
-        row("end-to-end", backend, precision, med, None, speedup_vs_eager=ratio, cpu_ms=cpu_ms,
-            cpu_speedup=cpu_ratio, **kw)
-        results[precision if backend == "onnxruntime" else note] = (med, ratio, err_frac, cpu_ratio)
+def _summarise(kind: str, results: dict[str, tuple], summary: dict) -> None:
+    """The summary keys of one policy from its end-to-end results."""
     e2e_eager = results["predict_action_chunk only"][0]
-    e2e_eager_proc = results["+ lerobot pre/post-processors"][0]
     e2e_fp32 = results["fp32"][0]
-    summary[f"{kind}_eager_with_processors_ms"] = round(e2e_eager_proc, 2)
+    summary[f"{kind}_eager_with_processors_ms"] = round(
+        results["+ lerobot pre/post-processors"][0], 2)
     if kind == "act":
         summary["act_eager_ms"] = round(e2e_eager, 2)
         summary["act_onnx_fp32_ms"] = round(e2e_fp32, 2)
@@ -249,20 +290,29 @@ def _bench_policy(policy, stats, bundle: Path, samples, reps: int, rows: list, s
         summary["act_int8_cpu_speedup_vs_eager"] = results["selective"][3]
         summary["act_int8_speedup_vs_eager"] = results["selective"][1]
         summary["act_int8_action_error"] = results["selective"][2]
-    else:
-        summary["smolvla_eager_ms"] = round(e2e_eager, 2)
-        summary["smolvla_onnx_fp32_ms"] = round(e2e_fp32, 2)
-        summary["smolvla_selective_ms"] = round(results["selective"][0], 2)
-        summary["smolvla_speedup_vs_eager"] = results["selective"][1]
-        summary["smolvla_cpu_speedup_vs_eager"] = results["selective"][3]
-        summary["smolvla_fp32_cpu_speedup_vs_eager"] = results["fp32"][3]
-        summary["smolvla_fp32_speedup_vs_eager"] = results["fp32"][1]
-        summary["quant_action_error"] = results["selective"][2]
-        summary["quant_int4_action_error"] = results["sel+int4"][2]
-        summary["denoise_quant_action_error"] = results["denoise-int8"][2]
-        summary["denoise_quant_worse"] = results["denoise-int8"][2] > results["selective"][2]
-    console(f"{kind}: eager {e2e_eager:.1f} ms, onnx fp32 {e2e_fp32:.1f} ms, "
-            f"selective {results['selective'][0]:.1f} ms")
+        return
+    summary["smolvla_eager_ms"] = round(e2e_eager, 2)
+    summary["smolvla_onnx_fp32_ms"] = round(e2e_fp32, 2)
+    summary["smolvla_selective_ms"] = round(results["selective"][0], 2)
+    summary["smolvla_speedup_vs_eager"] = results["selective"][1]
+    summary["smolvla_cpu_speedup_vs_eager"] = results["selective"][3]
+    summary["smolvla_fp32_cpu_speedup_vs_eager"] = results["fp32"][3]
+    summary["smolvla_fp32_speedup_vs_eager"] = results["fp32"][1]
+    summary["quant_action_error"] = results["selective"][2]
+    summary["quant_int4_action_error"] = results["sel+int4"][2]
+    summary["denoise_quant_action_error"] = results["denoise-int8"][2]
+    summary["denoise_quant_worse"] = results["denoise-int8"][2] > results["selective"][2]
+
+
+def _bench_policy(policy, stats, bundle: Path, samples, reps: int, rows: list, summary: dict,
+                  console) -> None:
+    bench = _PolicyBench(policy, stats, bundle, samples, reps, rows)
+    bench.time_stages()
+    bench.stage_errors()
+    results = bench.time_end_to_end()
+    _summarise(bench.kind, results, summary)
+    console(f"{bench.kind}: eager {results['predict_action_chunk only'][0]:.1f} ms, "
+            f"onnx fp32 {results['fp32'][0]:.1f} ms, selective {results['selective'][0]:.1f} ms")
 
 
 def _lerobot_batch(policy, smp, task: str) -> dict:

@@ -22,7 +22,7 @@ from edgevla.deploy.bundle.state_layout import layout_name
 from edgevla.deploy.export import litert as litert_export
 from edgevla.deploy.export.quantize import quantize_stage
 from edgevla.deploy.inference.pipeline import StageModel
-from edgevla.training.learn.train import resolve_pretrained_dir
+from edgevla.training.learn.checkpoints import resolve_pretrained_dir
 from edgevla.training.torch_setup import ensure_torchvision
 
 # Extra variants written next to the chosen ones, so a graph can switch precision without a
@@ -137,32 +137,13 @@ def export_bundle(policy, out_dir: str | Path, *, stats: dict | None = None,
 
     ``portable_onnx``: SmolVLA's prefill/denoise with standard ONNX ops only (by default RoPE
     and attention are ONNX Runtime contrib nodes: fewer, faster kernels, ONNX Runtime only)."""
-    import torch
-
-    # torch at import: kept here so that `edgevla --help` and reading a bundle never load it
-    from edgevla.deploy.export import act as export_act
-    from edgevla.deploy.export import smolvla as export_smolvla
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     kind = policy_type(policy)
     say = progress or (lambda s: None)
     policy.eval()
     norms = normalizations(policy, stats)
-    extra: dict[str, Any] = {}
-    fp32_dir = out_dir
-    if kind == "act":
-        layout, specs = export_act.export_onnx(policy, fp32_dir, progress=lambda s: say(f"exported {s}"))
-        extra["layout"] = layout.__dict__
-    else:
-        lang_len = policy.config.tokenizer_max_length
-        layout, specs = export_smolvla.export_onnx(policy, fp32_dir, lang_len=lang_len,
-                                                   progress=lambda s: say(f"exported {s}"),
-                                                   fused_ops=not portable_onnx)
-        tokens, mask = tokenize_task(policy, task)
-        extra.update(layout=layout.__dict__, task=task, lang_tokens=tokens, lang_mask=mask,
-                     num_steps=int(policy.config.num_steps),
-                     max_action_dim=int(policy.config.max_action_dim))
+    layout, specs, extra = _export_fp32(policy, kind, out_dir, task, portable_onnx, say)
     cams = camera_names(policy)
     shape = policy.config.image_features[image_key(cams[0])].shape
     chosen = dict(DEFAULT_PRECISION[kind])
@@ -186,6 +167,46 @@ def export_bundle(policy, out_dir: str | Path, *, stats: dict | None = None,
 
     # Calibration inputs for static int8 come from running the fp32 stages on dataset samples.
     calib = _calibration_feeds(out_dir, samples or synthetic_samples(policy, 8))
+    _quantize_variants(out_dir, specs, stages, wanted, calib, say)
+    for s in wanted:
+        stages[s].default = chosen[s]
+    if litert and kind == "act":
+        _add_litert_vision(policy, out_dir, stages, say)
+    for spec in stages.values():
+        for var in spec.variants.values():
+            var.size_bytes = sum((out_dir / f).stat().st_size for f in (var.file, var.prep) if f)
+    manifest.save(out_dir)
+    load_manifest(out_dir)  # what we wrote must read back
+    return manifest
+
+
+def _export_fp32(policy, kind: str, out_dir: Path, task: str, portable_onnx: bool,
+                 say: Callable[[str], None]) -> tuple[Any, dict[str, dict], dict[str, Any]]:
+    """The fp32 ONNX stages -> (layout, stage specs, the manifest's ``extra``)."""
+    # torch at import: kept here so that `edgevla --help` and reading a bundle never load it
+    from edgevla.deploy.export import act as export_act
+    from edgevla.deploy.export import smolvla as export_smolvla
+
+    extra: dict[str, Any] = {}
+    if kind == "act":
+        layout, specs = export_act.export_onnx(policy, out_dir, progress=lambda s: say(f"exported {s}"))
+        extra["layout"] = layout.__dict__
+        return layout, specs, extra
+    layout, specs = export_smolvla.export_onnx(policy, out_dir,
+                                               lang_len=policy.config.tokenizer_max_length,
+                                               progress=lambda s: say(f"exported {s}"),
+                                               fused_ops=not portable_onnx)
+    tokens, mask = tokenize_task(policy, task)
+    extra.update(layout=layout.__dict__, task=task, lang_tokens=tokens, lang_mask=mask,
+                 num_steps=int(policy.config.num_steps),
+                 max_action_dim=int(policy.config.max_action_dim))
+    return layout, specs, extra
+
+
+def _quantize_variants(out_dir: Path, specs: dict[str, dict], stages: dict[str, StageSpec],
+                       wanted: dict[str, tuple[str, ...]], calib: dict[str, list[dict]],
+                       say: Callable[[str], None]) -> None:
+    """Write every wanted precision but fp32 of each stage and add it to ``stages``."""
     for s, precs in wanted.items():
         for p in precs:
             if p == "fp32":
@@ -196,22 +217,21 @@ def export_bundle(policy, out_dir: str | Path, *, stats: dict | None = None,
             stages[s].variants[p] = StageFile(file=dst.name, backend="onnxruntime", precision=concrete,
                                               prep=specs[s].get("prep"))
             say(f"quantized {s} -> {p} ({concrete})")
-        stages[s].default = chosen[s]
-    if litert and kind == "act":
-        try:
-            with torch.no_grad():
-                path = litert_export.export_act_vision(policy, out_dir / "vision.tflite")
-            stages["vision"].variants["litert-fp32"] = StageFile(file=path.name, backend="litert",
-                                                                 precision="fp32")
-            say("converted vision -> LiteRT")
-        except litert_export.Unsupported as exc:
-            say(f"LiteRT vision skipped: {exc}")
-    for spec in stages.values():
-        for var in spec.variants.values():
-            var.size_bytes = sum((out_dir / f).stat().st_size for f in (var.file, var.prep) if f)
-    manifest.save(out_dir)
-    load_manifest(out_dir)  # what we wrote must read back
-    return manifest
+
+
+def _add_litert_vision(policy, out_dir: Path, stages: dict[str, StageSpec],
+                       say: Callable[[str], None]) -> None:
+    """ACT's vision stage as a LiteRT variant too, where the converter can take it."""
+    import torch
+
+    try:
+        with torch.no_grad():
+            path = litert_export.export_act_vision(policy, out_dir / "vision.tflite")
+        stages["vision"].variants["litert-fp32"] = StageFile(file=path.name, backend="litert",
+                                                             precision="fp32")
+        say("converted vision -> LiteRT")
+    except litert_export.Unsupported as exc:
+        say(f"LiteRT vision skipped: {exc}")
 
 
 def _calibration_feeds(bundle_dir: Path, samples: list[Sample]) -> dict[str, list[dict]]:
