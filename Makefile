@@ -41,7 +41,7 @@ compare-modes: install
 
 soak: install
 	mkdir -p out
-	EDGEVLA_SOAK_S=600 EDGEVLA_SOAK_REPORT=out/soak.json $(PY) -m pytest -q -s tests/test_reliability.py $(PYTEST_ARGS)
+	EDGEVLA_SOAK_S=600 EDGEVLA_SOAK_REPORT=out/soak.json $(PY) -m pytest -q -s tests/system/test_reliability.py $(PYTEST_ARGS)
 	@echo "RSS report: out/soak.json"
 
 bench: install

@@ -4,7 +4,7 @@
 inference ships them; ``mp_queue`` is multiprocessing.Queue (pickle + pipe), the stdlib default.
 
 This module is the one place pickle is allowed: it is the baseline being measured, never a data
-path (tests/test_security.py names it).
+path (tests/system/test_security.py names it).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ end to end, for ACT and SmolVLA small configs, 2 threads (torch and ONNX Runtime
 Eager end to end is lerobot's own path (pre-processor -> predict_action_chunk -> post-processor);
 per-stage eager times run the PyTorch stage modules the graphs were exported from. Our end to end
 is `StageModel.predict` (numpy pre/post-processing included). Action errors are measured against
-the fp32 pipeline (itself equal to lerobot to ~1e-7 rad, see tests/test_export.py) on the same
+the fp32 pipeline (itself equal to lerobot to ~1e-7 rad, see tests/deploy/test_export.py) on the same
 noise, as max |error| in rad and as a fraction of each joint's range.
 """
 

@@ -298,7 +298,7 @@ def rope_without_scatter(x: torch.Tensor, positions: torch.Tensor,
     lerobot writes the rotated halves into ``torch.empty_like(x)`` by slice assignment, which
     the exporter turns into a zero constant plus two ScatterND per call: 15% of the fp32 denoise
     step's time in ONNX Runtime (measured on the small bench config), for nothing. Parity with
-    lerobot's function is tested (tests/test_export.py).
+    lerobot's function is tested (tests/deploy/test_export.py).
     """
     sin, cos = _rope_sin_cos(x, positions, max_wavelength)
     dtype = x.dtype

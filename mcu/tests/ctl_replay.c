@@ -1,5 +1,5 @@
 /* Replay a scripted link session through the firmware core, tick by tick, for the
- * hypothesis property tests (tests/test_mcu_properties.py).
+ * hypothesis property tests (tests/mcu/test_mcu_properties.py).
  *
  * stdin, one command per line:
  *   F <hex>      feed these link bytes (wire frames, or garbage) at the current time

@@ -11,7 +11,7 @@ class _InMemoryColumns:
     that formats whole rows, so a 100-step ACT window decodes 100 rows x 3 camera PNGs only to
     keep 600 floats: measured 78 ms per item here, the data worker's whole CPU share. Serving the
     small numeric columns from one tensor makes the same query ~0.1 ms; images, single rows and
-    everything else still go through the real dataset. Same values (tests/test_train.py).
+    everything else still go through the real dataset. Same values (tests/training/test_train.py).
     """
 
     def __init__(self, hf_dataset, keys: list[str]) -> None:

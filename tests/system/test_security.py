@@ -14,7 +14,7 @@ from edgevla.actors.wire.messages import Frame
 
 from runtime_helpers import actor_stats, replica, run_for, run_until, start_graph
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _free_port() -> int:

@@ -48,7 +48,7 @@ def test_good_graph_parses():
 
 
 def test_example_graphs_are_valid():
-    for path in sorted((Path(__file__).parents[1] / "graphs").glob("*.yaml")):
+    for path in sorted((Path(__file__).parents[2] / "graphs").glob("*.yaml")):
         load_graph(path)
 
 
@@ -133,7 +133,7 @@ def test_check_and_run_refuse_a_graph_whose_model_bundle_is_missing(tmp_path, ca
     naming file, line and actor, exit 2, and nothing is started."""
     from edgevla.actors.cli.main import main
 
-    shipped = Path(__file__).resolve().parents[1] / "graphs" / "sim.yaml"
+    shipped = Path(__file__).resolve().parents[2] / "graphs" / "sim.yaml"
     assert main(["check", str(shipped)]) == 0
     assert ": ok" in capsys.readouterr().out
     text = shipped.read_text()
@@ -156,7 +156,7 @@ def test_check_refuses_a_stage_pointed_at_a_bundle_of_another_policy(tmp_path, c
 
     _, smolvla = tiny_bundle("smolvla")
     capsys.readouterr()  # what building it printed
-    shipped = Path(__file__).resolve().parents[1] / "graphs" / "sim.yaml"
+    shipped = Path(__file__).resolve().parents[2] / "graphs" / "sim.yaml"
     bad = tmp_path / "sim.yaml"
     bad.write_text(shipped.read_text().replace("${GRAPH_DIR}/../../models/default/bundle", str(smolvla)))
     assert main(["check", str(bad)]) == 2

@@ -17,7 +17,7 @@ import pytest
 
 from edgevla.actors.cli.main import build_parser
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "README.md", ROOT / "models" / "default" / "README.md"]
 
 

@@ -101,7 +101,7 @@ def test_continuations_of_another_run_are_not_joined(tmp_path, caplog):
 def test_run_refuses_to_record_onto_an_existing_file(tmp_path, capsys):
     from pathlib import Path
 
-    shipped = Path(__file__).resolve().parents[1] / "graphs" / "skeleton.yaml"
+    shipped = Path(__file__).resolve().parents[2] / "graphs" / "skeleton.yaml"
     old = tmp_path / "old.mcap"
     old.write_bytes(MCAP_MAGIC)
     assert main(["run", str(shipped), "--duration", "1", "--headless", "--record", str(old)]) == 2

@@ -53,7 +53,7 @@ def test_verdict_fails_on_failed_never_healthy_or_kept_restarting():
 def test_run_exits_nonzero_and_names_the_error_of_a_crashing_actor(tmp_path, capsys):
     from edgevla.actors.cli.main import main
 
-    text = (Path(__file__).resolve().parents[1] / "graphs" / "skeleton.yaml").read_text()
+    text = (Path(__file__).resolve().parents[2] / "graphs" / "skeleton.yaml").read_text()
     assert "kind: counter_sink" in text
     graph = tmp_path / "crashing.yaml"
     graph.write_text(text.replace("kind: counter_sink", "kind: counter_sink\n    params: {crash_after: 1}")
@@ -73,7 +73,7 @@ def test_ctrl_c_stops_a_run_with_its_summary_and_no_traceback(tmp_path):
     import sys
     import time
 
-    graph = Path(__file__).resolve().parents[1] / "graphs" / "skeleton.yaml"
+    graph = Path(__file__).resolve().parents[2] / "graphs" / "skeleton.yaml"
     summary = tmp_path / "summary.json"
     proc = subprocess.Popen([sys.executable, "-m", "edgevla.actors.cli.main", "run", str(graph),
                              "--headless", "--summary-json", str(summary)],

@@ -29,7 +29,7 @@ from edgevla.actors.wire.bus import Publisher
 
 from runtime_helpers import run_for, run_until
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CAMERAS = ("cam/top", "cam/gripper", "cam/left")
 pytestmark = [pytest.mark.train, pytest.mark.timeout(900)]
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from edgevla.actors.recording.replay_setup import live_specs
 from edgevla.actors.runtime.graph import load_graph
 
-SIM = Path(__file__).resolve().parents[1] / "graphs" / "sim.yaml"
+SIM = Path(__file__).resolve().parents[2] / "graphs" / "sim.yaml"
 
 
 def test_live_actors_of_the_shipped_graph_get_expanded_params_and_no_device():

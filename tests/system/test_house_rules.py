@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FOLDERS = ("actors", "training", "deploy", "firmware_bridge")
 MAX_FILE_LINES = 500
 MAX_FUNCTION_LINES = 80
