@@ -30,6 +30,7 @@ import numpy as np
 from edgevla.deploy.bundle import board_files
 
 FORMAT = "edgevla-model-bundle"
+MANIFEST_FILE = "manifest.json"
 VERSION = 1
 POLICIES = {"act": ("vision", "decoder"), "smolvla": ("vision", "prefill", "denoise")}
 PRECISIONS = ("fp32", "int8", "int8-dynamic", "int8-static", "int4")
@@ -133,7 +134,7 @@ class Manifest:
         return d
 
     def save(self, bundle_dir: str | Path) -> Path:
-        path = Path(bundle_dir) / "manifest.json"
+        path = Path(bundle_dir) / MANIFEST_FILE
         path.write_text(json.dumps(self.to_json(), indent=1))
         return path
 
@@ -150,7 +151,7 @@ def _req(d: dict, key: str, where: str, kind: type | tuple[type, ...]) -> Any:
 def load_manifest(bundle_dir: str | Path, check_files: bool = True) -> Manifest:
     """Read and validate ``bundle_dir/manifest.json``; errors name the field that is wrong."""
     bundle_dir = Path(bundle_dir)
-    path = bundle_dir / "manifest.json"
+    path = bundle_dir / MANIFEST_FILE
     if not path.is_file():
         raise BundleError(f"{bundle_dir}: not a model bundle (no manifest.json)")
     try:
@@ -334,7 +335,7 @@ def _write_bundle_files(out: Path, model_dir: Path, manifest: Manifest, tgt: "Bo
     import yaml
 
     (out / "model").mkdir(parents=True)
-    shutil.copy2(model_dir / "manifest.json", out / "model" / "manifest.json")
+    shutil.copy2(model_dir / MANIFEST_FILE, out / "model" / MANIFEST_FILE)
     for spec in manifest.stages.values():
         for var in spec.variants.values():
             for f in (var.file, var.prep):

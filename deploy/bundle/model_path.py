@@ -11,11 +11,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-MANIFEST = "manifest.json"
-
+from edgevla.deploy.bundle.manifest import MANIFEST_FILE
 
 def is_bundle(path: str | os.PathLike[str]) -> bool:
-    return (Path(path) / MANIFEST).is_file()
+    return (Path(path) / MANIFEST_FILE).is_file()
 
 
 def model_path(value: str | os.PathLike[str], graph_dir: str | os.PathLike[str] | None = None) -> Path:
@@ -32,7 +31,7 @@ def require_bundle(value: str | os.PathLike[str], graph_dir: str | os.PathLike[s
     p = model_path(value, graph_dir)
     if not is_bundle(p):
         raise FileNotFoundError(f"{who}: params.model {str(value)!r} -> {p} is not a model "
-                                f"bundle (no {MANIFEST}); export one with `edgevla export`")
+                                f"bundle (no {MANIFEST_FILE}); export one with `edgevla export`")
     return p
 
 
