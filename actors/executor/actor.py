@@ -72,8 +72,6 @@ RUNTIME_PARAMS = KNOWN_PARAMS - {"mcu_port", "governor", "joint_min", "joint_max
 
 
 def _default_link_factory(port: str) -> Any:
-    # imported here: the bridge is optional and the executor must run without it
-
     link = McuLink(port).start()
     try:  # estimate the M7 clock now, so the first tick does not wait for ping round trips
         link.sync_clock()
@@ -116,6 +114,7 @@ class ExecutorActor(Actor):
         self.last_link_error = ""
         self.latency_ms_last: float | None = None
         self._last_mcu_state_ns = 0
+        self._bus_state = False
         port = self._params.get("mcu_port")
         if port:
             self.link = self._link_factory(str(port))
@@ -146,10 +145,14 @@ class ExecutorActor(Actor):
         state = inputs.get("state")
         if isinstance(state, RobotState):
             self.core.set_measured(state.joints)
+            self._bus_state = True
         mcu_state = self._mcu_state()
         if mcu_state is not None:
             out["robot_state"] = mcu_state
-            if not isinstance(state, RobotState):
+            # Once a state input arrives it is the one source of the measured joints: the M7's
+            # reports are not on the bus, and a replay, which has no M7, must see what the
+            # executor saw.
+            if not self._bus_state:
                 self.core.set_measured(mcu_state.joints)
         chunk = inputs.get("chunks")
         if isinstance(chunk, ActionChunk):

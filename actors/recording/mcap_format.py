@@ -35,8 +35,8 @@ MCAP_MAGIC = b"\x89MCAP0\r\n"  # the first 8 bytes of every MCAP file (spec: "Ma
 MESSAGE_ENCODING = "msgpack"
 SCHEMA_ENCODING = "jsonschema"
 PROFILE = "edgevla"
-# Channels of records that are not bus messages (step traces of the in-process driver).
-TRACE_PREFIX = "_trace/"
+# Channels `messages.TRACE_PREFIX` + actor hold step records, not bus messages: msgpack
+# {actor, t_ns, inputs} (`messages.StepTrace`'s fields).
 
 
 def pack_frames(header: bytes | memoryview, buffers: list[Any]) -> bytes:

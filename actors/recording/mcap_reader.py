@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from edgevla.actors.recording.mcap_format import MCAP_MAGIC, MESSAGE_ENCODING, TRACE_PREFIX, unpack_frames
+from edgevla.actors.recording.mcap_format import MCAP_MAGIC, MESSAGE_ENCODING, unpack_frames
 from edgevla.actors.wire.codec import decode, decode_header
-from edgevla.actors.wire.messages import Message
+from edgevla.actors.wire.messages import TRACE_PREFIX, Message
 
 log = logging.getLogger("edgevla.recorder")
 

@@ -29,11 +29,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgevla.actors.recording.mcap_format import TRACE_PREFIX
 from edgevla.actors.recording.mcap_writer import McapRecording, next_free_path
 from edgevla.actors.runtime.actor import Actor
 from edgevla.actors.wire.clock import Clock
 from edgevla.actors.wire.codec import encode
+from edgevla.actors.wire.messages import TRACE_PREFIX, StepTrace
 
 log = logging.getLogger("edgevla.recorder")
 
@@ -186,7 +186,8 @@ class RecorderActor(Actor):
     def _wanted(self, topic: str) -> bool:
         if topic in self._exclude:
             return False
-        return self._topics is None or topic in self._topics
+        # step traces go with what they describe: a replay of the recorded topics needs them
+        return self._topics is None or topic in self._topics or topic.startswith(TRACE_PREFIX)
 
     def step(self, clock: Clock, inputs: dict[str, Any]) -> None:
         now = clock.now_ns()
@@ -197,6 +198,9 @@ class RecorderActor(Actor):
                 continue
             for msg in (value if isinstance(value, list) else [value]):
                 t_recv = getattr(msg, "t_recv_ns", None) or now
+                if isinstance(msg, StepTrace):  # an actor's step, published for the recording
+                    items.append((msg.t_pub_ns, None, (msg.actor, msg.record()), t_recv))
+                    continue
                 items.append((msg.t_pub_ns, topic, encode(topic, msg), t_recv))
         items.sort(key=lambda it: it[0])  # causal order across topics within one step
         if self._thread is None:

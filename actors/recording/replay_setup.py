@@ -12,31 +12,33 @@ from typing import Any, Iterable
 
 import msgpack
 
-from edgevla.actors.recording.mcap_format import TRACE_PREFIX
 from edgevla.actors.recording.mcap_reader import RecordedMessage, read_recording, recording_files
 from edgevla.actors.runtime.graph import expand_placeholders
 from edgevla.actors.runtime.inprocess import ActorSpec, actor_specs
+from edgevla.actors.wire.messages import TRACE_PREFIX, StepTrace
 
 
 def load_recording(path: str | Path, topics: list[str] | None = None
-                   ) -> tuple[list[RecordedMessage], dict[str, list[int]]]:
+                   ) -> tuple[list[RecordedMessage], dict[str, list[StepTrace]]]:
     """Messages of a recording (with its rotated / restarted continuations), in t_pub order,
-    plus the step traces: actor -> sorted step times."""
+    plus the step traces: actor -> its steps in time order."""
     files = recording_files(path)
     if not files:
         raise FileNotFoundError(f"{path}: no such recording")
     msgs: list[RecordedMessage] = []
-    traces: dict[str, list[int]] = {}
+    traces: dict[str, list[StepTrace]] = {}
     for f in files:
         for m in read_recording(f, include_internal=True):
             if m.topic.startswith(TRACE_PREFIX):
                 rec = msgpack.unpackb(bytes(m.frames[0]), raw=False)
-                traces.setdefault(str(rec["actor"]), []).append(int(rec["t_ns"]))
+                actor = str(rec["actor"])
+                traces.setdefault(actor, []).append(
+                    StepTrace(actor=actor, t_ns=int(rec["t_ns"]), inputs=rec.get("inputs") or {}))
             elif topics is None or m.topic in topics:
                 msgs.append(m)
     msgs.sort(key=lambda m: (m.publish_time_ns, m.log_time_ns))
     for t in traces.values():
-        t.sort()
+        t.sort(key=lambda s: s.t_ns)
     return msgs, traces
 
 

@@ -6,8 +6,12 @@ the recording. The result does not depend on machine speed.
 
 How an actor's steps are reconstructed (in this order):
 
-1. a step trace ``_trace/<actor>`` in the recording (written by the in-process driver: the step
-   time and the (topic, producer, seq) of every input consumed) gives the exact step times;
+1. a step trace ``_trace/<actor>`` in the recording gives each step's time and the (topic,
+   producer, seq) of every message it consumed. The in-process driver writes one per step;
+   so does the multi-process runtime for every actor with inputs while a recorder runs
+   (`messages.StepTrace`: the time is the step's first clock reading). A traced step is fed
+   exactly the messages it consumed, so a wall-clock run replays as exactly as an in-process
+   one, except for steps that consumed a message sent before the recorder connected;
 2. otherwise, for an executor (outputs `JointCommand`), ``t_target_ns - link_latency_ms``
    of each recorded command: the exact clock value its step read, also in a wall-clock run;
 3. otherwise, for a rate-driven actor, its recorded outputs' ``t_pub_ns`` (minus the modelled
@@ -15,13 +19,11 @@ How an actor's steps are reconstructed (in this order):
 4. otherwise it steps at the graph's ``rate_hz`` from the first recorded message (or, trigger
    driven, on each message of its trigger input).
 
-Inputs follow the driver's delivery rule (visible ``delivery_ns`` after ``t_pub_ns``), which is
-the rule the in-process run used, so for an in-process recording step replay is bit-exact. For
-a recording of a multi-process wall-clock run the step times come from (2) or (3); which
-inputs a step saw is then inferred from ``t_pub_ns + delivery_ns``, so a message published
-within one bus hop of a step may land one step early or late, and for actors other than the
-executor the clock read inside a step is not on the wire at all: close, but not guaranteed
-bit-exact (`replay_compare` says how close).
+Untraced steps get their inputs by the driver's delivery rule (visible ``delivery_ns`` after
+``t_pub_ns``). For a wall-clock recording without traces (made before they existed) a message
+published within one bus hop of a step may then land one step early or late, and a stage that
+skipped messages while busy is fed every one: close, not bit-exact (`replay_compare` says how
+close).
 
 ``--replace`` suppresses the recorded messages of the replaced actors' output topics; the live
 actors' outputs are kept apart (`StepReplay.replayed`) to be compared with them.
@@ -42,6 +44,8 @@ from edgevla.actors.runtime.actor import Actor
 from edgevla.actors.runtime.inprocess import ActorSpec, InProcessGraph, Published, actor_specs
 from edgevla.actors.runtime.registry import resolve
 from edgevla.actors.wire.clock import VirtualClock
+from edgevla.actors.wire.codec import decode
+from edgevla.actors.wire.messages import StepTrace
 
 
 @dataclass
@@ -57,16 +61,18 @@ class StepReplay:
     missing_inputs: dict[str, list[str]] = field(default_factory=dict)  # actor -> topics
     # topic -> (step time of each recorded message, of each replayed message), when known
     pair_keys: dict[str, tuple[list[int], list[int]]] = field(default_factory=dict)
+    # actor -> traced steps with a consumed message the replay did not have (fed by the rule)
+    inputs_not_found: dict[str, int] = field(default_factory=dict)
 
 
-def _tick_times(name: str, spec: ActorSpec, cls: type[Actor], traces: dict[str, list[int]],
-                recorded_out: list[RecordedMessage], latency_ns: int
-                ) -> tuple[list[int] | None, str]:
+def _tick_times(name: str, spec: ActorSpec, cls: type[Actor],
+                traces: dict[str, list[StepTrace]], recorded_out: list[RecordedMessage],
+                latency_ns: int) -> tuple[list[int] | None, str]:
+    if traces.get(name):
+        return [s.t_ns for s in traces[name]], "step trace"
     trig = cls.trigger if cls.trigger and cls.trigger in spec.inputs else None
     if trig is not None:
         return None, f"trigger ({trig})"
-    if traces.get(name):
-        return traces[name], "step trace"
     hinted = [m for m in recorded_out if m.schema == "joint_command"]
     if hinted:
         # An executor's command targets now + link_latency: the exact clock reading of its step,
@@ -86,7 +92,7 @@ def _tick_times(name: str, spec: ActorSpec, cls: type[Actor], traces: dict[str, 
 
 
 def replay_step(messages: list[RecordedMessage], graph: Any, replace: Iterable[str], *,
-                traces: dict[str, list[int]] | None = None,
+                traces: dict[str, list[StepTrace]] | None = None,
                 overrides: dict[str, dict[str, Any]] | None = None,
                 kinds: dict[str, type[Actor]] | None = None, delivery_ns: int = 1000,
                 latency_ns: dict[str, int] | None = None,
@@ -116,15 +122,16 @@ def replay_step(messages: list[RecordedMessage], graph: Any, replace: Iterable[s
             if tt:
                 t_start = min(t_start, tt[0])
                 t_end = max(t_end, tt[-1])
-    pinned = 0
-    if not traces:
-        external, pinned = _pin_chunks(external, live, by_topic, delivery_ns)
+    untraced = {n: s for n, s in live.items() if not traces.get(n)}
+    external, pinned = _pin_chunks(external, untraced, by_topic, delivery_ns)
     if pinned:
         source = {k: v + f", {pinned} chunk arrivals pinned by chunk_seq" if "command" in v else v
                   for k, v in source.items()}
+    # a traced step is fed what it consumed in the recording, not what the delivery rule infers
+    step_inputs = {n: {s.t_ns: s.inputs for s in traces[n]} for n in live if traces.get(n)}
     g = InProcessGraph(live, clock=VirtualClock(t_start), kinds=kinds, delivery_ns=delivery_ns,
                        latency_ns=latency_ns, tick_times=ticks, external=external,
-                       start_ns=t_start, on_message=on_message)
+                       start_ns=t_start, on_message=on_message, step_inputs=step_inputs)
     try:
         # advance in slices so a progress bar can follow long recordings
         n = 200
@@ -139,18 +146,7 @@ def replay_step(messages: list[RecordedMessage], graph: Any, replace: Iterable[s
     for p in g.published:
         if p.source:
             replayed.setdefault(p.topic, []).append(p)
-    pair_keys: dict[str, tuple[list[int], list[int]]] = {}
-    originals = actor_specs(graph)
-    for name, spec in live.items():
-        lat = latency_ns.get(name, 0)
-        for topic in spec.outputs.values():
-            recs = by_topic.get(topic, [])
-            reps = replayed.get(topic, [])
-            # with step traces the replay runs every recorded step: position pairs exactly
-            if not traces.get(name) and recs and all(m.schema == "joint_command" for m in recs):
-                link = int(round(float(originals[name].params.get("link_latency_ms", 0.0)) * 1e6))
-                pair_keys[topic] = ([int(m.decode().t_target_ns) - link for m in recs],
-                                    [p.t_pub_ns - lat for p in reps])
+    pair_keys = _pair_keys(live, actor_specs(graph), by_topic, replayed, latency_ns)
     missing = {name: sorted(t for t in spec.inputs.values()
                             if t != "*" and t not in by_topic and t not in suppressed)
                for name, spec in live.items()}
@@ -158,7 +154,42 @@ def replay_step(messages: list[RecordedMessage], graph: Any, replace: Iterable[s
                       recorded={t: by_topic.get(t, []) for t in suppressed},
                       steps=dict(g.steps), tick_source=source, t_start_ns=t_start,
                       t_end_ns=t_end, missing_inputs={k: v for k, v in missing.items() if v},
-                      pair_keys=pair_keys)
+                      pair_keys=pair_keys, inputs_not_found=dict(g.inputs_not_found))
+
+
+def _pair_keys(live: dict[str, ActorSpec], originals: dict[str, ActorSpec],
+               by_topic: dict[str, list[RecordedMessage]], replayed: dict[str, list[Published]],
+               latency_ns: dict[str, int]) -> dict[str, tuple[list[int], list[int]]]:
+    """What pairs a recorded output with its replayed twin, per topic, so that a recording
+    which begins between two steps, or a step the replay lacks, shifts nothing: a command's
+    step (``t_target_ns`` - link latency), else the capture time of the data it derives from,
+    else its ``seq`` (the stages and the executor number their outputs themselves), each only
+    where it names one message on both sides; topics with none of them pair in order."""
+    keys: dict[str, tuple[list[int], list[int]]] = {}
+    for name, spec in live.items():
+        lat = latency_ns.get(name, 0)
+        for topic in spec.outputs.values():
+            recs = by_topic.get(topic, [])
+            reps = replayed.get(topic, [])
+            if recs and all(m.schema == "joint_command" for m in recs):
+                link = int(round(float(originals[name].params.get("link_latency_ms", 0.0)) * 1e6))
+                keys[topic] = ([int(m.decode().t_target_ns) - link for m in recs],
+                               [p.t_pub_ns - lat for p in reps])
+                continue
+            rec_msgs = [m.decode() for m in recs]
+            rep_msgs = [decode(p.frames)[1] for p in reps]
+            for key in ("t_capture_ns", "seq"):
+                rec_k = [int(getattr(m, key)) for m in rec_msgs]
+                rep_k = [int(getattr(m, key)) for m in rep_msgs]
+                if _names_one(rec_k) and _names_one(rep_k):
+                    keys[topic] = (rec_k, rep_k)
+                    break
+    return keys
+
+
+def _names_one(keys: list[int]) -> bool:
+    """Every key set (non-zero) and none shared by two messages."""
+    return all(keys) and len(set(keys)) == len(keys)
 
 
 def _pin_chunks(external: list[RecordedMessage], live: dict[str, ActorSpec],

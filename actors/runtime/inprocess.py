@@ -33,14 +33,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-import msgpack
-
 from edgevla.actors.runtime.actor import Actor
 from edgevla.actors.runtime.graph import load_graph
 from edgevla.actors.runtime.registry import resolve
 from edgevla.actors.wire.clock import Clock, VirtualClock
 from edgevla.actors.wire.codec import decode, encode
-from edgevla.actors.wire.messages import Message
+from edgevla.actors.wire.messages import Message, StepTrace
 
 
 @dataclass
@@ -110,6 +108,27 @@ class _Event:
     data: Any = field(compare=False)
 
 
+class _SeenMessages:
+    """The newest delivered messages of some topics by (producer, seq): where a recorded step
+    finds what it consumed. Bounded: a step consumes what arrived since the one before it."""
+
+    KEEP = 512  # per topic; a step never consumes a message this many messages old
+
+    def __init__(self, topics: set[str]) -> None:
+        self._by_topic: dict[str, dict[tuple[str, int], Any]] = {t: {} for t in topics}
+
+    def add(self, topic: str, msg: Message) -> None:
+        seen = self._by_topic.get(topic)
+        if seen is None:
+            return
+        seen[(msg.producer, int(msg.seq))] = msg
+        if len(seen) > self.KEEP:
+            del seen[next(iter(seen))]  # dicts keep insertion order: the oldest goes
+
+    def get(self, topic: str, producer: str, seq: int) -> Message | None:
+        return self._by_topic.get(topic, {}).get((producer, int(seq)))
+
+
 def _frames_copy(frames: list[Any]) -> list[Any]:
     """Own every buffer (an actor may reuse its arrays after returning them)."""
     return [frames[0], frames[1], *[bytes(memoryview(b).cast("B")) if memoryview(b).ndim != 1
@@ -124,7 +143,12 @@ class InProcessGraph:
                  tick_times: dict[str, Iterable[int]] | None = None,
                  external: Iterable[Any] | None = None, start_ns: int | None = None,
                  on_message: Callable[[Published], None] | None = None,
-                 keep_published: bool = True) -> None:
+                 keep_published: bool = True,
+                 step_inputs: dict[str, dict[int, dict[str, list[list[Any]]]]] | None = None
+                 ) -> None:
+        """``step_inputs``: actor -> step time -> the messages ({port: [[topic, producer,
+        seq], ...]}) it consumed at that step in a recorded run; such a step gets exactly those
+        (found among the messages delivered so far) instead of the delivery rule's."""
         self.specs = actor_specs(graph)
         self.clock = clock if clock is not None else VirtualClock(start_ns or 0)
         self.delivery_ns = int(delivery_ns)
@@ -157,6 +181,11 @@ class InProcessGraph:
         self._order = 0
         self._index = {n: i for i, n in enumerate(self.specs)}
         self._trigger_pending: set[tuple[str, int]] = set()
+        self.step_inputs = step_inputs or {}
+        self._seen = _SeenMessages({t for steps in self.step_inputs.values()
+                                    for ins in steps.values() for keys in ins.values()
+                                    for t, *_ in keys})
+        self.inputs_not_found: dict[str, int] = {}
         t0 = self.clock.now_ns() if start_ns is None else int(start_ns)
         tick_times = tick_times or {}
         self._ticks: dict[str, Iterable[int] | None] = {}
@@ -216,6 +245,7 @@ class InProcessGraph:
         _, msg = decode(pub.frames)
         msg.t_recv_ns = t  # type: ignore[attr-defined]  # the recorder's log_time
         key = [pub.topic, msg.producer, msg.seq]
+        self._seen.add(pub.topic, msg)
         for name, port in targets:
             actor = self.actors[name]
             mail = self._mail[name]
@@ -238,16 +268,37 @@ class InProcessGraph:
         actor = self.actors[name]
         inputs, self._mail[name] = self._mail[name], {}
         consumed, self._consumed[name] = self._consumed[name], {}
+        recorded = self.step_inputs.get(name, {}).get(t)
+        if recorded is not None:
+            inputs, consumed = self._recorded_inputs(name, recorded, inputs)
         outputs = actor.step(self.clock, inputs)
         self.steps[name] += 1
         if self._recorders and name not in self._recorders:
-            trace = msgpack.packb({"actor": name, "t_ns": t, "inputs": consumed},
-                                  use_bin_type=True)
+            trace = StepTrace(actor=name, t_ns=t, inputs=consumed).record()
             for r in self._recorders:
                 self.actors[r].write_trace(name, trace, t)  # type: ignore[attr-defined]
         if outputs:
             self._publish(name, t, outputs)
         self._next_tick(name, t)
+
+    def _recorded_inputs(self, name: str, recorded: dict[str, list[list[Any]]],
+                         mail: dict[str, Any]) -> tuple[dict[str, Any], dict[str, list[Any]]]:
+        """The messages a recorded step consumed; a port whose message is not here (published
+        by another live actor under another name) keeps what the delivery rule gave it."""
+        collect = self.actors[name].collect_all
+        inputs: dict[str, Any] = {}
+        consumed: dict[str, list[Any]] = {}
+        for port, keys in recorded.items():
+            found = [m for m in (self._seen.get(*k) for k in keys) if m is not None]
+            if len(found) < len(keys):
+                self.inputs_not_found[name] = self.inputs_not_found.get(name, 0) + 1
+                if port in mail:
+                    inputs[port] = mail[port]
+                continue
+            if found:
+                inputs[port] = found if collect else found[-1]
+                consumed[port] = [list(k) for k in keys]
+        return inputs, consumed
 
     def _publish(self, name: str, t: int, outputs: dict[str, Any]) -> None:
         spec = self.specs[name]
@@ -307,7 +358,6 @@ class InProcessGraph:
 
     def flush_collectors(self) -> None:
         """Give every ``inputs: "*"`` actor (a recorder) what it has not stepped on yet."""
-        t = self.clock.now_ns()
         # messages published but not yet delivered (in flight at the end of the run)
         for ev in sorted(e for e in self._heap if e.kind == "deliver"):
             pub = ev.data

@@ -29,10 +29,10 @@ import zmq
 from edgevla.actors.runtime.actor import Actor
 from edgevla.actors.runtime.registry import resolve
 from edgevla.actors.wire.bus import BusCounters, CurveKeys, Publisher, Subscriber, bind, serve_requests
-from edgevla.actors.wire.clock import WallClock
+from edgevla.actors.wire.clock import StepWallClock
 from edgevla.actors.wire.codec import encode
 from edgevla.actors.wire.control import ActorCommand
-from edgevla.actors.wire.messages import Heartbeat, Message
+from edgevla.actors.wire.messages import TRACE_PREFIX, Heartbeat, Message, StepTrace
 
 log = logging.getLogger("edgevla.runtime")
 
@@ -64,6 +64,7 @@ class ProcessSpec:
     nice: int = 0
     realtime_priority: int = 0
     curve: dict[str, str] | None = None  # z85 public/secret of this process + server public
+    trace_steps: bool = False  # publish a StepTrace per step (a recorder runs: replay needs them)
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self), indent=1))
@@ -119,7 +120,7 @@ class ActorProcess:
     def __init__(self, spec: ProcessSpec, actor: Actor) -> None:
         self.spec = spec
         self.actor = actor
-        self.clock = WallClock()
+        self.clock = StepWallClock()
         self.rate_hz = spec.rate_hz
         self.counters = BusCounters()
         self.loop = LoopStats()
@@ -161,6 +162,13 @@ class ActorProcess:
             self.topic_ports.setdefault(topic, []).append(port)
         self.trigger = actor.trigger if actor.trigger in spec.inputs else None
         self.pending: dict[str, Any] = {}
+        # Step traces ride on one of the actor's own PUB sockets (the recorder subscribes to
+        # every topic; other consumers filter by their topic): an actor without inputs or
+        # without a PUB output has nothing a replay could feed it.
+        trace_pubs = [p for t, p in self.pubs.items() if t not in spec.push_topics]
+        self._trace_pub = trace_pubs[0] if spec.trace_steps and spec.inputs and trace_pubs \
+            and "*" not in spec.inputs.values() else None
+        self._consumed: dict[str, list[list[Any]]] = {}
         self._hb_seq = 0
 
     # ------------------------------------------------------------------ inputs
@@ -185,6 +193,12 @@ class ActorProcess:
                     if port in self.pending:
                         self.counters.skipped[topic] += 1
                     self.pending[port] = msg
+                if self._trace_pub is not None:
+                    key = [topic, msg.producer, int(msg.seq)]
+                    if self.actor.collect_all:
+                        self._consumed.setdefault(port, []).append(key)
+                    else:
+                        self._consumed[port] = [key]
 
     # ------------------------------------------------------------------ outputs
     def _publish(self, outputs: dict[str, Any] | None) -> None:
@@ -200,11 +214,23 @@ class ActorProcess:
 
     def step_once(self) -> None:
         inputs, self.pending = self.pending, {}
+        self.clock.begin_step()
         t0 = time.monotonic_ns()
         outputs = self.actor.step(self.clock, inputs)
         t1 = time.monotonic_ns()
         self.loop.record(t0, t1)
+        if self._trace_pub is not None:
+            self._trace(self.clock.first_read_ns or t0)
         self._publish(outputs)
+
+    def _trace(self, t_ns: int) -> None:
+        """Which messages this step consumed, and the clock reading it acted on, for the
+        recorder. Sent before the outputs; not counted as the actor's output."""
+        consumed, self._consumed = self._consumed, {}
+        topic = TRACE_PREFIX + self.spec.actor
+        trace = StepTrace(actor=self.spec.actor, t_ns=int(t_ns), inputs=consumed,
+                          producer=self._trace_pub.producer, t_pub_ns=time.monotonic_ns())
+        self._trace_pub.send_raw(encode(topic, trace))
 
     # ------------------------------------------------------------------ control
     def stats(self) -> dict[str, Any]:

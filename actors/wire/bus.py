@@ -249,6 +249,12 @@ class Subscriber:
             shm_reader = _shm.ShmReader(borrow=True)
         self.shm = shm_reader  # None: the process's default reader, when a message needs one
         self.sock.setsockopt(zmq.LINGER, 0)
+        # A producer that binds after we connect is retried every RECONNECT_IVL (100 ms by
+        # default), and a PUB drops what it sends until the connection is made: 10 ms keeps a
+        # recorder's first missed messages to a step or two. No exponential back-off
+        # (RECONNECT_IVL_MAX stays 0): a producer started seconds later, after the M7, would
+        # otherwise wait up to the back-off's ceiling to be heard.
+        self.sock.setsockopt(zmq.RECONNECT_IVL, 10)
         apply_curve(self.sock, curve, server=False)
         self.topics = {t.encode(): t for t in topics}
         if kind == zmq.SUB:

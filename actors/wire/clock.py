@@ -28,6 +28,23 @@ class WallClock:
             time.sleep(dt)
 
 
+class StepWallClock(WallClock):
+    """Wall time that remembers its first reading since `begin_step`: the instant a step acted
+    on, which a step trace records and a replay's virtual clock shows that step again."""
+
+    def __init__(self) -> None:
+        self.first_read_ns: int | None = None
+
+    def begin_step(self) -> None:
+        self.first_read_ns = None
+
+    def now_ns(self) -> int:
+        t = time.monotonic_ns()
+        if self.first_read_ns is None:
+            self.first_read_ns = t
+        return t
+
+
 class VirtualClock:
     """A clock that only moves when told to; sleeping advances it instantly."""
 

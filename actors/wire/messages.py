@@ -11,6 +11,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import msgpack
 import numpy as np
 
 SCHEMA_VERSION = 2
@@ -126,10 +127,31 @@ class Heartbeat(Message):
     stats: dict[str, Any] = field(default_factory=dict)
 
 
+# Step traces go on topic TRACE_PREFIX + actor; a recorder keeps them apart from bus messages.
+TRACE_PREFIX = "_trace/"
+
+
+@dataclass(kw_only=True)
+class StepTrace(Message):
+    """One step of an actor, published only while a recorder runs: when it stepped (its first
+    clock reading) and which messages it consumed, so a replay feeds it exactly those."""
+
+    SCHEMA: ClassVar[str] = "step_trace"
+    actor: str
+    t_ns: int
+    inputs: dict[str, list[list[Any]]] = field(default_factory=dict)  # port -> [[topic,
+    # producer, seq], ...]
+
+    def record(self) -> bytes:
+        """The step as a recording stores it (channel ``TRACE_PREFIX + actor``)."""
+        return msgpack.packb({"actor": self.actor, "t_ns": int(self.t_ns),
+                              "inputs": self.inputs}, use_bin_type=True)
+
+
 MESSAGE_TYPES: dict[str, type[Message]] = {
     cls.SCHEMA: cls
     for cls in (Frame, Observation, Features, Prefix, ActionChunk, RobotState, JointCommand,
-                Request, Command, Heartbeat)
+                Request, Command, Heartbeat, StepTrace)
 }
 
 

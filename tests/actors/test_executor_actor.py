@@ -129,6 +129,32 @@ def test_forwards_to_the_m7_through_the_bridge_and_survives_link_faults():
     assert link.closed
 
 
+def test_the_state_input_once_heard_is_the_only_source_of_the_measured_joints():
+    """The M7's reports are not on the bus: were they mixed in, a replay (no M7) would see
+    another arm than the executor did."""
+    from types import SimpleNamespace
+
+    class ReportingLink(FakeLink):
+        def __init__(self, port):
+            super().__init__(port)
+            self.t = 0
+
+        def latest_state(self):
+            self.t += 1  # a new report every tick, the arm at 0.5 rad
+            return SimpleNamespace(t_host_ns=self.t, measured=[0.5] * 6, commanded=[0.5] * 6,
+                                   faults=0)
+
+    a = make({"mcu_port": "/dev/ttyRPMSG30"}, link_factory=ReportingLink)
+    clock = VirtualClock(BASE)
+    out = a.step(clock, {})
+    assert "robot_state" in out and a.core._measured[0] == 0.5  # no state input yet: the M7
+    a.step(clock, {"state": RobotState(joints=np.full(6, 0.1, np.float32))})
+    assert a.core._measured[0] == pytest.approx(0.1)
+    clock.set_ns(BASE + TICK)
+    out = a.step(clock, {})  # a tick with an M7 report and no new state message
+    assert "robot_state" in out and a.core._measured[0] == pytest.approx(0.1)
+
+
 def test_governor_publishes_control_commands():
     a = make({"request_threshold": 0.5, "governor": {
         "enabled": True, "ema_alpha": 1.0, "cooldown_ms": 0,
