@@ -51,7 +51,8 @@ def add_parser(sub) -> None:
     p = sub.add_parser("bench", help="run a benchmark: table + JSON (rows, summary)",
                        description="Run one benchmark. Each measures its baseline in the same "
                                    "run and reports ratios. Known: " + ", ".join(sorted(BENCHES)))
-    p.add_argument("name", help="benchmark name: " + ", ".join(sorted(BENCHES)))
+    p.add_argument("name", choices=sorted(BENCHES), metavar="NAME",
+                   help="benchmark name: " + ", ".join(sorted(BENCHES)))
     p.add_argument("--quick", action="store_true", help="small sizes, about a minute")
     p.add_argument("--json", metavar="PATH", help="write rows and summary as JSON here")
     p.set_defaults(func=_cmd_bench)

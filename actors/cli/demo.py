@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from rich.console import Console
 
 from edgevla.actors.cli.demo_sim import run_sim_demo
 from edgevla.actors.console.dashboard import status_table
+from edgevla.actors.console.output_files import write_json_whole
 from edgevla.actors.console.values import DURATION_S, LATENCY_MS
 from edgevla.actors.runtime.graph import load_graph
 from edgevla.actors.runtime.supervisor import Supervisor
@@ -27,7 +27,7 @@ def run_skeleton(out_dir: Path, duration_s: float) -> int:
     final = sup.final_status
     console.print(status_table(final, title="summary · skeleton"))
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "summary.json").write_text(json.dumps(final, indent=1, default=str))
+    write_json_whole(out_dir / "summary.json", final)
     sink = next(a for a in final["actors"] if a["actor"] == "sink")
     chunks = sink["actor_stats"].get("count", 0)
     console.print(f"chunks delivered end to end: {chunks}; summary: {out_dir / 'summary.json'}")

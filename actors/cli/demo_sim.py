@@ -25,6 +25,7 @@ from rich.table import Table
 
 from edgevla.actors.cli.demo_plots import plot_episode
 from edgevla.actors.console.dashboard import status_table
+from edgevla.actors.console.output_files import write_json_whole
 from edgevla.actors.recording.inspect import inspect_file, plot_timeline
 from edgevla.actors.recording.tap import add_recorder
 from edgevla.actors.runtime.graph import GraphConfig, expand_placeholders, load_graph
@@ -374,7 +375,7 @@ def run_once(cfg: SimDemoConfig, out_dir: Path, console: Console, live: bool) ->
         sup.run(cfg.duration_s, on_tick=tick)
     console.print(status_table(sup.final_status, title=f"actors at the end ({cfg.mode})"))
     summary = summarize(sup, manager.results, recording, out_dir, cfg, model_dir)
-    (out_dir / f"summary-{cfg.mode}.json").write_text(json.dumps(summary, indent=1, default=str))
+    write_json_whole(out_dir / f"summary-{cfg.mode}.json", summary)
     print_summary(console, summary)
     return summary
 
@@ -393,8 +394,7 @@ def run_sim_demo(out_dir: Path, duration_s: float | None = None, qemu: bool = Fa
                             latency_ms=latency_ms)
         summaries.append(run_once(cfg, out_dir, console, live=sys.stdout.isatty()))
     write_markdown(out_dir / "summary.md", summaries)
-    (out_dir / "summary.json").write_text(json.dumps(summaries if len(summaries) > 1
-                                                     else summaries[0], indent=1, default=str))
+    write_json_whole(out_dir / "summary.json", summaries if len(summaries) > 1 else summaries[0])
     if len(summaries) == 2:
         console.print(side_by_side(summaries))
     console.print(f"summary: {out_dir / 'summary.md'}, plots: {out_dir}/timeline-*.png")

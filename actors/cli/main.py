@@ -48,6 +48,12 @@ def main(argv: list[str] | None = None) -> int:
         # end with their summary; anywhere else it is a stop, not a crash: no traceback.
         print(f"\nedgevla {args.command}: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:
+        if not exc.filename:
+            raise
+        # a path the person gave that cannot be read or written: one line, not a traceback
+        print(f"edgevla {args.command}: {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return 2
     return int(rc or 0)
 
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
+from edgevla.actors.console.output_files import write_json_whole, write_text_whole
 from edgevla.actors.console.user_files import usable_file
 from edgevla.actors.recording.inspect import inspect_file, plot_timeline, print_inspection
 from edgevla.actors.recording.replay_compare import compare_replay, diff_report_json, dumps
@@ -159,15 +159,19 @@ def _replay_step(args, msgs, traces, graph, overrides) -> int:
                   f"(recorded with --topics?), so it never got them")
     con.print(f"stepped {', '.join(f'{a} x{res.steps[a]} ({res.tick_source[a]})' for a in res.live)}"
               f" over {span:.3f} s of recording")
+    for actor, n in res.inputs_not_found.items():
+        con.print(f"note: {actor}: {n} step(s) consumed a message the recording does not hold "
+                  f"(sent before the recorder connected, or by another replaced actor under "
+                  f"another name); those steps got what the delivery rule gives")
     report = {"live": res.live, "steps": res.steps, "tick_source": res.tick_source,
               "outputs": {t: len(v) for t, v in res.replayed.items()}}
     rc = 0
     if args.compare:
         diffs = compare_replay(res)
-        t = Table(title="live outputs vs recording")
+        t = Table(title="live outputs vs recording", title_justify="left")
         for c in ("topic", "recorded", "replayed", "paired", "bit-identical",
                   "same content", "differing", "max |diff|", "mean |diff|"):
-            t.add_column(c)
+            t.add_column(c, overflow="fold")  # narrow terminals fold cells, never cut numbers
         for d in diffs:
             t.add_row(d.topic, str(d.recorded), str(d.replayed), str(d.compared),
                       str(d.identical_frames) + (" (all)" if d.bit_identical else ""),
@@ -183,8 +187,7 @@ def _replay_step(args, msgs, traces, graph, overrides) -> int:
         out = write_replay_mcap(args.out, msgs, res)
         con.print(f"replayed run written to {out}")
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(dumps(report))
+        write_text_whole(args.json, dumps(report))
     return rc
 
 
@@ -204,7 +207,7 @@ def _replay_timed(args, msgs, graph, overrides) -> int:
     if args.json:
         from dataclasses import asdict
 
-        Path(args.json).write_text(json.dumps(asdict(stats), indent=1))
+        write_json_whole(args.json, asdict(stats))
     return 0
 
 
@@ -217,8 +220,7 @@ def _inspect(args) -> int:
         return 2
     print_inspection(ins)
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(ins.as_dict(), indent=1, default=str))
+        write_json_whole(args.json, ins.as_dict())
     if args.plot:
         out = plot_timeline(msgs, args.plot, title=Path(args.file).name)
         print(f"timeline written to {out}")

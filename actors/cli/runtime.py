@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from edgevla.actors.console.dashboard import status_table
+from edgevla.actors.console.output_files import write_json_whole
 from edgevla.actors.console.values import DURATION_S
 from edgevla.actors.recording.tap import add_recorder
 from edgevla.actors.runtime import run_verdict
@@ -71,8 +72,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     bad = run_verdict.problems(final, STARTUP_GRACE_S)
     final["verdict"] = {"ok": not bad, "problems": bad}
     if args.summary_json:
-        Path(args.summary_json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.summary_json).write_text(json.dumps(final, indent=1, default=str))
+        write_json_whole(args.summary_json, final)
     if bad:
         console.print(f"[bold red]run failed[/] ({len(bad)} problem(s)):")
         for line in bad:

@@ -3,12 +3,13 @@ JSON file with ``rows`` and a flat ``summary`` (written whole or not at all)."""
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from edgevla.actors.console.output_files import write_json_whole
 
 
 @dataclass
@@ -70,7 +71,4 @@ def write_json(path: Path, name: str, quick: bool, elapsed_s: float, res: BenchR
         "summary": res.summary,
         "notes": res.notes,
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(out, indent=2, default=str))
-    tmp.replace(path)  # whole or not at all
+    write_json_whole(path, out, indent=2)

@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from edgevla.actors.console.output_files import write_whole
+
 
 def png_path(path: str | os.PathLike) -> Path:
     """``path`` with ``.png`` added when it has no suffix (what matplotlib writes then)."""
@@ -18,13 +20,7 @@ def save_figure(fig: Any, path: str | os.PathLike, **savefig_kw: Any) -> Path:
     renamed into place, close it, and return the path written."""
     import matplotlib.pyplot as plt
 
-    out = png_path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}{out.suffix}")
     try:
-        fig.savefig(tmp, **savefig_kw)
-        os.replace(tmp, out)
+        return write_whole(png_path(path), lambda tmp: fig.savefig(tmp, **savefig_kw))
     finally:
-        tmp.unlink(missing_ok=True)
         plt.close(fig)
-    return out

@@ -10,7 +10,6 @@ SIGKILLed supervisor leaves no orphans.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
@@ -22,6 +21,7 @@ from typing import Any, Callable
 
 import zmq
 
+from edgevla.actors.console.output_files import write_json_whole
 from edgevla.actors.runtime import restart_policy
 from edgevla.actors.runtime.actor_wiring import ActorWiring
 from edgevla.actors.runtime.graph import ActorConfig, GraphConfig
@@ -359,8 +359,7 @@ class Supervisor:
             _shm.cleanup_pid(pid)
         self.final_status = {**final, **self.status()}
         (self.run_dir / SUPERVISOR_PID_FILE).unlink(missing_ok=True)
-        (self.run_dir / "status.json").write_text(json.dumps(self.final_status, indent=1,
-                                                             default=str))
+        write_json_whole(self.run_dir / "status.json", self.final_status)
         for s in (self.hb_sock, self.ctl_sock):
             s.close(linger=0)
         if self.control_sub:

@@ -122,3 +122,36 @@ def test_figures_are_png_whole_and_at_the_path_reported(tmp_path):
     out = save_figure(fig, tmp_path / "plots" / "timeline")
     assert out == tmp_path / "plots" / "timeline.png" and out.read_bytes()[:4] == b"\x89PNG"
     assert [p.name for p in (tmp_path / "plots").iterdir()] == ["timeline.png"]  # no temp left
+
+
+def test_an_output_that_cannot_be_written_is_one_line_naming_it(tmp_path, capsys):
+    from edgevla.actors.console.output_files import write_json_whole
+
+    # a failed write leaves the old file as it was and no temporary file
+    old = tmp_path / "summary.json"
+    old.write_text("{}")
+    with pytest.raises(TypeError):
+        write_json_whole(old, {"x": 1}, indent=object())  # fails half-way through the write
+    assert old.read_text() == "{}" and [p.name for p in tmp_path.iterdir()] == ["summary.json"]
+    # a destination that cannot exist: the command says which path, exit 2
+    assert main(["dataset", "map", "--out", "/proc/edgevla-no/map.png"]) == 2
+    assert _one_line(capsys) == "edgevla dataset: /proc/edgevla-no: No such file or directory"
+
+
+def test_an_unknown_benchmark_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["bench", "nosuch"])
+    assert exc.value.code == 2
+    assert "invalid choice: 'nosuch'" in _one_line(capsys)
+
+
+@pytest.mark.parametrize("cmd", ["train", "eval", "train-default"])
+def test_help_shows_each_default_once_and_never_none(cmd, capsys):
+    with pytest.raises(SystemExit):
+        main([cmd, "--help"])
+    text = capsys.readouterr().out
+    assert "(default: None)" not in text and "(default: False)" not in text
+    import re
+
+    # a help that names its default gets no second one
+    assert not re.search(r"\(default[^)]*\)\s*\(default", text)

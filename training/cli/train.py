@@ -5,7 +5,6 @@ torch, lerobot and mujoco are imported inside the handlers only (the CLI must st
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -15,6 +14,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from edgevla.actors.console.help_format import DefaultsHelpFormatter
 from edgevla.actors.console.values import number_list
 from edgevla.deploy.bundle.manifest import load_manifest
 from edgevla.deploy.bundle.model_path import is_bundle
@@ -53,7 +53,7 @@ def _add_train_parser(sub) -> None:
             "OUT/loss.json and OUT/loss.png. Run again with --resume to continue from "
             "OUT/checkpoints/last (e.g. with a larger --steps)."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     p.add_argument("--policy", choices=("act", "smolvla"), default=None, help="policy type (default act)")
     p.add_argument("--dataset", default=None, help="LeRobot dataset folder (meta/info.json inside)")
@@ -89,7 +89,7 @@ def _add_eval_parser(sub) -> None:
             "--mode async runs the executor core (blending, staleness by time) on a virtual clock "
             "with the inference latency simulated. Writes results.md and results.json."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     e.add_argument("--policy", required=True, help="training run / checkpoint folder, or exported bundle")
     e.add_argument("--episodes", type=int, default=20, help="test episodes (and val episodes unless --val-episodes)")
@@ -127,7 +127,7 @@ def _add_train_default_parser(sub) -> None:
             "record`, train a small ACT, evaluate it closed loop (sync and async), export it through "
             "deploy/ when available, and write OUT/README.md with the measured numbers and times."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     d.add_argument("--out", default="models/default")
     d.add_argument("--work", default="out/train-default", help="scratch folder (dataset, run, eval)")
