@@ -66,6 +66,7 @@ class CameraActor(Actor):
         self.outages = 0
         self.ended = False
         self._next_open_ns = 0
+        self._open_failed_logged = False
         self._open()
 
     def _open(self) -> bool:
@@ -105,7 +106,13 @@ class CameraActor(Actor):
                 return None
             self._next_open_ns = now + self.reconnect_ns
             if not self._open():
+                if not self._open_failed_logged:  # once an outage: it retries every second
+                    self._open_failed_logged = True
+                    log.error("%s: cannot open camera %s (%s); retrying every %.1fs", self.name,
+                              self.source, "no such device or busy" if self.device
+                              else "no such file or unreadable", self.reconnect_ns / 1e9)
                 return None
+            self._open_failed_logged = False
             self.reconnects += 1
             log.info("%s: camera %s is back", self.name, self.source)
         if not self.cap.grab():

@@ -15,7 +15,7 @@ from edgevla.actors.wire.control import ReplicaState
 # An actor that restarted this often in one run "kept restarting", whatever its final state.
 KEPT_RESTARTING = 3
 _ERROR_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Down|Interrupt)\b.*")
-_LOG_LINE = re.compile(r"^\S+ \S+ (ERROR|CRITICAL) ")
+_LOG_LINE = re.compile(r"^\S+ \S+ (\S+ )?(ERROR|CRITICAL) ")  # date time [actor.replica] LEVEL
 
 
 def last_error_line(log_text: str) -> str | None:
@@ -24,8 +24,10 @@ def last_error_line(log_text: str) -> str | None:
     found = None
     for line in log_text.splitlines():
         s = line.strip()
-        if _ERROR_LINE.match(s) or _LOG_LINE.match(s):
+        if _ERROR_LINE.match(s):
             found = s
+        elif m := _LOG_LINE.match(s):
+            found = s[m.start(2):]  # from the level on: the time and actor are known already
     return found[:300] if found else None
 
 
@@ -60,7 +62,7 @@ def problems(status: dict[str, Any], startup_grace_s: float = 30.0) -> list[str]
         elif a.get("restarts", 0) >= KEPT_RESTARTING:
             out.append(f"{name} kept restarting ({a['restarts']} restarts){why}")
         elif long_enough and a.get("outputs") and a.get("sent", 1) == 0:
-            out.append(f"{name} produced nothing on {', '.join(a['outputs'])}")
+            out.append(f"{name} produced nothing on {', '.join(a['outputs'])}{why}")
     return out
 
 

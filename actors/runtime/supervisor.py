@@ -355,6 +355,8 @@ class Supervisor:
                     if reply and reply.get("ok"):
                         r.last_stats = reply["stats"]
                 self._stop_replica(r)
+                if r.last_error is None:  # one that kept running may still have said why it
+                    r.last_error = tail_error(r.log_path)  # produced nothing
         for pid in self._pids:  # every process of the run is gone: none of theirs may stay
             _shm.cleanup_pid(pid)
         self.final_status = {**final, **self.status()}

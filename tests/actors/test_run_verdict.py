@@ -27,7 +27,11 @@ def test_last_error_line_is_the_exception_not_the_traceback_frames():
     assert last_error_line(LOG) == ("edgevla.firmware_bridge.link.connection.LinkDown: cannot open M7 "
                                     "link port '/dev/ttyRPMSG30'")
     assert last_error_line("2026-12-06 05:00:01,2 ERROR camera: no device /dev/video0\nbye\n") \
-        == "2026-12-06 05:00:01,2 ERROR camera: no device /dev/video0"
+        == "ERROR camera: no device /dev/video0"
+    # the format the actor processes log in: date time actor.replica LEVEL logger: message
+    line = "2026-12-06 20:12:23,638 cam_top.0 ERROR edgevla.camera: cannot open camera /dev/video2"
+    assert last_error_line(f"{line}\n2026-12-06 20:12:24,1 cam_top.0 INFO x: retry\n") == \
+        "ERROR edgevla.camera: cannot open camera /dev/video2"
     assert last_error_line("all fine\nstill fine\n") is None
 
 
@@ -46,6 +50,9 @@ def test_verdict_fails_on_failed_never_healthy_or_kept_restarting():
     silent = {"uptime_s": 60, "actors": [_actor("cam", outputs=["cam/top"], sent=0),
                                          _actor("sink", outputs=[], sent=0)]}
     assert problems(silent) == ["cam.0 produced nothing on cam/top"]  # a sink sends nothing
+    silent["actors"][0]["last_error"] = "ERROR edgevla.camera: cannot open camera /dev/video0"
+    assert problems(silent) == ["cam.0 produced nothing on cam/top: ERROR edgevla.camera: "
+                                "cannot open camera /dev/video0"]
     short = {"uptime_s": 5, "actors": [_actor("vision", healthy_once=False)]}
     assert problems(short) == []  # a short run may end before a slow model has loaded
 
