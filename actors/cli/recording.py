@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from edgevla.actors.console.output_files import write_json_whole, write_text_whole
+from edgevla.actors.console.tables import fitted_table
 from edgevla.actors.console.user_files import usable_file
 from edgevla.actors.recording.inspect import inspect_file, plot_timeline, print_inspection
 from edgevla.actors.recording.replay_compare import compare_replay, diff_report_json, dumps
@@ -142,7 +143,6 @@ def _replay(args) -> int:
 
 def _replay_step(args, msgs, traces, graph, overrides) -> int:
     from rich.console import Console
-    from rich.table import Table
 
     con = Console()
     if not args.replace:
@@ -168,17 +168,16 @@ def _replay_step(args, msgs, traces, graph, overrides) -> int:
     rc = 0
     if args.compare:
         diffs = compare_replay(res)
-        t = Table(title="live outputs vs recording", title_justify="left")
-        for c in ("topic", "recorded", "replayed", "paired", "bit-identical",
-                  "same content", "differing", "max |diff|", "mean |diff|"):
-            t.add_column(c, overflow="fold")  # narrow terminals fold cells, never cut numbers
-        for d in diffs:
-            t.add_row(d.topic, str(d.recorded), str(d.replayed), str(d.compared),
-                      str(d.identical_frames) + (" (all)" if d.bit_identical else ""),
-                      str(d.identical_payload),
-                      "-" if d.first_diff is None else f"#{d.first_diff}..#{d.last_diff}",
-                      f"{d.max_abs_diff:.6g}", f"{d.mean_abs_diff:.6g}")
-        con.print(t)
+        rows = [(d.topic, str(d.recorded), str(d.replayed), str(d.compared),
+                 str(d.identical_frames) + (" (all)" if d.bit_identical else ""),
+                 str(d.identical_payload),
+                 "-" if d.first_diff is None else f"#{d.first_diff}..#{d.last_diff}",
+                 f"{d.max_abs_diff:.6g}", f"{d.mean_abs_diff:.6g}") for d in diffs]
+        con.print(fitted_table(
+            "live outputs vs recording",
+            ("topic", "recorded", "replayed", "paired", "bit-identical", "same content",
+             "differing", "max |diff|", "mean |diff|"), rows, con.width,
+            compact=("topic", "recorded", "paired", "same content", "max |diff|")))
         con.print("same content: equal fields and arrays (the envelope t_pub_ns/seq/producer is "
                   "stamped by the bus or a counter and left out); differing: first..last "
                   "differing message")

@@ -10,12 +10,12 @@ from typing import Any
 
 from rich.table import Table
 
+from edgevla.actors.console.tables import COMPACT_BELOW_COLUMNS
 from edgevla.actors.wire.control import ReplicaState
 
 _STATE_STYLE = {ReplicaState.RUNNING: "green", ReplicaState.BACKOFF: "yellow", ReplicaState.HUNG: "red",
                 ReplicaState.FAILED: "bold red", ReplicaState.STOPPED: "dim", ReplicaState.EXITED: "dim",
                 ReplicaState.PENDING: "dim"}
-COMPACT_BELOW_COLUMNS = 100
 
 
 def _f(v: Any, fmt: str = "{:.1f}") -> str:

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from edgevla.actors.console.figures import save_figure
+from edgevla.actors.console.tables import fitted_table
 from edgevla.actors.recording.mcap_reader import RecordedMessage, read_recording, recording_files
 
 STAGES = (  # (label, schema) in pipeline order
@@ -162,28 +163,22 @@ def inspect_file(path: str | Path) -> tuple[Inspection, list[RecordedMessage]]:
 
 def print_inspection(ins: Inspection) -> None:
     from rich.console import Console
-    from rich.table import Table
 
     con = Console()
     span = (ins.t_end_ns - ins.t_start_ns) / 1e9
     con.print(f"[bold]{', '.join(ins.files)}[/]: {ins.messages} messages over {span:.3f} s")
-    t = Table(title="topics")
-    for c in ("topic", "schema", "count", "rate Hz", "gap p50 ms", "gap p99 ms", "gap max ms",
-              "long gaps", "seq missing", "MB", "producers"):
-        t.add_column(c)
-    for s in ins.topics:
-        t.add_row(s.topic, s.schema, str(s.count), f"{s.rate_hz:.2f}", f"{s.gap_median_ms:.2f}",
-                  f"{s.gap_p99_ms:.2f}", f"{s.gap_max_ms:.2f}", str(s.long_gaps),
-                  str(s.seq_missing), f"{s.mbytes:.2f}", ",".join(s.producers))
-    con.print(t)
+    rows = [(s.topic, s.schema, str(s.count), f"{s.rate_hz:.2f}", f"{s.gap_median_ms:.2f}",
+             f"{s.gap_p99_ms:.2f}", f"{s.gap_max_ms:.2f}", str(s.long_gaps), str(s.seq_missing),
+             f"{s.mbytes:.2f}", ",".join(s.producers)) for s in ins.topics]
+    con.print(fitted_table(
+        "topics", ("topic", "schema", "count", "rate Hz", "gap p50 ms", "gap p99 ms",
+                   "gap max ms", "long gaps", "seq missing", "MB", "producers"), rows,
+        con.width, compact=("topic", "count", "rate Hz", "gap max ms", "seq missing", "MB")))
     if ins.stages:
-        st = Table(title="per-stage latency from capture")
-        for c in ("stage", "n", "p50 ms", "p99 ms", "max ms"):
-            st.add_column(c)
-        for label, v in ins.stages.items():
-            st.add_row(label, str(v["n"]), f"{v['p50_ms']:.2f}", f"{v['p99_ms']:.2f}",
-                       f"{v['max_ms']:.2f}")
-        con.print(st)
+        rows = [(label, str(v["n"]), f"{v['p50_ms']:.2f}", f"{v['p99_ms']:.2f}",
+                 f"{v['max_ms']:.2f}") for label, v in ins.stages.items()]
+        con.print(fitted_table("per-stage latency from capture",
+                               ("stage", "n", "p50 ms", "p99 ms", "max ms"), rows, con.width))
     for title, d in (("chunks", ins.chunks), ("commands", ins.commands)):
         if d:
             con.print(f"[bold]{title}[/]: " + ", ".join(f"{k}={v}" for k, v in d.items()))

@@ -146,6 +146,22 @@ def test_status_table_is_compact_below_100_columns_and_never_cuts_numbers():
         assert ("1234.50" in text.replace("\n", "").replace(" ", "")) == (width >= 100)
 
 
+@pytest.mark.parametrize("width", [60, 80, 150])
+def test_inspect_and_replay_tables_fold_instead_of_cutting(width):
+    from rich.console import Console
+
+    from edgevla.actors.console.tables import fitted_table
+
+    cols = ("topic", "schema", "count", "rate Hz", "gap p50 ms", "gap p99 ms", "producers")
+    rows = [("model/features-of-a-long-name", "features", "10010", "29.88", "33.15", "1234.56",
+             "vision.0,vision.1")]
+    con = Console(width=width, record=True, color_system=None)
+    con.print(fitted_table("topics", cols, rows, width, compact=("topic", "count", "gap p99 ms")))
+    flat = con.export_text().replace("\n", "").replace(" ", "").replace("│", "")
+    assert "…" not in con.export_text() and "1234.56" in flat and "10010" in flat
+    assert ("schema" in flat) == (width >= 100)  # compact below 100 columns
+
+
 def test_a_slow_trigger_driven_actor_reports_its_rate():
     from edgevla.actors.runtime.process import LoopStats
 
