@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from edgevla.actors.console.values import count
 from edgevla.deploy.bundle.manifest import BundleError, write_board_bundle
 from edgevla.deploy.export import exporter, parity
 from edgevla.deploy.export import smolvla_local as sl
@@ -43,7 +44,7 @@ def add_parser(sub) -> None:
     p.add_argument("--dataset", metavar="ROOT",
                    help="LeRobot dataset folder for int8 calibration and the parity check "
                         "(default: synthetic dataset-like frames)")
-    p.add_argument("--samples", type=int, default=8, help="calibration/parity samples (default 8)")
+    p.add_argument("--samples", type=count(), default=8, help="calibration/parity samples (default 8)")
     p.add_argument("--no-litert", action="store_true", help="skip the LiteRT vision variant")
     p.add_argument("--no-check", action="store_true", help="skip the parity check")
     p.add_argument("--portable-onnx", action="store_true",
@@ -61,7 +62,7 @@ def add_parser(sub) -> None:
     b.add_argument("--model", required=True, metavar="DIR", help="model bundle from `edgevla export`")
     b.add_argument("--out", required=True, metavar="DIR", help="new directory for the board bundle")
     b.add_argument("--firmware", metavar="ELF", help="M7 firmware image to include")
-    b.add_argument("--denoise-steps", type=int, help="SmolVLA denoising steps in the graph")
+    b.add_argument("--denoise-steps", type=count(), help="SmolVLA denoising steps in the graph")
     b.add_argument("--no-tar", action="store_true", help="do not also write DIR.tar.gz")
     b.set_defaults(func=_bundle)
 

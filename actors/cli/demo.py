@@ -10,7 +10,7 @@ from rich.console import Console
 from edgevla.actors.cli.demo_sim import run_sim_demo
 from edgevla.actors.console.dashboard import status_table
 from edgevla.actors.console.output_files import write_json_whole
-from edgevla.actors.console.values import DURATION_S, LATENCY_MS
+from edgevla.actors.console.values import DURATION_S, LATENCY_MS, count
 from edgevla.actors.runtime.graph import load_graph
 from edgevla.actors.runtime.supervisor import Supervisor
 
@@ -63,7 +63,7 @@ def add_parser(sub) -> None:
     p.add_argument("--mode", default="async", choices=("async", "sync", "both"),
                    help="async: infer while executing; sync: capture -> infer -> execute; "
                         "both: run each and compare idle fraction, task time and success")
-    p.add_argument("--episodes", type=int, default=0,
+    p.add_argument("--episodes", type=count(), default=0,
                    help="stop after this many episodes (default: run for --duration)")
     p.add_argument("--model", help="model bundle directory (default: models/default)")
     p.add_argument("--latency-ms", type=LATENCY_MS, default=0.0, metavar="MS",

@@ -15,6 +15,7 @@ from edgevla.actors.recording.replay_setup import load_recording, parse_sets
 from edgevla.actors.recording.step_replay import replay_step, write_replay_mcap
 from edgevla.actors.recording.timed_replay import replay_timed
 from edgevla.actors.runtime.graph import GraphError, load_graph
+from edgevla.actors.runtime.inprocess import ActorSetupError
 from edgevla.actors.wire.bus import make_run_dir
 
 RECORDING = "an MCAP recording written by `edgevla run --record`"
@@ -136,7 +137,7 @@ def _replay(args) -> int:
         if args.step:
             return _replay_step(args, msgs, traces, graph, overrides)
         return _replay_timed(args, msgs, graph, overrides)
-    except KeyError as exc:
+    except (KeyError, ActorSetupError) as exc:
         print(f"edgevla replay: {exc.args[0]}", file=sys.stderr)
         return 2
 

@@ -42,6 +42,20 @@ def number_list(cast: Callable[[str], float], unit: str, low: float,
     return parse
 
 
+def count(low: int = 1) -> Callable[[str], int]:
+    """A whole number >= ``low`` (episodes, frames, samples, steps)."""
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            v = None
+        if v is None or v < low:
+            raise argparse.ArgumentTypeError(f"expected a whole number >= {low}, got {text!r}")
+        return v
+
+    return parse
+
+
 # The two values `run` and `demo` share.
 DURATION_S = number(float, "s", low=0.0, low_open=True, hint=" (leave it out to run until stopped)")
 LATENCY_MS = number(float, "ms", low=0.0, high=60_000.0)

@@ -89,6 +89,10 @@ def actor_specs(graph: Any) -> dict[str, ActorSpec]:
     return out
 
 
+class ActorSetupError(ValueError):
+    """An actor refused its parameters (``setup`` raised): a wrong value, not a crash."""
+
+
 @dataclass
 class Published:
     """One message that went through the driver (from a live actor or injected)."""
@@ -163,7 +167,11 @@ class InProcessGraph:
         for name, spec in self.specs.items():
             cls = kinds.get(spec.kind) or resolve(spec.kind)
             actor = cls(name)
-            actor.setup(dict(spec.params))
+            try:
+                actor.setup(dict(spec.params))
+            except (ValueError, KeyError, TypeError) as exc:  # its params, as a person set them
+                raise ActorSetupError(f"actor {name!r} ({spec.kind}): "
+                                      f"{exc.args[0] if exc.args else exc}") from exc
             self.actors[name] = actor
         # topic -> [(actor, port)]
         self.consumers: dict[str, list[tuple[str, str]]] = {}

@@ -155,3 +155,33 @@ def test_help_shows_each_default_once_and_never_none(cmd, capsys):
 
     # a help that names its default gets no second one
     assert not re.search(r"\(default[^)]*\)\s*\(default", text)
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["demo", "--episodes", "0"], "argument --episodes: expected a whole number >= 1, got '0'"),
+    (["dataset", "expert-eval", "--episodes-per-cluster", "-1"],
+     "expected a whole number >= 1, got '-1'"),
+    (["mcu", "sim", "--watchdog-ms", "0"], "expected a whole number >= 1, got '0'"),
+])
+def test_counts_below_one_are_usage_errors(argv, says, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2 and says in _one_line(capsys)
+
+
+def test_a_protocol_argparse_cannot_judge_alone_is_one_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["dataset", "record", "--out", str(tmp_path / "ds"), "--val-cluster", "40"])
+    assert exc.value.code == 2
+    assert _one_line(capsys) == ("edgevla dataset: ProtocolConfig.val_cluster must be in "
+                                 "[0, 10] or None, got 40")
+    assert not (tmp_path / "ds").exists()
+
+
+def test_a_replayed_actor_given_a_parameter_it_does_not_know_is_a_setup_error():
+    from edgevla.actors.runtime.inprocess import ActorSetupError, InProcessGraph
+
+    graph = {"executor": {"kind": "executor", "inputs": {"chunks": "c"}, "rate_hz": 100,
+                          "params": {"bogus": 1}}}
+    with pytest.raises(ActorSetupError, match="actor 'executor' \\(executor\\).*unknown params"):
+        InProcessGraph(graph)

@@ -193,7 +193,7 @@ def test_record_selection_errors_are_clear_and_record_nothing(tmp_path, capsys):
         with pytest.raises(SystemExit) as exc:  # argparse: usage + the reason, exit 2
             main(["dataset", "record", "--out", str(out), flag, "0"])
         assert exc.value.code == 2
-        assert "expected an integer >= 1, got '0'" in capsys.readouterr().err
+        assert "expected a whole number >= 1, got '0'" in capsys.readouterr().err
     assert not out.exists()
 
 

@@ -12,6 +12,7 @@ import os
 import sys
 from typing import Any
 
+from edgevla.actors.console.values import count
 from edgevla.training.dataset.image_stats import repair_image_stats
 from edgevla.training.dataset.info import contact_sheet, format_summary, summarize
 from edgevla.training.dataset.record import record_dataset
@@ -31,16 +32,6 @@ def _int_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        v = 0
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
-    return v
-
-
 def _size(text: str) -> tuple[int, int]:
     try:
         w, h = text.lower().split("x")
@@ -56,10 +47,10 @@ def _offline_env() -> None:
 
 def _protocol_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("protocol (defaults: the reference protocol)")
-    g.add_argument("--clusters", type=int, default=11, help="number of 10x10 cm start clusters")
-    g.add_argument("--positions-per-cluster", type=int, default=10,
+    g.add_argument("--clusters", type=count(), default=11, help="number of 10x10 cm start clusters")
+    g.add_argument("--positions-per-cluster", type=count(0), default=10,
                    help="normal episodes per cluster")
-    g.add_argument("--recovery-per-cluster", type=int, default=2,
+    g.add_argument("--recovery-per-cluster", type=count(0), default=2,
                    help="recovery episodes per cluster (bag dropped / missed grasp / mug moved)")
     g.add_argument("--val-cluster", type=int, default=6,
                    help="cluster held out for validation (-1: none)")
@@ -68,12 +59,16 @@ def _protocol_args(p: argparse.ArgumentParser) -> None:
 
 
 def _protocol_cfg(args: argparse.Namespace):
-    return ProtocolConfig(
-        clusters=args.clusters, positions_per_cluster=args.positions_per_cluster,
-        recovery_per_cluster=args.recovery_per_cluster,
-        val_cluster=None if args.val_cluster < 0 else args.val_cluster,
-        cluster_size_m=args.cluster_size, seed=args.seed,
-    )
+    try:
+        return ProtocolConfig(
+            clusters=args.clusters, positions_per_cluster=args.positions_per_cluster,
+            recovery_per_cluster=args.recovery_per_cluster,
+            val_cluster=None if args.val_cluster < 0 else args.val_cluster,
+            cluster_size_m=args.cluster_size, seed=args.seed,
+        )
+    except ValueError as exc:  # values argparse cannot judge alone (a val cluster that is none)
+        print(f"edgevla dataset: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def add_parser(sub: Any) -> None:
@@ -91,15 +86,15 @@ def add_parser(sub: Any) -> None:
                     "Writes protocol_map.png and contact_sheet.png into the dataset folder.")
     r.add_argument("--out", required=True,
                    help=f"new dataset folder (must not exist), e.g. {DEFAULT_OUT_HINT}")
-    r.add_argument("--episodes", type=_positive_int, default=None,
+    r.add_argument("--episodes", type=count(), default=None,
                    help="record only the first N episodes of the selection")
     r.add_argument("--only-clusters", type=_int_list, default=None, metavar="C,C",
                    help="record only these clusters")
-    r.add_argument("--per-cluster", type=_positive_int, default=None,
+    r.add_argument("--per-cluster", type=count(), default=None,
                    help="episodes per cluster (normal and recovery in proportion)")
-    r.add_argument("--width", type=int, default=96, help="image width (640 for the reference)")
-    r.add_argument("--height", type=int, default=96, help="image height (480 for the reference)")
-    r.add_argument("--fps", type=int, default=30, help="recording and control rate")
+    r.add_argument("--width", type=count(), default=96, help="image width (640 for the reference)")
+    r.add_argument("--height", type=count(), default=96, help="image height (480 for the reference)")
+    r.add_argument("--fps", type=count(), default=30, help="recording and control rate")
     r.add_argument("--video", action="store_true",
                    help="store images as video (read back with torchcodec) instead of PNG")
     r.add_argument("--repo-id", default="edgevla/sim_teabag", help="LeRobot repo_id to record")
@@ -121,7 +116,7 @@ def add_parser(sub: Any) -> None:
                     "recovery starts in the protocol's proportion), without rendering, and "
                     "report the success rate per cluster and per start kind. Exit code 1 when "
                     "a cluster is below --min-rate.")
-    e.add_argument("--episodes-per-cluster", type=int, default=50)
+    e.add_argument("--episodes-per-cluster", type=count(), default=50)
     e.add_argument("--only-clusters", type=_int_list, default=None, metavar="C,C")
     e.add_argument("--min-rate", type=float, default=0.95)
     e.add_argument("--json", default=None, metavar="PATH", help="also write the result as JSON")
@@ -133,7 +128,7 @@ def add_parser(sub: Any) -> None:
                                     "physics per control step (shadows off).")
     b.add_argument("--sizes", default="96x96,640x480",
                    help="comma-separated WIDTHxHEIGHT list")
-    b.add_argument("--frames", type=int, default=30)
+    b.add_argument("--frames", type=count(), default=30)
     b.add_argument("--json", default=None, metavar="PATH")
     b.set_defaults(func=_cmd_render_bench)
 
@@ -146,7 +141,7 @@ def add_parser(sub: Any) -> None:
                     "version of edgevla are already correct. Models trained on the old stats "
                     "keep them in their own normaliser.")
     f.add_argument("dir", help="dataset folder")
-    f.add_argument("--frames", type=int, default=1000, help="frames to sample")
+    f.add_argument("--frames", type=count(), default=1000, help="frames to sample")
     f.set_defaults(func=_cmd_fix_stats)
 
     m = dsub.add_parser("map", help="PNG map of the protocol's clusters and start positions")
