@@ -461,3 +461,107 @@ def test_borrowed_views_are_read_only_zero_copy_and_report_reuse(ctx, ep):
         pub.close()
         sub.close()
         owned.close()
+
+
+# ------------------------------------------------------------------ the checks, each reached
+
+def _put(w: shm.ShmWriter, arr: np.ndarray) -> list:
+    w.begin(1)  # one large array a message, as the encoder says
+    desc = w.put(arr)
+    assert desc is not None
+    return desc
+
+
+def _written_segment() -> tuple[shm.ShmWriter, list]:
+    w = shm.ShmWriter(min_bytes=16, slots=2)
+    return w, _put(w, np.arange(64, dtype=np.uint8))
+
+
+def test_a_valid_segment_that_others_may_read_is_refused_for_its_mode():
+    """The segment is a copy of a good one (right magic, header, generations), so only the
+    permission check can refuse it."""
+    w, (name, slot, gen) = _written_segment()
+    copy = f"{name.rsplit('-', 1)[0]}-987654"  # same user and pid, another segment number
+    src, dst = os.path.join(shm.SHM_DIR, name), os.path.join(shm.SHM_DIR, copy)
+    try:
+        with open(src, "rb") as f, open(dst, "wb") as g:
+            g.write(f.read())
+        os.chmod(dst, 0o600)
+        assert shm.ShmReader().read([copy, slot, gen], np.dtype(np.uint8), [64], 64)[5] == 5
+        os.chmod(dst, 0o644)
+        with pytest.raises(MalformedMessage, match="not a private") as exc:
+            shm.ShmReader().read([copy, slot, gen], np.dtype(np.uint8), [64], 64)
+        assert exc.value.kind == "shm_missing"
+    finally:
+        os.unlink(dst)
+        w.close()
+
+
+def test_a_valid_segment_of_another_user_is_refused(monkeypatch):
+    w, desc = _written_segment()
+    try:
+        reader = shm.ShmReader()
+        monkeypatch.setattr(shm.os, "getuid", lambda: os.geteuid() + 4242)
+        with pytest.raises(MalformedMessage, match="not a private"):
+            reader._open(desc[0])
+    finally:
+        monkeypatch.undo()
+        w.close()
+
+
+def test_a_slot_overwritten_while_it_is_copied_is_refused(monkeypatch):
+    """The reader checks the generation after its copy too: the writer came round the ring
+    and refilled the slot between the reader's first check and the end of its copy."""
+    w = shm.ShmWriter(min_bytes=16, slots=2)
+    desc = _put(w, np.zeros(64, np.uint8))
+    reader = shm.ShmReader()
+    take = reader._buffer
+
+    def overwrite_then_buffer(shape, dtype):
+        _put(w, np.ones(64, np.uint8))
+        again = _put(w, np.ones(64, np.uint8))
+        assert again[:2] == desc[:2]  # round the ring: the same slot, refilled
+        return take(shape, dtype)
+
+    monkeypatch.setattr(reader, "_buffer", overwrite_then_buffer)
+    try:
+        with pytest.raises(MalformedMessage, match="reused while read") as exc:
+            reader.read(desc, np.dtype(np.uint8), [64], 64)
+        assert exc.value.kind == "shm_overwritten"
+    finally:
+        w.close()
+
+
+def test_a_slot_is_marked_odd_while_written_so_no_reader_takes_it_half_done(monkeypatch):
+    w = shm.ShmWriter(min_bytes=16, slots=2)
+    old = _put(w, np.zeros(64, np.uint8))
+    _put(w, np.zeros(64, np.uint8))  # the other slot: the next put refills old's
+    reader = shm.ShmReader()
+    seen = []
+
+    class CopySpy:
+        """numpy as shm sees it, with a look at the slot in the middle of the writer's copy."""
+
+        def __getattr__(self, name):
+            return getattr(np, name)
+
+        def copyto(self, dst, src, **kw):
+            if not seen:  # the writer's copy (the reads below copy too)
+                seen.append(int(w.seg.gens[old[1]]))
+                with pytest.raises(MalformedMessage, match="generation"):
+                    reader.read(old, np.dtype(np.uint8), [64], 64)  # old contents: going
+                with pytest.raises(MalformedMessage, match="gen"):
+                    reader.read([old[0], old[1], seen[0]], np.dtype(np.uint8), [64], 64)
+            return np.copyto(dst, src, **kw)
+
+    monkeypatch.setattr(shm, "np", CopySpy())
+    try:
+        new = _put(w, np.ones(64, np.uint8))
+    finally:
+        monkeypatch.undo()
+    try:
+        assert new[:2] == old[:2] and seen == [old[2] + 1]  # odd during the copy
+        assert new[2] == old[2] + 2  # even again after it
+        assert reader.read(new, np.dtype(np.uint8), [64], 64)[0] == 1
+    finally:
+        w.close()
