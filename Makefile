@@ -9,12 +9,14 @@ export HF_HOME := $(CURDIR)/.cache/hf
 export HF_LEROBOT_HOME := $(CURDIR)/.cache/lerobot
 PYTEST_ARGS ?=
 
-.PHONY: install test demo compare-modes soak bench firmware train-default freeze clean help
+.PHONY: install test test-under-load mutation demo compare-modes soak bench firmware train-default freeze clean help
 
 help:
 	@echo "make demo   - install, then run the sim profile (full actor graph, default model, M7 host firmware) and print a summary"
 	@echo "make test   - install, then run the test suite"
 	@echo "make soak   - the full reliability suite (10-minute soak included)"
+	@echo "make mutation - mutation testing of the core modules (report: docs/mutation/REPORT.md)"
+	@echo "make test-under-load - the timing-sensitive tests 10 times beside 2 CPU hogs (log: out/test-under-load.log)"
 	@echo "make compare-modes - the sim demo in async and in sync mode: idle fraction, task time, success"
 	@echo "make bench  - every benchmark, full size, JSON under out/bench/"
 	@echo "make train-default - record the dataset and train the shipped default ACT model"
@@ -27,6 +29,17 @@ firmware: install
 
 test: install
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# Mutation testing of the core modules (cosmic-ray in its own environment; report in docs/mutation/).
+MUTATION_MODULES ?=
+mutation: install
+	@[ -x .venv-mutation/bin/cosmic-ray ] || { python3 -m venv .venv-mutation && \
+	  .venv-mutation/bin/python -m pip -q --disable-pip-version-check install cosmic-ray==8.4.6; }
+	$(PY) scripts/mutation.py $(if $(MUTATION_MODULES),--modules $(MUTATION_MODULES))
+
+# The tests marked `timing` (wall time, processes) 10 rounds in a row beside 2 busy loops.
+test-under-load: install
+	$(PY) scripts/test_under_load.py --rounds $${ROUNDS:-10} --hogs $${HOGS:-2}
 
 # Both modes at a board-class inference latency (simulated: each chunk leaves the decoder 1.5 s
 # after its capture, the i.MX 95 CPU's ACT latency range), 5 episodes each, side by side.

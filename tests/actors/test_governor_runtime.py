@@ -6,7 +6,7 @@ import pytest
 
 from runtime_helpers import run_until, start_graph
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timing, pytest.mark.timeout(120)]
 
 GRAPH = """\
 name: gov

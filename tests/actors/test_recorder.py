@@ -30,6 +30,8 @@ from edgevla.actors.wire.clock import VirtualClock
 from edgevla.actors.wire.codec import decode, encode
 from edgevla.actors.wire.messages import ActionChunk, Frame, JointCommand
 
+pytestmark = pytest.mark.timing  # wall time and processes: make test-under-load
+
 
 def _plain_count(path: Path) -> list[tuple[str, int]]:
     """Read with the mcap library only: (topic, sequence) of every message."""

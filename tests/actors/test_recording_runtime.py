@@ -9,6 +9,7 @@ import signal
 import sys
 from pathlib import Path
 
+import pytest
 from mcap.reader import make_reader
 
 from edgevla.actors.recording.mcap_reader import recording_files
@@ -21,6 +22,8 @@ from edgevla.actors.wire.codec import decode
 
 sys.path.insert(0, str(Path(__file__).parent))
 from runtime_helpers import actor_stats, run_for, run_until  # noqa: E402
+
+pytestmark = pytest.mark.timing  # wall time and processes: make test-under-load
 
 GRAPH = """\
 name: rec

@@ -93,17 +93,7 @@ def test_replacing_the_model_and_executor_together(recording):
     assert diffs["chunks"].replayed == diffs["chunks"].recorded
 
 
-def _real_executor_or_skip():
-    try:
-        from edgevla.actors.runtime.registry import resolve
-
-        return resolve("executor")
-    except (ImportError, AttributeError) as exc:
-        pytest.skip(f"the executor actor is not importable yet: {exc!r}")
-
-
 def test_real_executor_replays_bit_identically_and_strategies_differ(tmp_path):
-    _real_executor_or_skip()
     graph = pipeline_graph(None, executor_kind="executor", policy_kind="noisy_policy",
                            executor_params={"strategy": "crossfade", "crossfade_ms": 150})
     rec = record_run(tmp_path / "exec.mcap", seconds=3.0, executor_kind="executor",

@@ -114,3 +114,19 @@ def test_a_slow_starting_actor_is_not_hung_within_the_grace():
 @given(seconds, seconds)
 def test_a_restart_is_due_once_its_time_has_come(now, at):
     assert restart_due(now, at) == (now >= at)
+
+
+@given(policies, st.sampled_from(list(ReplicaState)), st.integers(0, 5))
+def test_only_a_non_zero_exit_or_a_hang_is_a_failure_whatever_the_state(p, state, restarts):
+    d = decide_on_exit(p, code=0, state=state, restarts=restarts, consecutive_failures=0,
+                       ran_for_s=1.0)
+    assert d.failed == (state == ReplicaState.HUNG)
+    assert (d.state == ReplicaState.STOPPED) == (state == ReplicaState.STOPPING)
+
+
+def test_a_decision_cannot_be_changed_after_it_is_made():
+    import dataclasses
+
+    d = _exit(RestartPolicy(policy="always"))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        d.delay_s = 0.0  # type: ignore[misc]

@@ -8,6 +8,8 @@ import pytest
 
 from edgevla.actors.runtime.run_verdict import last_error_line, problems, restart_notes
 
+pytestmark = pytest.mark.timing  # wall time and processes: make test-under-load
+
 LOG = """\
 12:00:01 INFO executor.0 starting
 Traceback (most recent call last):

@@ -21,7 +21,7 @@ from edgevla.actors.wire.bus import Publisher
 from edgevla.actors.wire.messages import Frame
 from runtime_helpers import actor_stats, replica, run_for, run_until, start_graph
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timing, pytest.mark.timeout(120)]
 
 PIPE = """\
 name: pipe

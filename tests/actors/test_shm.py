@@ -28,7 +28,7 @@ from edgevla.actors.wire.messages import Features, Frame, Observation
 
 from runtime_helpers import replica, run_until, start_graph
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timing, pytest.mark.timeout(120)]
 
 H, W = 480, 640
 

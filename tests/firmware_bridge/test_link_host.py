@@ -14,6 +14,8 @@ from edgevla.firmware_bridge.servos.feetech import FeetechBusSim, counts_to_rad,
 from edgevla.firmware_bridge.link.connection import LinkDown, McuLink
 from edgevla.firmware_bridge.firmware.launch import HostFirmware, realtime_self
 
+pytestmark = pytest.mark.timing  # wall time and processes: make test-under-load
+
 
 class Arm:
     """Six servos that reach their goal instantly (the bus, not the physics, is under test)."""

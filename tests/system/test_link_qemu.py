@@ -12,9 +12,9 @@ from edgevla.firmware_bridge.link import codec as p
 from edgevla.firmware_bridge.link.connection import McuLink
 from edgevla.firmware_bridge.firmware.launch import QemuFirmware
 
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.timing, pytest.mark.skipif(
     shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
-    reason="needs qemu-system-arm and gcc-arm-none-eabi (make install adds them)")
+    reason="needs qemu-system-arm and gcc-arm-none-eabi (make install adds them)")]
 
 
 def test_qemu_m7_ping_waypoints_state():

@@ -31,7 +31,7 @@ from runtime_helpers import run_for, run_until
 
 ROOT = Path(__file__).resolve().parents[2]
 CAMERAS = ("cam/top", "cam/gripper", "cam/left")
-pytestmark = [pytest.mark.train, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.timing, pytest.mark.train, pytest.mark.timeout(900)]
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.timing  # wall time and processes: make test-under-load
+
 ROOT = Path(__file__).resolve().parents[2]
 EDGEVLA = [sys.executable, "-m", "edgevla.actors.cli.main"]
 
