@@ -372,6 +372,34 @@ def _plain(obj: Any) -> Any:
     return obj
 
 
+def apply_scheduling(cpu_affinity: list[int], nice: int, realtime_priority: int,
+                     pid: int = 0) -> list[str]:
+    """Pin, renice and raise process ``pid`` (0: this one) as the graph asks; one note per
+    request that could not be met (the process then runs as it was: a fallback, not a crash)."""
+    notes = []
+    if cpu_affinity:
+        cpus = set(cpu_affinity) & os.sched_getaffinity(pid)
+        if cpus:
+            os.sched_setaffinity(pid, cpus)
+        else:
+            notes.append(f"cpu_affinity {cpu_affinity}: none of these CPUs exist here; "
+                         f"not pinning")
+    if nice:
+        try:
+            os.setpriority(os.PRIO_PROCESS, pid, nice)
+        except OSError as exc:
+            notes.append(f"nice {nice} refused: {exc}")
+    if realtime_priority:
+        # On a shared core a normal-priority control loop was measured stalling for hundreds of
+        # ms; SCHED_FIFO keeps the executor's tick jitter sub-millisecond where it is allowed.
+        try:
+            os.sched_setscheduler(pid, os.SCHED_FIFO, os.sched_param(realtime_priority))
+        except (OSError, AttributeError) as exc:
+            notes.append(f"SCHED_FIFO priority {realtime_priority} refused ({exc}): running at "
+                         f"normal priority")
+    return notes
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
@@ -384,26 +412,8 @@ def main(argv: list[str] | None = None) -> int:
                                f"%(name)s: %(message)s")
     if os.getppid() != spec.supervisor_pid:
         return 3  # the supervisor died before we could arm PDEATHSIG
-    if spec.cpu_affinity:
-        cpus = set(spec.cpu_affinity) & os.sched_getaffinity(0)
-        if cpus:
-            os.sched_setaffinity(0, cpus)
-        else:
-            log.warning("cpu_affinity %s: none of these CPUs exist here; not pinning",
-                        spec.cpu_affinity)
-    if spec.nice:
-        try:
-            os.nice(spec.nice)
-        except OSError as exc:
-            log.warning("nice %d refused: %s", spec.nice, exc)
-    if spec.realtime_priority:
-        # On a shared core a normal-priority control loop was measured stalling for hundreds of
-        # ms; SCHED_FIFO keeps the executor's tick jitter sub-millisecond where it is allowed.
-        try:
-            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(spec.realtime_priority))
-        except (OSError, AttributeError) as exc:
-            log.warning("SCHED_FIFO priority %d refused (%s): running at normal priority",
-                        spec.realtime_priority, exc)
+    for note in apply_scheduling(spec.cpu_affinity, spec.nice, spec.realtime_priority):
+        log.warning("%s", note)
 
     actor = resolve(spec.kind)(f"{spec.actor}")
     proc: ActorProcess | None = None

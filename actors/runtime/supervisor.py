@@ -196,7 +196,8 @@ class Supervisor:
             except MalformedMessage:
                 self.malformed_heartbeats += 1
                 continue
-            if not isinstance(hb, Heartbeat):
+            if not isinstance(hb, Heartbeat):  # a valid message, but not one of ours here
+                self.malformed_heartbeats += 1
                 continue
             replica = int(hb.stats.get("replica", 0)) if isinstance(hb.stats, dict) else 0
             for r in self.replicas.get(hb.actor, []):
