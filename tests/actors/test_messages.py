@@ -107,25 +107,66 @@ def test_malformed_headers(over, kind):
     assert exc.value.kind == kind
 
 
+def _same(a, b) -> bool:
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.dtype == b.dtype \
+            and a.shape == b.shape and a.tobytes() == b.tobytes()
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    return a == b or (a != a and b != b)  # NaN equals NaN here
+
+
+def _rejected_or_consistent(frames) -> bool:
+    """Either a MalformedMessage, or a message whose own encoding decodes to the same fields:
+    nothing else may come out of the decoder. True when it was rejected."""
+    import dataclasses
+
+    try:
+        topic, msg = decode(frames)
+    except MalformedMessage:
+        return True
+    _, again = decode(encode(topic, msg))
+    assert type(again) is type(msg)
+    for f in dataclasses.fields(msg):
+        assert _same(getattr(msg, f.name), getattr(again, f.name)), f.name
+    return False
+
+
 @settings(max_examples=300, deadline=None)
 @given(frames=st.lists(st.binary(max_size=64), max_size=5))
-def test_random_frames_never_raise_anything_else(frames):
-    try:
-        decode(frames)
-    except MalformedMessage:
-        pass
+def test_random_frames_are_rejected_or_decode_consistently(frames):
+    _rejected_or_consistent(frames)
 
 
 @settings(max_examples=200, deadline=None)
 @given(pos=st.integers(0, 10_000), byte=st.integers(0, 255))
-def test_bit_flipped_headers_never_raise_anything_else(pos, byte):
+def test_bit_flipped_headers_are_rejected_or_decode_consistently(pos, byte):
     f = _valid()
     h = bytearray(f[1])
     h[pos % len(h)] = byte
-    try:
-        decode([f[0], bytes(h), f[2]])
-    except MalformedMessage:
-        pass
+    _rejected_or_consistent([f[0], bytes(h), f[2]])
+
+
+def test_the_consistency_check_can_fail():
+    """The property above is not vacuous: a decoder that changed a field on the way would
+    trip it (here: a valid message, and a decode that drops its producer)."""
+    from unittest import mock
+
+    f = _valid()
+    assert _rejected_or_consistent([f[0], b"\xc1", f[2]])  # garbage header: rejected
+    assert not _rejected_or_consistent(f)  # the valid message: accepted, round trips
+    real = decode
+    calls = []
+
+    def lossy(frames, *a, **kw):
+        topic, msg = real(frames, *a, **kw)
+        calls.append(1)
+        if len(calls) == 2:
+            msg.producer = "someone else"
+        return topic, msg
+
+    with mock.patch(f"{__name__}.decode", lossy), pytest.raises(AssertionError):
+        _rejected_or_consistent(f)
 
 
 @pytest.mark.parametrize("field, value", [("seq", "x"), ("t_capture_ns", 1.5), ("producer", 3)])
