@@ -125,23 +125,34 @@ actors:
 """
 
 
-def test_wall_clock_run_replays_the_real_executor_exactly(run_base, tmp_path):
+@pytest.fixture(scope="module")
+def exec_recording(tmp_path_factory):
+    """One multi-process wall-clock run of EXEC_GRAPH with a recorder: (graph, messages,
+    step traces)."""
+    import tempfile
+
+    out = tmp_path_factory.mktemp("exec") / "exec.mcap"
+    graph = add_recorder(parse_graph(EXEC_GRAPH, "rec-exec.yaml"), str(out))
+    with tempfile.TemporaryDirectory(prefix="ev") as base:
+        sup = Supervisor(graph, base_dir=base)
+        sup.start()
+        try:
+            rec = sup.replicas["recorder"][0]
+            assert run_until(sup, lambda: rec.last_stats.get("actor_stats", {})
+                             .get("per_topic", {}).get("commands", 0) > 250, timeout_s=40)
+        finally:
+            sup.stop()
+    msgs, traces = load_recording(out)
+    return graph, msgs, traces
+
+
+def test_wall_clock_run_replays_the_real_executor_exactly(exec_recording):
     """A real multi-process run on wall time, replayed without its step traces: the executor's
     step clock is on the wire as t_target_ns - link_latency and chunk arrivals as chunk_seq, so
     the step replay reproduces its commands in everything but the bus's send stamp."""
     from edgevla.actors.recording.replay_compare import compare_replay
 
-    out = tmp_path / "exec.mcap"
-    graph = add_recorder(parse_graph(EXEC_GRAPH, "rec-exec.yaml"), str(out))
-    sup = Supervisor(graph, base_dir=run_base)
-    sup.start()
-    try:
-        rec = sup.replicas["recorder"][0]
-        assert run_until(sup, lambda: rec.last_stats.get("actor_stats", {})
-                         .get("per_topic", {}).get("commands", 0) > 250, timeout_s=40)
-    finally:
-        sup.stop()
-    msgs, traces = load_recording(out)
+    graph, msgs, traces = exec_recording
     assert set(traces) == {"vision", "policy", "executor"}  # the actors with inputs
     # without the traces (a recording made before they existed): the wire alone
     res = replay_step(msgs, graph, ["executor"])
@@ -178,23 +189,13 @@ def test_wall_clock_run_replays_the_real_executor_exactly(run_base, tmp_path):
     assert diff.identical_payload >= len(cmds) - k1
 
 
-def test_wall_clock_run_with_step_traces_replays_every_stage_exactly(run_base, tmp_path):
+def test_wall_clock_run_with_step_traces_replays_every_stage_exactly(exec_recording):
     """With the step traces a recording run publishes, each replaced actor steps at the clock
     reading it acted on and is fed exactly the messages it consumed: every paired output of
     the trigger-driven stages and the executor has the recorded content."""
     from edgevla.actors.recording.replay_compare import compare_replay
 
-    out = tmp_path / "exec.mcap"
-    graph = add_recorder(parse_graph(EXEC_GRAPH, "rec-exec.yaml"), str(out))
-    sup = Supervisor(graph, base_dir=run_base)
-    sup.start()
-    try:
-        rec = sup.replicas["recorder"][0]
-        assert run_until(sup, lambda: rec.last_stats.get("actor_stats", {})
-                         .get("per_topic", {}).get("commands", 0) > 250, timeout_s=40)
-    finally:
-        sup.stop()
-    msgs, traces = load_recording(out)
+    graph, msgs, traces = exec_recording
     for actor in ("vision", "policy", "executor"):
         res = replay_step(msgs, graph, [actor], traces=traces)
         assert res.tick_source[actor] == "step trace"
