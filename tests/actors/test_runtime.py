@@ -176,6 +176,15 @@ actors:
         run_for(sup, 1.5)
         assert actor_stats(sup, "stage", 2)["actor_stats"]["handled"] > 0
         assert not sup.scale("stage", replicas=4)["ok"]  # above max_replicas
+        # scale down: the removed replicas' processes end, the one left carries on alone
+        gone = sup.replicas["stage"][1:]
+        assert sup.scale("stage", replicas=1)["ok"]
+        assert [r.index for r in sup.replicas["stage"]] == [0]
+        assert all(r.popen.poll() is not None for r in gone)
+        assert not sup.scale("stage", replicas=0)["ok"]  # at least one
+        before = actor_stats(sup, "stage", 0)["actor_stats"]["handled"]
+        assert run_until(sup, lambda: actor_stats(sup, "stage", 0)["actor_stats"]["handled"]
+                         > before + 10 and running(sup, "stage", 0))
     finally:
         sup.stop()
 
