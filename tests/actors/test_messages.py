@@ -132,6 +132,29 @@ def _rejected_or_consistent(frames) -> bool:
     return False
 
 
+def test_arrays_up_to_eight_dimensions_and_no_more():
+    f = _valid()
+    eight = decode([f[0], _header_with(a=[["actions", "<f4", [3, 2] + [1] * 6]]), f[2]])[1]
+    assert eight.actions.shape == (3, 2, 1, 1, 1, 1, 1, 1)
+    with pytest.raises(MalformedMessage) as exc:
+        decode([f[0], _header_with(a=[["actions", "<f4", [3, 2] + [1] * 7]]), f[2]])
+    assert exc.value.kind == "bad_shape"
+
+
+@pytest.mark.parametrize("msg", [
+    ActionChunk(t0_ns=1, dt_ns=2, actions=np.zeros((3, 2), "f4")),  # one array
+    RobotState(joints=np.zeros(6, "f4")),  # arrays matched by name, one optional
+    Features(tensors={"x": np.zeros(2, "f4")}),  # a dict of arrays
+])
+def test_an_array_the_message_does_not_have_is_refused(msg):
+    f = wire(encode("t", msg))
+    h = decode_header(f[1])
+    h["a"] = h["a"] + [["bogus", "<f4", [2]]]
+    with pytest.raises(MalformedMessage, match="unexpected array") as exc:
+        decode([f[0], pack_header(h), *f[2:], np.zeros(2, "f4").tobytes()])
+    assert exc.value.kind == "bad_fields"
+
+
 @settings(max_examples=300, deadline=None)
 @given(frames=st.lists(st.binary(max_size=64), max_size=5))
 def test_random_frames_are_rejected_or_decode_consistently(frames):
