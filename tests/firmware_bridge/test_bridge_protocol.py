@@ -138,3 +138,17 @@ def test_decoder_rejects_nan_and_bad_limits():
         p.decode_raw(raw)
     with pytest.raises(ValueError):
         p.Waypoints([p.Waypoint(1, (np.nan,) * 6)]).body()
+
+
+def test_a_stream_without_delimiters_never_grows_the_decoder_past_one_frame():
+    """Noise with no 0x00 in it (a wrong baud rate, a babbling device) is dropped as it comes:
+    the decoder holds at most one frame's bytes, counts one oversize error, and the next real
+    frame after a delimiter decodes."""
+    dec = p.StreamDecoder()
+    noise = b"\x41" * 4096
+    for _ in range(256):  # 1 MiB
+        assert dec.feed(noise) == []
+        assert len(dec._buf) < p.MAX_WIRE
+    out = dec.feed(b"\x00" + p.encode_frame(p.Hold(), 7))
+    assert [f.canonical() for f in out] == ["HOLD seq=7"]
+    assert dec.errors == {"oversize": 1}
