@@ -79,6 +79,8 @@ def test_a_long_healthy_run_resets_the_backoff():
     crashed_late = _exit(p, failures=3, ran_for_s=31.0)
     assert crashed_fast.delay_s == pytest.approx(4.0) and crashed_fast.consecutive_failures == 4
     assert crashed_late.delay_s == pytest.approx(0.5) and crashed_late.consecutive_failures == 1
+    # "a while" is longer than reset_after_s: exactly that long still counts as crashing fast
+    assert _exit(p, failures=3, ran_for_s=30.0).consecutive_failures == 4
 
 
 def test_max_restarts_used_up_gives_up():
