@@ -77,7 +77,7 @@ def _run_module(name: str, path: str, tests: list[str], timeout: float, work: Pa
                    f'[cosmic-ray.distributor]\nname = "local"\n'
                    f'[cosmic-ray.filters.operators-filter]\nexclude-operators = '
                    f'{json.dumps(EXCLUDED_OPERATORS)}\n')
-    env = dict(os.environ, PYTHONPATH=str(work / "tree" / "_import"), HYPOTHESIS_PROFILE="ci")
+    env = dict(os.environ, PYTHONPATH=str(work / "tree" / "_import"), HYPOTHESIS_PROFILE="mutation")
     cr = CR_VENV / "bin"
     tree = work / "tree"
     subprocess.run([cr / "cosmic-ray", "init", cfg, db], cwd=tree, env=env, check=True,

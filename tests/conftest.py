@@ -6,10 +6,17 @@ import os
 import tempfile
 
 import pytest
+from hypothesis import settings
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+# `make mutation` runs a module's tests once per mutant: fewer examples per property there
+# (a property that needs hundreds of examples to catch a mutant is reported as a survivor)
+settings.register_profile("mutation", max_examples=25, deadline=None)
+if os.environ.get("HYPOTHESIS_PROFILE"):
+    settings.load_profile(os.environ["HYPOTHESIS_PROFILE"])
 
 
 def _ci() -> bool:
