@@ -54,10 +54,28 @@ def ep(tmp_path):
     return f"ipc://{tmp_path}/t.sock"
 
 
+def _joined(pub_sock: zmq.Socket, *sub_socks: zmq.Socket, timeout_s: float = 30.0) -> None:
+    """Wait until every subscriber hears the publisher (a PUB drops what it sends before a
+    subscription arrives, later on a loaded machine). Probes go on topic ``cam~probe``, which
+    the "cam" subscriptions receive (ZeroMQ matches prefixes) and which are read off raw here,
+    so they use no sequence number and no shared-memory slot. Bounded far above the usual
+    few milliseconds."""
+    waiting = list(sub_socks)
+    deadline = time.monotonic() + timeout_s
+    while waiting:
+        assert time.monotonic() < deadline, "subscribers never connected"
+        pub_sock.send_multipart([b"cam~probe", b""])
+        waiting = [s for s in waiting if not s.poll(10)]
+    time.sleep(0.05)
+    for s in sub_socks:  # the probes still queued
+        while s.poll(0):
+            s.recv_multipart()
+
+
 def _pair(ctx, ep, **pub_kw):
     pub = Publisher(ctx, ep, producer="p", **pub_kw)
     sub = Subscriber(ctx, [ep], ["cam"], shm_reader=shm.ShmReader())
-    time.sleep(0.2)  # slow joiner
+    _joined(pub.sock, sub.sock)
     return pub, sub
 
 
@@ -156,7 +174,7 @@ def test_multi_array_messages_and_small_arrays_inline(ctx, ep):
     raw.setsockopt(zmq.SUBSCRIBE, b"cam")
     raw.setsockopt(zmq.LINGER, 0)
     raw.connect(ep)
-    time.sleep(0.2)
+    _joined(pub.sock, raw)
     try:
         imgs = {k: _image(i) for i, k in enumerate(("top", "gripper", "left"))}
         state = np.arange(6, dtype=np.float32)
@@ -184,8 +202,11 @@ def test_overwritten_slots_are_dropped_and_counted(ctx, ep):
     try:
         for i in range(10):  # nobody reads: the ring wraps 2.5 times
             pub.send("cam", Frame(camera="c", image=_image(i)))
-        time.sleep(0.3)
-        got = sub.drain_all()
+        got = []
+        deadline = time.monotonic() + 30  # all ten arrive within ms, later under load
+        while len(got) + sub.counters.malformed_total() < 10 and time.monotonic() < deadline:
+            got += sub.drain_all()
+            time.sleep(0.01)
         assert [m.seq for _, m in got] == [7, 8, 9, 10]
         for _, m in got:
             np.testing.assert_array_equal(m.image, _image(m.seq - 1))
@@ -290,7 +311,7 @@ def test_bus_counts_bad_descriptors_and_keeps_going(ctx, ep, tmp_path):
     inj.setsockopt(zmq.LINGER, 0)
     inj.bind(inj_ep)
     sub.sock.connect(inj_ep)
-    time.sleep(0.3)
+    _joined(inj, sub.sock)
     try:
         frames = encode("cam", Frame(camera="c", image=_image(2)), pub.shm)
         header = decode_header(frames[1])
@@ -430,7 +451,7 @@ def test_borrowed_views_are_read_only_zero_copy_and_report_reuse(ctx, ep):
     pub = Publisher(ctx, ep, producer="p", shm_slots=4)
     sub = Subscriber(ctx, [ep], ["cam"], borrow=True)
     owned = Subscriber(ctx, [ep], ["cam"], shm_reader=shm.ShmReader())
-    time.sleep(0.2)
+    _joined(pub.sock, sub.sock, owned.sock)
     try:
         pub.send("cam", Frame(camera="c", image=_image(0)))
         first = sub.recv(2000)[1]
