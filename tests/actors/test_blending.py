@@ -152,3 +152,19 @@ def test_skipping_chunks_without_weight_changes_nothing(strategy):
             full = blend(core.cfg.blend, [Contribution(c.value_at(now), c.fade_start_ns,
                                                        c.fade_end_ns) for c in covering], now)
             assert o.desired.tobytes() == full.astype(np.float32).tobytes()
+
+
+def test_a_zero_crossfade_is_a_switch_at_the_new_chunks_start():
+    from edgevla.actors.executor.blending import crossfade_weight
+
+    cfg = BlendConfig(crossfade_ms=0.0)  # allowed: a hard switch
+    assert [crossfade_weight(cfg, 100, 500, t) for t in (99, 100, 101, 10_000)] == [0, 1, 1, 1]
+    # a window that closes before it opens is the same switch
+    cfg = BlendConfig(crossfade_ms=200.0)
+    assert [crossfade_weight(cfg, 100, 100, t) for t in (99, 100, 101)] == [0, 1, 1]
+
+
+@pytest.mark.parametrize("bad", [-1.0, float("inf"), float("nan")])
+def test_a_crossfade_length_below_zero_or_not_finite_is_refused(bad):
+    with pytest.raises(ValueError, match="crossfade_ms must be >= 0"):
+        BlendConfig(crossfade_ms=bad)
