@@ -39,6 +39,8 @@ MODULES = {
     "blending": ("actors/executor/blending.py", ["tests/actors/test_blending.py"]),
     "request_policy": ("actors/executor/request_policy.py",
                        ["tests/actors/test_executor_core.py", "tests/actors/test_executor_actor.py"]),
+    "clock_sync": ("firmware_bridge/link/clock_sync.py",
+                   ["tests/firmware_bridge/test_bridge_feetech_clock.py"]),
     "link_codec": ("firmware_bridge/link/codec.py",
                    ["tests/firmware_bridge/test_bridge_protocol.py",
                     "tests/firmware_bridge/test_spec_vectors.py"]),
