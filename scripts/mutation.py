@@ -10,6 +10,7 @@ docs/mutation/equivalent.json as {module: {"LINE:OPERATOR": "why it is equivalen
 count apart from the score.
 
     python scripts/mutation.py [--modules NAME,...] [--timeout S]
+    python scripts/mutation.py --recheck      # only the last run's survivors, current tests
 
 cosmic-ray runs from its own environment (.venv-mutation, made by `make mutation`); the tests
 run with the project's .venv.
@@ -96,6 +97,45 @@ def _run_module(name: str, path: str, tests: list[str], timeout: float, work: Pa
             "mutants": json.loads(rows)}
 
 
+def _apply(tree: Path, patch: str, reverse: bool = False) -> bool:
+    """Apply one of cosmic-ray's mutation diffs (headers ``--- aPATH`` / ``+++ bPATH``)."""
+    lines = patch.splitlines()
+    body = [ln for ln in lines if not ln.startswith("--- mutation diff")]
+    body = [("--- " + ln[5:] if ln.startswith("--- a") else "+++ " + ln[5:]
+             if ln.startswith("+++ b") else ln) for ln in body]
+    r = subprocess.run(["patch", "-p0", "-s", *(["-R"] if reverse else [])], cwd=tree,
+                       input="\n".join(body) + "\n", text=True, capture_output=True)
+    return r.returncode == 0
+
+
+def _recheck(results: list[dict], tree: Path, timeout: float) -> None:
+    """Run each survivor of the last run against the tests as they are now; a survivor the
+    tests now catch is marked killed (``recheck``), measured, not assumed."""
+    py = ROOT / ".venv" / "bin" / "python"
+    env = dict(os.environ, PYTHONPATH=str(tree / "_import"), HYPOTHESIS_PROFILE="mutation")
+    for res in results:
+        for m in res["mutants"]:
+            if m["outcome"] != "survived" or not m.get("patch"):
+                continue
+            if not _apply(tree, m["patch"]):
+                m["recheck"] = "does not apply to the current code"
+                continue
+            try:
+                r = subprocess.run([py, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
+                                    *res["tests"]], cwd=tree, env=env, capture_output=True,
+                                   timeout=timeout)
+                caught = r.returncode != 0
+            except subprocess.TimeoutExpired:
+                caught = True
+            finally:
+                _apply(tree, m["patch"], reverse=True)
+            if caught:
+                m["outcome"], m["recheck"] = "killed", "killed by the current tests"
+                m.pop("patch")
+            print(f"recheck {res['path']}:{m['line']} {m['operator']}: "
+                  f"{'killed' if caught else 'survives'}", flush=True)
+
+
 def _summarise(res: dict, equivalent: dict[str, str]) -> dict:
     killed = survived = equiv = 0
     survivors = []
@@ -118,12 +158,18 @@ def _report(summaries: list[dict], equivalents: dict[str, dict[str, str]]) -> st
              "`make mutation` (cosmic-ray on a copy of the checkout; each module against its own "
              "tests). Score = killed / (killed + survived); equivalent mutants apart, each with "
              "its reason in `equivalent.json`.", "",
-             "| module | tests | mutants | killed | survived | equivalent | score | time |",
+             "`--recheck` runs the survivors again against the tests as they are now: those "
+             "it catches count as killed (in brackets: how many of the killed that is).", "",
+             "| module | tests | mutants run | killed | survived | equivalent | score | time |",
              "|---|---|---|---|---|---|---|---|"]
     for s in summaries:
+        rechecked = sum(1 for m in s["mutants"] if m.get("recheck") == "killed by the current tests")
+        not_run = f" (+{s['not_run']} not run: {s['not_run_why']})" if s.get("not_run") else ""
         lines.append(f"| `{s['path']}` | {', '.join(f'`{t}`' for t in s['tests'])} | "
-                     f"{len(s['mutants'])} | {s['killed']} | {s['survived']} | {s['equivalent']} | "
-                     f"{s['score']} | {s['seconds']} s |")
+                     f"{len(s['mutants'])}{not_run} | {s['killed']}"
+                     f"{f' ({rechecked})' if rechecked else ''} | {s['survived']} | "
+                     f"{s['equivalent']} | {s['score']} | "
+                     f"{'-' if s['seconds'] is None else str(s['seconds']) + ' s'} |")
     for s in summaries:
         eq = equivalents.get(s["module"], {})
         if s["survivors"] or eq:
@@ -140,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--modules", default=",".join(MODULES),
                     help=f"comma list of: {', '.join(MODULES)}")
     ap.add_argument("--timeout", type=float, default=60.0, help="seconds per mutant's tests")
+    ap.add_argument("--recheck", action="store_true",
+                    help="run only the survivors of the last run against the current tests")
     args = ap.parse_args(argv)
     names = [n for n in args.modules.split(",") if n]
     unknown = [n for n in names if n not in MODULES]
@@ -156,7 +204,9 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         (work / "tree").mkdir()
         _copy_tree(work / "tree")
-        for name in names:
+        if args.recheck:
+            _recheck([previous[n] for n in names if n in previous], work / "tree", args.timeout)
+        for name in [] if args.recheck else names:
             path, tests = MODULES[name]
             print(f"mutation: {path} against {', '.join(tests)}", flush=True)
             previous[name] = _run_module(name, path, tests, args.timeout, work)
@@ -165,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     tmp_json = results_path.with_suffix(".tmp")
     tmp_json.write_text(json.dumps([{k: v for k, v in s.items() if k != "survivors"}
-                                    for s in summaries], indent=1))
+                                    for s in summaries], indent=1) + "\n")
     tmp_json.replace(results_path)
     (OUT / "REPORT.md").write_text(_report(summaries, equivalents))
     for s in summaries:

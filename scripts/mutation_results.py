@@ -21,9 +21,12 @@ def main(db_path: str) -> None:
             caught = result.test_outcome in (TestOutcome.KILLED, TestOutcome.INCOMPETENT)
             diff = [ln for ln in (result.diff or "").splitlines()
                     if ln[:1] in "+-" and ln[:3] not in ("+++", "---")]
-            rows.append({"line": m.start_pos[0], "operator": m.operator_name,
-                         "outcome": "killed" if caught else "survived",
-                         "diff": " / ".join(d.strip() for d in diff)[:200]})
+            row = {"line": m.start_pos[0], "operator": m.operator_name,
+                   "outcome": "killed" if caught else "survived",
+                   "diff": " / ".join(d.strip() for d in diff)[:200]}
+            if not caught:  # kept whole, so `mutation.py --recheck` can apply it again
+                row["patch"] = result.diff
+            rows.append(row)
     rows.sort(key=lambda r: (r["line"], r["operator"]))
     print(json.dumps(rows))
 

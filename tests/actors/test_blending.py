@@ -159,12 +159,33 @@ def test_a_zero_crossfade_is_a_switch_at_the_new_chunks_start():
 
     cfg = BlendConfig(crossfade_ms=0.0)  # allowed: a hard switch
     assert [crossfade_weight(cfg, 100, 500, t) for t in (99, 100, 101, 10_000)] == [0, 1, 1, 1]
-    # a window that closes before it opens is the same switch
+    # a window that closes as it opens, or before (the older chunk ended before the new one
+    # starts), is the same switch: the new chunk takes over at its start
     cfg = BlendConfig(crossfade_ms=200.0)
     assert [crossfade_weight(cfg, 100, 100, t) for t in (99, 100, 101)] == [0, 1, 1]
+    assert [crossfade_weight(cfg, 100, 50, t) for t in (99, 100, 101)] == [0, 1, 1]
 
 
 @pytest.mark.parametrize("bad", [-1.0, float("inf"), float("nan")])
 def test_a_crossfade_length_below_zero_or_not_finite_is_refused(bad):
     with pytest.raises(ValueError, match="crossfade_ms must be >= 0"):
         BlendConfig(crossfade_ms=bad)
+
+
+def test_each_shape_has_its_own_curve():
+    """The slope bound above holds for a gentler ramp too; these values tell the shapes apart
+    (min-jerk is the quintic 10x^3 - 15x^4 + 6x^5)."""
+    x = 0.25
+    assert shape_weight("linear", x) == pytest.approx(0.25)
+    assert shape_weight("cosine", x) == pytest.approx(0.5 - 0.5 * np.cos(np.pi / 4))
+    assert shape_weight("minjerk", x) == pytest.approx(10 * x**3 - 15 * x**4 + 6 * x**5)
+    assert BlendConfig().crossfade_shape == "minjerk"  # the default: no jerk at either end
+
+
+def test_a_crossfade_ends_where_the_older_chunk_ends_when_that_comes_first():
+    from edgevla.actors.executor.blending import crossfade_weight
+
+    cfg = BlendConfig(crossfade_ms=200.0, crossfade_shape="linear")
+    # the older chunk runs out 100 ms after the new one starts: the fade is done by then
+    assert crossfade_weight(cfg, 1000 * MS, 1100 * MS, 1050 * MS) == pytest.approx(0.5)
+    assert crossfade_weight(cfg, 1000 * MS, 1100 * MS, 1100 * MS) == 1.0

@@ -159,11 +159,12 @@ def test_reconnects_after_firmware_restart():
 
 
 @pytest.mark.slow
-def test_60s_100hz_stream_loses_nothing_and_never_underruns():
+def test_100hz_stream_loses_nothing_and_never_underruns():
+    # 20 s here (the suite must stay under 10 minutes); `edgevla bench link` streams 60 s.
     # Each point is sent 1 s before it is due (an ACT chunk covers ~2 s): on this shared
     # 2-core machine the Python sender alone stalls for several 100 ms at times, and a late
     # point is counted as lost. The firmware runs SCHED_FIFO where allowed, as the M7 would.
-    duration_s, rate_hz, lead_s = 60.0, 100, 1.0
+    duration_s, rate_hz, lead_s = 20.0, 100, 1.0
     arm = Arm(np.zeros(6))
     with HostFirmware(sanitize=True, watchdog_ms=2000, realtime=True) as fw, \
             FeetechBusSim(fw.servo_port, range(1, 7), arm.read, arm.write), \
