@@ -138,7 +138,10 @@ class ActorProcess:
         self.pubs: dict[str, Publisher] = {}
         for topic, ep in spec.pub_endpoints.items():
             kind = zmq.PUSH if topic in spec.push_topics else zmq.PUB
-            hwm = spec.image_hwm if topic in spec.image_topics else 100
+            # While a recorder runs, small-message sockets also carry a step trace per step: a
+            # recorder that stalls for half a second must not overflow them (and lose steps)
+            hwm = spec.image_hwm if topic in spec.image_topics else \
+                (1000 if spec.trace_steps else 100)
             self.pubs[topic] = Publisher(self.ctx, ep, producer=name, kind=kind, hwm=hwm,
                                          curve=curve_self, counters=self.counters)
         sub_topics = sorted({t for t in spec.sub_endpoints})

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from edgevla.actors.recording.replay_setup import load_recording
+
 pytestmark = pytest.mark.timing  # wall time and processes: make test-under-load
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,6 +57,16 @@ def test_a_stage_replaced_by_itself_reproduces_its_recorded_outputs(recording, a
     assert rep["tick_source"][actor] == "step trace"
     outputs = [t for t in rep["topics"] if t["recorded"]]
     assert outputs, rep
+    msgs, _ = load_recording(recording)
+    # A loaded machine can make the recorder drop messages mid-run (its queue to a producer
+    # full): a replay cannot run a step it has no record of, and every output of the actor
+    # after such a hole may then differ (its own counters moved on without it)
+    t_hole = None
+    for topic in {t["topic"] for t in outputs}:
+        ms = sorted((m for m in msgs if m.topic == topic), key=lambda m: m.seq)
+        for a, b in zip(ms, ms[1:]):
+            if b.seq != a.seq + 1:
+                t_hole = min(t_hole or a.publish_time_ns, a.publish_time_ns)
     for t in outputs:
         print(actor, t["topic"], t["recorded"], t["replayed"], t["compared"],
               t["identical_payload"], t["first_diff"], t["last_diff"])
@@ -62,6 +74,11 @@ def test_a_stage_replaced_by_itself_reproduces_its_recorded_outputs(recording, a
         # (a PUB drops it); a step that consumed such a message is the only one allowed to
         # differ, and only at the start. Every other paired message has the recorded content.
         warm_up = 0 if t["first_diff"] is None else t["last_diff"] + 1
+        if t_hole is not None and t["first_diff"] not in (None, 0):
+            before = sum(1 for m in msgs if m.topic == t["topic"] and m.publish_time_ns <= t_hole)
+            print(f"{t['topic']}: the recording has a hole; {before} messages before it")
+            assert t["first_diff"] >= before - 1, t
+            continue
         assert t["first_diff"] in (None, 0), t
         assert t["identical_payload"] == t["compared"] - warm_up, t
         unpaired = t["recorded"] - t["compared"]
