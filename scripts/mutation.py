@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -189,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--recheck", action="store_true",
                     help="run only the survivors of the last run against the current tests")
     args = ap.parse_args(argv)
+    # a stop (timeout, kill) ends like Ctrl-C: the copy of the checkout is removed on the way out
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     names = [n for n in args.modules.split(",") if n]
     unknown = [n for n in names if n not in MODULES]
     if unknown:
