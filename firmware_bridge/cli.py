@@ -172,9 +172,10 @@ def add_parser(sub) -> None:
     s.add_argument("--qemu", action="store_true", help="run the Cortex-M7 build on QEMU")
     s.add_argument("--servo", choices=["pty", "loopback"], default="pty",
                    help="servo bus on a pty (default) or simulated inside the firmware")
-    s.add_argument("--watchdog-ms", type=count(), default=500,
+    s.add_argument("--watchdog-ms", type=count(0), default=500,
                    help="host silence before the firmware holds (0 = off)")
-    s.add_argument("--state-period-ms", type=count(), default=10, help="STATE report period")
+    s.add_argument("--state-period-ms", type=count(0), default=10,
+                   help="STATE report period (0 = only on GET_STATE)")
     s.add_argument("--enable-at-boot", action="store_true", help="start RUNNING, not DISABLED")
     s.add_argument("--sanitize", action="store_true", help="run the ASan/UBSan build")
     s.add_argument("--realtime", action="store_true",

@@ -161,9 +161,9 @@ def test_help_shows_each_default_once_and_never_none(cmd, capsys):
     (["demo", "--episodes", "0"], "argument --episodes: expected a whole number >= 1, got '0'"),
     (["dataset", "expert-eval", "--episodes-per-cluster", "-1"],
      "expected a whole number >= 1, got '-1'"),
-    (["mcu", "sim", "--watchdog-ms", "0"], "expected a whole number >= 1, got '0'"),
+    (["mcu", "sim", "--watchdog-ms", "-1"], "expected a whole number >= 0, got '-1'"),
 ])
-def test_counts_below_one_are_usage_errors(argv, says, capsys):
+def test_counts_below_their_least_are_usage_errors(argv, says, capsys):
     with pytest.raises(SystemExit) as exc:
         main(argv)
     assert exc.value.code == 2 and says in _one_line(capsys)
@@ -185,3 +185,10 @@ def test_a_replayed_actor_given_a_parameter_it_does_not_know_is_a_setup_error():
                           "params": {"bogus": 1}}}
     with pytest.raises(ActorSetupError, match="actor 'executor' \\(executor\\).*unknown params"):
         InProcessGraph(graph)
+
+
+def test_a_zero_watchdog_or_state_period_is_accepted_as_the_protocol_defines_it():
+    from edgevla.actors.cli.main import build_parser
+
+    args = build_parser().parse_args(["mcu", "sim", "--watchdog-ms", "0", "--state-period-ms", "0"])
+    assert (args.watchdog_ms, args.state_period_ms) == (0, 0)  # off / only on GET_STATE
