@@ -10,8 +10,6 @@ from dataclasses import replace as dc_replace
 from pathlib import Path
 from typing import Any, Iterable
 
-import msgpack
-
 from edgevla.actors.recording.mcap_reader import RecordedMessage, read_recording, recording_files
 from edgevla.actors.runtime.graph import expand_placeholders
 from edgevla.actors.runtime.inprocess import ActorSpec, actor_specs
@@ -30,10 +28,8 @@ def load_recording(path: str | Path, topics: list[str] | None = None
     for f in files:
         for m in read_recording(f, include_internal=True):
             if m.topic.startswith(TRACE_PREFIX):
-                rec = msgpack.unpackb(bytes(m.frames[0]), raw=False)
-                actor = str(rec["actor"])
-                traces.setdefault(actor, []).append(
-                    StepTrace(actor=actor, t_ns=int(rec["t_ns"]), inputs=rec.get("inputs") or {}))
+                step = StepTrace.from_record(bytes(m.frames[0]))
+                traces.setdefault(step.actor, []).append(step)
             elif topics is None or m.topic in topics:
                 msgs.append(m)
     msgs.sort(key=lambda m: (m.publish_time_ns, m.log_time_ns))

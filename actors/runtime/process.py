@@ -172,6 +172,7 @@ class ActorProcess:
         self._trace_pub = trace_pubs[0] if spec.trace_steps and spec.inputs and trace_pubs \
             and "*" not in spec.inputs.values() else None
         self._consumed: dict[str, list[list[Any]]] = {}
+        self._trace_topic = TRACE_PREFIX + spec.actor
         self._hb_seq = 0
 
     # ------------------------------------------------------------------ inputs
@@ -230,10 +231,9 @@ class ActorProcess:
         """Which messages this step consumed, and the clock reading it acted on, for the
         recorder. Sent before the outputs; not counted as the actor's output."""
         consumed, self._consumed = self._consumed, {}
-        topic = TRACE_PREFIX + self.spec.actor
         trace = StepTrace(actor=self.spec.actor, t_ns=int(t_ns), inputs=consumed,
                           producer=self._trace_pub.producer, t_pub_ns=time.monotonic_ns())
-        self._trace_pub.send_raw(encode(topic, trace))
+        self._trace_pub.send_raw(encode(self._trace_topic, trace))
 
     # ------------------------------------------------------------------ control
     def stats(self) -> dict[str, Any]:

@@ -147,6 +147,12 @@ class StepTrace(Message):
         return msgpack.packb({"actor": self.actor, "t_ns": int(self.t_ns),
                               "inputs": self.inputs}, use_bin_type=True)
 
+    @classmethod
+    def from_record(cls, data: bytes) -> "StepTrace":
+        """The step back from `record`'s bytes (older records carry no ``inputs``)."""
+        rec = msgpack.unpackb(data, raw=False)
+        return cls(actor=str(rec["actor"]), t_ns=int(rec["t_ns"]), inputs=rec.get("inputs") or {})
+
 
 MESSAGE_TYPES: dict[str, type[Message]] = {
     cls.SCHEMA: cls
