@@ -29,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from edgevla.actors.console.output_files import write_text_whole
+
 ROOT = Path(__file__).resolve().parents[1]
 CR_VENV = ROOT / ".venv-mutation"
 OUT = ROOT / "docs" / "mutation"
@@ -215,12 +217,9 @@ def main(argv: list[str] | None = None) -> int:
             previous[name] = _run_module(name, path, tests, args.timeout, work)
     summaries = [_summarise(previous[n], equivalents.get(n, {})) for n in MODULES
                  if n in previous]
-    OUT.mkdir(parents=True, exist_ok=True)
-    tmp_json = results_path.with_suffix(".tmp")
-    tmp_json.write_text(json.dumps([{k: v for k, v in s.items() if k != "survivors"}
-                                    for s in summaries], indent=1) + "\n")
-    tmp_json.replace(results_path)
-    (OUT / "REPORT.md").write_text(_report(summaries, equivalents))
+    write_text_whole(results_path, json.dumps([{k: v for k, v in s.items() if k != "survivors"}
+                                               for s in summaries], indent=1) + "\n")
+    write_text_whole(OUT / "REPORT.md", _report(summaries, equivalents))
     for s in summaries:
         print(f"{s['path']}: {s['killed']} killed, {s['survived']} survived, "
               f"{s['equivalent']} equivalent, score {s['score']}")

@@ -12,6 +12,7 @@ from typing import Any
 
 import zmq
 
+from edgevla.actors.console.output_files import write_text_whole
 from edgevla.actors.wire import endpoints as ep
 from edgevla.actors.wire.bus import request, run_base
 
@@ -22,10 +23,7 @@ def announce_run(run_dir: Path) -> None:
     """Let `edgevla status/scale/stop` find this run: its pid file says it is live (until the
     supervisor stops and removes it), the ``current`` pointer names the newest run started."""
     (run_dir / SUPERVISOR_PID_FILE).write_text(str(os.getpid()))
-    pointer = run_dir.parent / "current"
-    tmp = run_dir.parent / f".current.{os.getpid()}"
-    tmp.write_text(str(run_dir))
-    os.replace(tmp, pointer)
+    write_text_whole(run_dir.parent / "current", str(run_dir))
 
 
 def run_is_live(run_dir: Path) -> bool:

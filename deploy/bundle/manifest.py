@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from edgevla.actors.console.output_files import write_whole
 from edgevla.deploy.bundle import board_files
 
 FORMAT = "edgevla-model-bundle"
@@ -383,12 +384,9 @@ def write_board_bundle(model_dir: str | Path, out: str | Path, target: str = "im
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     if tarball:
-        tar_path = out.with_suffix(".tar.gz")
-        tar_tmp = tar_path.with_name(f".{tar_path.name}.tmp-{os.getpid()}")
-        try:
-            with tarfile.open(tar_tmp, "w:gz") as tar:
+        def write_tar(tmp: Path) -> None:
+            with tarfile.open(tmp, "w:gz") as tar:
                 tar.add(out, arcname=out.name)
-            os.replace(tar_tmp, tar_path)
-        finally:
-            tar_tmp.unlink(missing_ok=True)
+
+        write_whole(out.with_suffix(".tar.gz"), write_tar)
     return out
