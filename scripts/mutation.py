@@ -1,15 +1,20 @@
 """`make mutation`: mutation testing of the core modules with cosmic-ray.
 
-Each module is mutated in a copy of the checkout (the checkout itself is never touched, so an
-interrupted run leaves no mutant behind) and only its own fast tests run against each mutant.
-Results go to docs/mutation/REPORT.md (per module: killed / survived / equivalent, and every
-survivor with its line and the change) and docs/mutation/results.json.
+Each module is mutated in its own copy of the checkout (the checkout itself is never touched,
+so an interrupted run leaves no mutant behind) and only its own fast tests run against each
+mutant; modules run side by side (``--jobs``). Results go to docs/mutation/REPORT.md (per
+module: killed / survived / equivalent, and every survivor with its line and the change) and
+docs/mutation/results.json.
+
+Two passes per module: every mutant against the tests with hypothesis properties capped at
+``--examples`` examples (hundreds of runs of the same tests), then each survivor of that pass
+again with the properties' full counts; only what survives both is reported as survived.
 
 Equivalent mutants (a change that cannot alter behaviour) are listed in
 docs/mutation/equivalent.json as {module: {"LINE:OPERATOR": "why it is equivalent"}}; they
 count apart from the score.
 
-    python scripts/mutation.py [--modules NAME,...] [--timeout S]
+    python scripts/mutation.py [--modules NAME,...] [--jobs N] [--sample N] [--timeout S]
     python scripts/mutation.py --recheck      # only the last run's survivors, current tests
 
 cosmic-ray runs from its own environment (.venv-mutation, made by `make mutation`); the tests
@@ -27,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from edgevla.actors.console.output_files import write_text_whole
@@ -34,25 +40,37 @@ from edgevla.actors.console.output_files import write_text_whole
 ROOT = Path(__file__).resolve().parents[1]
 CR_VENV = ROOT / ".venv-mutation"
 OUT = ROOT / "docs" / "mutation"
+PY = ROOT / ".venv" / "bin" / "python"
 
-# module -> the tests that own it (fast, no processes). Operators that only multiply mutants
-# without testing anything new (every binary operator swapped for every other: bit shifts and
-# powers in float code) are filtered out by EXCLUDED_OPERATORS.
+# module -> the tests that own it (fast, no processes)
 MODULES = {
-    "restart_policy": ("actors/runtime/restart_policy.py", ["tests/actors/test_restart_policy.py"]),
+    "executor_core": ("actors/executor/core.py", ["tests/actors/test_executor_core.py"]),
     "blending": ("actors/executor/blending.py", ["tests/actors/test_blending.py"]),
-    "request_policy": ("actors/executor/request_policy.py",
-                       ["tests/actors/test_executor_core.py", "tests/actors/test_executor_actor.py"]),
-    "clock_sync": ("firmware_bridge/link/clock_sync.py",
-                   ["tests/firmware_bridge/test_bridge_feetech_clock.py"]),
+    "request_policy": ("actors/executor/request_policy.py", ["tests/actors/test_governor.py"]),
+    "governor": ("actors/executor/governor.py", ["tests/actors/test_governor.py"]),
+    "message_codec": ("actors/wire/codec.py", ["tests/actors/test_messages.py"]),
+    "shm": ("actors/wire/shm.py", ["tests/actors/test_shm.py"]),
+    "restart_policy": ("actors/runtime/restart_policy.py", ["tests/actors/test_restart_policy.py"]),
     "link_codec": ("firmware_bridge/link/codec.py",
                    ["tests/firmware_bridge/test_bridge_protocol.py",
                     "tests/firmware_bridge/test_spec_vectors.py"]),
+    "clock_sync": ("firmware_bridge/link/clock_sync.py",
+                   ["tests/firmware_bridge/test_clock_sync.py",
+                    "tests/firmware_bridge/test_bridge_feetech_clock.py"]),
+    "recorder_commit": ("actors/recording/checkpoint_file.py", ["tests/actors/test_recorder.py"]),
+    # the manifest's own tests; the export round trips in the same file take minutes per mutant
+    "bundle_manifest": ("deploy/bundle/manifest.py",
+                        [f"tests/deploy/test_deploy.py::{t}" for t in (
+                            "test_mean_std_roundtrip", "test_min_max_maps_range_to_unit_interval",
+                            "test_identity_and_bad_mode", "test_manifest_errors_name_the_field",
+                            "test_manifest_contents", "test_board_bundle")]),
 }
+# Operators that only multiply mutants without testing anything new (every binary operator
+# swapped for every other: bit shifts and powers in float code). Relational replacements are
+# narrowed further by scripts/mutation_select.py.
 EXCLUDED_OPERATORS = [
     r"core/ReplaceBinaryOperator_.*_(BitOr|BitAnd|BitXor|LShift|RShift|Pow|FloorDiv|Mod)$",
     r"core/ReplaceBinaryOperator_(BitOr|BitAnd|BitXor|LShift|RShift|Pow|FloorDiv|Mod)_.*",
-    r"core/ReplaceComparisonOperator_.*_(Is|IsNot|In|NotIn)$",
 ]
 
 
@@ -73,31 +91,63 @@ def _copy_tree(dst: Path) -> None:
         (pkg / sub).symlink_to(dst / sub)
 
 
-def _run_module(name: str, path: str, tests: list[str], timeout: float, work: Path) -> dict:
-    cfg = work / f"{name}.toml"
-    db = work / f"{name}.sqlite"
-    py = ROOT / ".venv" / "bin" / "python"
-    test_cmd = f"{py} -m pytest -x -q -p no:cacheprovider {' '.join(tests)}"
-    cfg.write_text(f'[cosmic-ray]\nmodule-path = "{path}"\ntimeout = {timeout}\n'
+def _env(tree: Path, capped: int | None) -> dict[str, str]:
+    env = dict(os.environ, PYTHONPATH=str(tree / "_import"))
+    env.pop("EDGEVLA_MAX_EXAMPLES", None)
+    if capped:
+        env["EDGEVLA_MAX_EXAMPLES"] = str(capped)
+    return env
+
+
+def _tests_fail(tree: Path, tests: list[str], timeout: float, capped: int | None) -> bool:
+    try:
+        r = subprocess.run([PY, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests],
+                           cwd=tree, env=_env(tree, capped), capture_output=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return True  # a mutant that hangs the tests is caught as well
+    return r.returncode != 0
+
+
+def _run_module(name: str, args: argparse.Namespace, work: Path) -> dict:
+    path, tests = MODULES[name]
+    tree = work / name
+    tree.mkdir()
+    _copy_tree(tree)
+    t_base = time.monotonic()
+    if _tests_fail(tree, tests, 600, args.examples):
+        raise RuntimeError(f"{name}: the tests fail on the unmutated code: {' '.join(tests)}")
+    # a mutant that makes the tests loop runs into this, far above the clean run's time
+    timeout = max(args.timeout, 5 * (time.monotonic() - t_base))
+    cfg, db = work / f"{name}.toml", work / f"{name}.sqlite"
+    test_cmd = f"{PY} -m pytest -x -q -p no:cacheprovider {' '.join(tests)}"
+    cfg.write_text(f'[cosmic-ray]\nmodule-path = "{path}"\ntimeout = {timeout:.0f}\n'
                    f'excluded-modules = []\ntest-command = "{test_cmd}"\n'
                    f'[cosmic-ray.distributor]\nname = "local"\n'
                    f'[cosmic-ray.filters.operators-filter]\nexclude-operators = '
                    f'{json.dumps(EXCLUDED_OPERATORS)}\n')
-    env = dict(os.environ, PYTHONPATH=str(work / "tree" / "_import"), HYPOTHESIS_PROFILE="mutation")
-    cr = CR_VENV / "bin"
-    tree = work / "tree"
-    subprocess.run([cr / "cosmic-ray", "init", cfg, db], cwd=tree, env=env, check=True,
-                   capture_output=True)
-    subprocess.run([cr / "cr-filter-operators", db, cfg], cwd=tree, env=env, check=True,
-                   capture_output=True)
-    subprocess.run([cr / "cr-filter-pragma", db], cwd=tree, env=env, check=True,
-                   capture_output=True)
+    env, cr = _env(tree, args.examples), CR_VENV / "bin"
+    for step in (["cosmic-ray", "init", cfg, db], ["cr-filter-operators", db, cfg],
+                 ["cr-filter-pragma", db]):
+        subprocess.run([cr / step[0], *step[1:]], cwd=tree, env=env, check=True,
+                       capture_output=True)
+    chosen = json.loads(subprocess.run(
+        [cr / "python", ROOT / "scripts" / "mutation_select.py", db, "--sample", str(args.sample)],
+        cwd=tree, env=env, check=True, capture_output=True, text=True).stdout)
+    print(f"mutation: {path}: {chosen['to_run']} mutants against {', '.join(tests)} "
+          f"(timeout {timeout:.0f} s each)", flush=True)
     t0 = time.monotonic()
-    subprocess.run([cr / "cosmic-ray", "exec", cfg, db], cwd=tree, env=env, check=True)
-    rows = subprocess.run([cr / "python", str(ROOT / "scripts" / "mutation_results.py"), db],
+    subprocess.run([cr / "cosmic-ray", "exec", cfg, db], cwd=tree, env=env, check=True,
+                   capture_output=True)
+    rows = subprocess.run([cr / "python", ROOT / "scripts" / "mutation_results.py", db],
                           cwd=tree, env=env, check=True, capture_output=True, text=True).stdout
-    return {"module": name, "path": path, "tests": tests, "seconds": round(time.monotonic() - t0),
-            "mutants": json.loads(rows)}
+    res = {"module": name, "path": path, "tests": tests, "mutants": json.loads(rows),
+           "examples_cap": args.examples, "subsumed": chosen["subsumed"],
+           "not_run": chosen["not_sampled"],
+           "not_run_why": f"a random {chosen['to_run']} of them ran (seed 20)"
+           if chosen["not_sampled"] else ""}
+    _recheck([res], tree, timeout * 4, "killed with the properties' full example counts")
+    res["seconds"] = round(time.monotonic() - t0)
+    return res
 
 
 def _apply(tree: Path, patch: str, reverse: bool = False) -> bool:
@@ -111,11 +161,9 @@ def _apply(tree: Path, patch: str, reverse: bool = False) -> bool:
     return r.returncode == 0
 
 
-def _recheck(results: list[dict], tree: Path, timeout: float) -> None:
-    """Run each survivor of the last run against the tests as they are now; a survivor the
-    tests now catch is marked killed (``recheck``), measured, not assumed."""
-    py = ROOT / ".venv" / "bin" / "python"
-    env = dict(os.environ, PYTHONPATH=str(tree / "_import"), HYPOTHESIS_PROFILE="mutation")
+def _recheck(results: list[dict], tree: Path, timeout: float, why: str) -> None:
+    """Run each survivor against the tests as they are now, with full example counts; a
+    survivor they catch is marked killed (``recheck``), measured, not assumed."""
     for res in results:
         for m in res["mutants"]:
             if m["outcome"] != "survived" or not m.get("patch"):
@@ -124,16 +172,11 @@ def _recheck(results: list[dict], tree: Path, timeout: float) -> None:
                 m["recheck"] = "does not apply to the current code"
                 continue
             try:
-                r = subprocess.run([py, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
-                                    *res["tests"]], cwd=tree, env=env, capture_output=True,
-                                   timeout=timeout)
-                caught = r.returncode != 0
-            except subprocess.TimeoutExpired:
-                caught = True
+                caught = _tests_fail(tree, res["tests"], timeout, None)
             finally:
                 _apply(tree, m["patch"], reverse=True)
             if caught:
-                m["outcome"], m["recheck"] = "killed", "killed by the current tests"
+                m["outcome"], m["recheck"] = "killed", why
                 m.pop("patch")
             print(f"recheck {res['path']}:{m['line']} {m['operator']}: "
                   f"{'killed' if caught else 'survives'}", flush=True)
@@ -158,21 +201,26 @@ def _summarise(res: dict, equivalent: dict[str, str]) -> dict:
 
 def _report(summaries: list[dict], equivalents: dict[str, dict[str, str]]) -> str:
     lines = ["# Mutation testing", "",
-             "`make mutation` (cosmic-ray on a copy of the checkout; each module against its own "
-             "tests). Score = killed / (killed + survived); equivalent mutants apart, each with "
-             "its reason in `equivalent.json`.", "",
-             "`--recheck` runs the survivors again against the tests as they are now: those "
-             "it catches count as killed (in brackets: how many of the killed that is).", "",
-             "| module | tests | mutants run | killed | survived | equivalent | score | time |",
-             "|---|---|---|---|---|---|---|---|"]
+             "`make mutation` (cosmic-ray 8.4.6 on a copy of the checkout; each module against "
+             "its own tests). Score = killed / (killed + survived); equivalent mutants apart, "
+             "each with its reason in `equivalent.json`.", "",
+             "Each mutant runs first against the tests with hypothesis properties capped at a "
+             "few examples; every survivor of that pass runs again with the full counts (in "
+             "brackets: how many of the killed that second pass caught). `--recheck` runs the "
+             "survivors again against the tests as they are now.", "",
+             "Relational mutants: only the sufficient subset runs (for `a < b`: `<=` and `!=`; "
+             "Kaminski, Ammann, Offutt 2011); `is`/`in` only negated "
+             "(`scripts/mutation_select.py`). Column 'subsumed' counts those left out.", "",
+             "| module | tests | mutants run | killed | survived | equivalent | subsumed | score "
+             "| time |", "|---|---|---|---|---|---|---|---|---|"]
     for s in summaries:
-        rechecked = sum(1 for m in s["mutants"] if m.get("recheck") == "killed by the current tests")
+        rechecked = sum(1 for m in s["mutants"] if m.get("recheck", "").startswith("killed"))
         not_run = f" (+{s['not_run']} not run: {s['not_run_why']})" if s.get("not_run") else ""
         lines.append(f"| `{s['path']}` | {', '.join(f'`{t}`' for t in s['tests'])} | "
                      f"{len(s['mutants'])}{not_run} | {s['killed']}"
                      f"{f' ({rechecked})' if rechecked else ''} | {s['survived']} | "
-                     f"{s['equivalent']} | {s['score']} | "
-                     f"{'-' if s['seconds'] is None else str(s['seconds']) + ' s'} |")
+                     f"{s['equivalent']} | {s.get('subsumed', '-')} | {s['score']} | "
+                     f"{'-' if s.get('seconds') is None else str(s['seconds']) + ' s'} |")
     for s in summaries:
         eq = equivalents.get(s["module"], {})
         if s["survivors"] or eq:
@@ -188,11 +236,18 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--modules", default=",".join(MODULES),
                     help=f"comma list of: {', '.join(MODULES)}")
-    ap.add_argument("--timeout", type=float, default=60.0, help="seconds per mutant's tests")
+    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                    help="modules mutated side by side")
+    ap.add_argument("--examples", type=int, default=25,
+                    help="hypothesis examples per property in the first pass")
+    ap.add_argument("--sample", type=int, default=0,
+                    help="run a random N of a module's mutants when it has more (0: all)")
+    ap.add_argument("--timeout", type=float, default=30.0,
+                    help="least seconds per mutant's tests (5x the clean run when more)")
     ap.add_argument("--recheck", action="store_true",
                     help="run only the survivors of the last run against the current tests")
     args = ap.parse_args(argv)
-    # a stop (timeout, kill) ends like Ctrl-C: the copy of the checkout is removed on the way out
+    # a stop (timeout, kill) ends like Ctrl-C: the copies of the checkout are removed on the way out
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     names = [n for n in args.modules.split(",") if n]
     unknown = [n for n in names if n not in MODULES]
@@ -205,22 +260,37 @@ def main(argv: list[str] | None = None) -> int:
     results_path = OUT / "results.json"
     previous = {r["module"]: r for r in json.loads(results_path.read_text())} \
         if results_path.is_file() else {}
+
+    finished: dict[str, dict] = {}
+
+    def save() -> list[dict]:  # after each module: a run stopped later keeps what it finished
+        # merged into the file as it is now: runs of other modules side by side keep theirs
+        if results_path.is_file():
+            previous.update({r["module"]: r for r in json.loads(results_path.read_text())})
+        previous.update(finished)
+        summaries = [_summarise(previous[n], equivalents.get(n, {})) for n in MODULES
+                     if n in previous]
+        write_text_whole(results_path, json.dumps(
+            [{k: v for k, v in s.items() if k != "survivors"} for s in summaries], indent=1) + "\n")
+        write_text_whole(OUT / "REPORT.md", _report(summaries, equivalents))
+        return summaries
+
     with tempfile.TemporaryDirectory(prefix="edgevla-mutation-") as tmp:
         work = Path(tmp)
-        (work / "tree").mkdir()
-        _copy_tree(work / "tree")
         if args.recheck:
-            _recheck([previous[n] for n in names if n in previous], work / "tree", args.timeout)
-        for name in [] if args.recheck else names:
-            path, tests = MODULES[name]
-            print(f"mutation: {path} against {', '.join(tests)}", flush=True)
-            previous[name] = _run_module(name, path, tests, args.timeout, work)
-    summaries = [_summarise(previous[n], equivalents.get(n, {})) for n in MODULES
-                 if n in previous]
-    write_text_whole(results_path, json.dumps([{k: v for k, v in s.items() if k != "survivors"}
-                                               for s in summaries], indent=1) + "\n")
-    write_text_whole(OUT / "REPORT.md", _report(summaries, equivalents))
-    for s in summaries:
+            (work / "tree").mkdir()
+            _copy_tree(work / "tree")
+            _recheck([previous[n] for n in names if n in previous], work / "tree",
+                     args.timeout * 4, "killed by the current tests")
+            finished.update({n: previous[n] for n in names if n in previous})
+        else:
+            with ThreadPoolExecutor(max(1, args.jobs)) as pool:
+                for done in as_completed([pool.submit(_run_module, n, args, work) for n in names]):
+                    res = done.result()
+                    finished[res["module"]] = res
+                    save()
+                    print(f"mutation: {res['path']} done", flush=True)
+    for s in save():
         print(f"{s['path']}: {s['killed']} killed, {s['survived']} survived, "
               f"{s['equivalent']} equivalent, score {s['score']}")
     return 0

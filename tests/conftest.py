@@ -7,16 +7,17 @@ import tempfile
 
 import pytest
 from hypothesis import settings
+from hypothesis_budget import example_cap
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-# `make mutation` runs a module's tests once per mutant: fewer examples per property there
-# (a property that needs hundreds of examples to catch a mutant is reported as a survivor)
-settings.register_profile("mutation", max_examples=25, deadline=None)
-if os.environ.get("HYPOTHESIS_PROFILE"):
-    settings.load_profile(os.environ["HYPOTHESIS_PROFILE"])
+# `make mutation`'s first pass caps the examples of properties without their own count too
+# (those with one take it through hypothesis_budget.examples)
+if example_cap():
+    settings.register_profile("capped", max_examples=example_cap(), deadline=None)
+    settings.load_profile("capped")
 
 
 def _ci() -> bool:

@@ -88,8 +88,8 @@ class ClockSync:
         if keep.sum() >= 6 and span >= self.min_span_s * 1e9:
             drift, offset = np.polyfit(x - ref, yk, 1)
         else:
-            drift, offset = 0.0, float(np.median(yk - 0.0))
-            # without span, anchor the offset at the median sample time
+            # too short a span to see drift: the offset alone, robust to the odd late PONG
+            drift, offset = 0.0, float(np.median(yk))
         resid = yk - (offset + drift * (x - ref))
         return ClockEstimate(offset_ns=float(offset), drift=float(drift), ref_host_ns=ref,
                              n_samples=int(keep.sum()), rtt_p50_ns=float(np.median(rtt)),

@@ -6,13 +6,14 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis_budget import examples
 
 from edgevla.actors.executor.blending import (CROSSFADE_SHAPES, LEROBOT_WEIGHTS, BlendConfig,
                                      Contribution, blend, shape_weight)
 from edgevla.actors.executor.core import ExecutorConfig, ExecutorCore, SafetyLimits
 
 MS = 1_000_000
-FAST = settings(max_examples=80, deadline=None)
+FAST = settings(max_examples=examples(80), deadline=None)
 
 
 def loose_limits() -> SafetyLimits:

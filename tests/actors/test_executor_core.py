@@ -14,12 +14,13 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from hypothesis_budget import examples
 
 from edgevla.actors.executor.blending import STRATEGIES, BlendConfig
 from edgevla.actors.executor.core import ExecutorConfig, ExecutorCore, SafetyLimits
 
 MS = 1_000_000
-PROPS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROPS = settings(max_examples=examples(200), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @dataclass

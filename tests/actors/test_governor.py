@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis_budget import examples
 
 from edgevla.actors.executor.governor import Governor, GovernorConfig
 from edgevla.actors.executor.request_policy import RequestConfig, RequestPolicy
@@ -64,7 +65,7 @@ def test_disabled_governor_only_measures():
     assert g.stats()["latency_ratio_ema"] == pytest.approx(1.8)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(samples=st.lists(st.tuples(st.integers(0, 2000), st.integers(1, 1000)), max_size=60))
 def test_knobs_stay_in_bounds(samples):
     g = gov()

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from hypothesis_budget import examples
 
 from edgevla.actors.runtime.graph import GraphError, load_graph, parse_graph
 
@@ -91,7 +92,7 @@ def test_remote_binding_requires_curve():
     assert any("network.curve must be true" in p for p in errors_of(text))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(st.text(max_size=300))
 @example("=")  # found by this test: YAML's value tag parses but constructs nothing
 @example("a: !!int x")  # a tag whose constructor raises ValueError
@@ -103,7 +104,7 @@ def test_arbitrary_text_gives_graph_error_only(text):
         assert all(p.startswith("fuzz.yaml") for p in exc.problems)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(st.data())
 def test_mutated_graphs_give_graph_error_only(data):
     lines = GOOD.splitlines()

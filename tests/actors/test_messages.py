@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from hypothesis_budget import examples
 
 from edgevla.actors.wire.codec import LEGACY_SCHEMA_VERSION, decode, decode_header, encode, pack_header
 from edgevla.actors.wire.errors import MalformedMessage
@@ -27,7 +28,7 @@ arrays = st.sampled_from(WIRE_DTYPES).flatmap(
                                                          max_side=5)))
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(arr=arrays, seq=st.integers(0, 2**63 - 1), t=st.integers(0, 2**63 - 1),
        producer=st.text(max_size=20))
 def test_any_array_round_trips(arr, seq, t, producer):
@@ -155,13 +156,13 @@ def test_an_array_the_message_does_not_have_is_refused(msg):
     assert exc.value.kind == "bad_fields"
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(frames=st.lists(st.binary(max_size=64), max_size=5))
 def test_random_frames_are_rejected_or_decode_consistently(frames):
     _rejected_or_consistent(frames)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(pos=st.integers(0, 10_000), byte=st.integers(0, 255))
 def test_bit_flipped_headers_are_rejected_or_decode_consistently(pos, byte):
     f = _valid()

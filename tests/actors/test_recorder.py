@@ -19,6 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from hypothesis_budget import examples
 from mcap.reader import make_reader
 
 from edgevla.actors.recording import checkpoint_file as recmod
@@ -46,7 +47,7 @@ def _frame(i: int, h: int = 24, w: int = 32) -> Frame:
 
 # ------------------------------------------------------------------ layout and codec
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(st.lists(st.binary(max_size=300), min_size=1, max_size=20))
 def test_pack_frames_is_plain_msgpack_and_roundtrips(items):
     data = pack_frames(items[0], items[1:])
@@ -54,7 +55,7 @@ def test_pack_frames_is_plain_msgpack_and_roundtrips(items):
     assert [bytes(x) for x in unpack_frames(data)] == items
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(hnp.arrays(dtype=st.sampled_from(["uint8", "float32", "int64", "float16", "bool"]),
                   shape=hnp.array_shapes(min_dims=1, max_dims=3, max_side=6)),
        st.integers(0, 2**62), st.text(max_size=8))

@@ -15,6 +15,7 @@ import pytest
 import zmq
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis_budget import examples
 
 from edgevla.actors.recording.mcap_reader import read_recording
 from edgevla.actors.recording.replay_compare import compare_replay
@@ -239,7 +240,7 @@ def test_inputs_missing_from_the_recording_are_reported(recording):
                        kinds=KINDS).missing_inputs == {}
 
 
-@settings(max_examples=12, deadline=None)
+@settings(max_examples=examples(12), deadline=None)
 @given(cam_hz=st.floats(2.0, 25.0), policy_ms=st.integers(0, 400),
        exec_hz=st.sampled_from([50.0, 77.0, 100.0, 333.0]), delivery_ns=st.integers(1, 3_000_000),
        link_ms=st.sampled_from([0, 5, 12.5]), use_traces=st.booleans())

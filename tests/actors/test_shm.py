@@ -17,6 +17,7 @@ import pytest
 import zmq
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis_budget import examples
 
 from edgevla.actors.recording.mcap_reader import read_recording
 from edgevla.actors.recording.mcap_writer import McapRecording
@@ -291,7 +292,7 @@ def test_garbage_descriptors_are_counted_by_kind(ctx, ep, tmp_path):
         pub.close()
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(desc=st.recursive(st.none() | st.booleans() | st.integers(-2**63, 2**64 - 1)
                          | st.text(max_size=40)
                          | st.binary(max_size=20), lambda c: st.lists(c, max_size=4), max_leaves=8),

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis_budget import examples
 
 from edgevla.deploy.inference.backends import BackendOptions, open_backend
 from edgevla.deploy.bundle.manifest import (BundleError, Normalization, load_manifest, write_board_bundle)
@@ -23,7 +24,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 floats = st.floats(-10, 10, allow_nan=False, width=32)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(x=st.lists(floats, min_size=6, max_size=6), mean=st.lists(floats, min_size=6, max_size=6),
        std=st.lists(st.floats(0.015625, 5, width=32), min_size=6, max_size=6))
 def test_mean_std_roundtrip(x, mean, std):
@@ -34,7 +35,7 @@ def test_mean_std_roundtrip(x, mean, std):
     np.testing.assert_allclose(n.unnormalize(y), x, rtol=1e-4, atol=1e-3)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(lo=st.lists(st.floats(-5, 0, width=32), min_size=3, max_size=3),
        span=st.lists(st.floats(0.125, 5, width=32), min_size=3, max_size=3))
 def test_min_max_maps_range_to_unit_interval(lo, span):

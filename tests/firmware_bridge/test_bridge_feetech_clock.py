@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis_budget import examples
 
 from edgevla.firmware_bridge.servos import feetech as ft
 from edgevla.firmware_bridge.link.clock_sync import ClockSync
@@ -28,7 +29,7 @@ def test_rad_counts_convention():
     np.testing.assert_array_equal(ft.rad_to_counts(ft.counts_to_rad(c)), c)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(pkts=st.lists(st.tuples(st.integers(0, 253), st.integers(0, 255),
                                st.binary(max_size=40)), min_size=1, max_size=8),
        noise=st.lists(st.binary(max_size=5), min_size=8, max_size=8),
@@ -65,7 +66,7 @@ def test_bus_sim_answers_sync_read_and_applies_sync_write():
         ft.FeetechBusSim("/dev/null", [1, 1], lambda: pos, goals.append)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(offset_ms=st.floats(-1e6, 1e6), drift_ppm=st.floats(-500, 500),
        seed=st.integers(0, 2**31))
 def test_clock_sync_recovers_offset_and_drift(offset_ms, drift_ppm, seed):

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis_budget import examples
 
 from edgevla.firmware_bridge.link import codec as p
 from edgevla.firmware_bridge.link.vectors import VECTORS_PATH, message_from_fields
@@ -80,7 +81,7 @@ messages = st.one_of(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(msg=messages, seq=st.integers(0, 65535))
 def test_roundtrip_any_message(msg, seq):
     wire = p.encode_frame(msg, seq)
@@ -90,7 +91,7 @@ def test_roundtrip_any_message(msg, seq):
     assert p.encode_frame(frame.msg, seq) == wire
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(msgs=st.lists(messages, min_size=1, max_size=6), junk=st.lists(st.binary(max_size=600),
                                                                         min_size=7, max_size=7),
        chunk=st.integers(1, 64))
@@ -110,7 +111,7 @@ def test_stream_decoder_recovers_every_frame_between_garbage(msgs, junk, chunk):
     assert [p.encode_frame(f.msg, f.seq) for f in got] == wires
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(msg=messages, flips=st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 7)),
                                     min_size=1, max_size=3))
 def test_bit_flips_are_never_accepted(msg, flips):

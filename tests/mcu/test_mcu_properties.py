@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from hypothesis_budget import examples
 
 from edgevla.firmware_bridge.link import codec as p
 from edgevla.firmware_bridge.firmware.build import ensure_tool
@@ -109,7 +110,7 @@ def last_state(out: list[str]) -> dict:
     return {k: v for k, v in (kv.split("=", 1) for kv in st_line.split()[2:]) if "," not in v}
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(40), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(s=sessions())
 def test_limits_velocity_and_watchdog_hold(replay, s):
     ticks, out = replay(script_for(s))
@@ -139,7 +140,7 @@ def test_limits_velocity_and_watchdog_hold(replay, s):
     assert int(st_["faults"]) & p.FAULT_WATCHDOG
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(25), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(s=sessions(), seed=st.integers(0, 2**31))
 def test_arrival_order_within_a_batch_does_not_matter(replay, s, seed):
     ticks_a, _ = replay(script_for(s))
@@ -147,7 +148,7 @@ def test_arrival_order_within_a_batch_does_not_matter(replay, s, seed):
     np.testing.assert_array_equal(ticks_a, ticks_b)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(25), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(s=sessions(), n_late=st.integers(1, 5), n_dup=st.integers(1, 5))
 def test_late_and_duplicate_waypoints_are_counted_and_harmless(replay, s, n_late, n_dup):
     """Late points (time already passed) are dropped, duplicates replace their twin; both

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis_budget import examples
 
 from edgevla.training.sim.episode_spec import EpisodeSpec
 from edgevla.training.sim.kinematics import JOINT_LIMITS, arm_fk, arm_ik
@@ -86,7 +87,7 @@ def test_episode_spec_round_trips_through_a_dict():
         EpisodeSpec.from_dict({"colour": 1})
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(r=st.floats(0.09, 0.27), ang=st.floats(-1.8, 1.8), z=st.floats(0.015, 0.15),
        yaw=st.floats(-3.0, 3.0), tilt=st.floats(0.0, 0.35))
 def test_ik_inverts_fk_within_limits(r, ang, z, yaw, tilt):
