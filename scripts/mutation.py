@@ -136,8 +136,7 @@ def _run_module(name: str, args: argparse.Namespace, work: Path) -> dict:
     print(f"mutation: {path}: {chosen['to_run']} mutants against {', '.join(tests)} "
           f"(timeout {timeout:.0f} s each)", flush=True)
     t0 = time.monotonic()
-    subprocess.run([cr / "cosmic-ray", "exec", cfg, db], cwd=tree, env=env, check=True,
-                   capture_output=True)
+    _exec_stoppable([cr / "cosmic-ray", "exec", cfg, db], cwd=tree, env=env)
     rows = subprocess.run([cr / "python", ROOT / "scripts" / "mutation_results.py", db],
                           cwd=tree, env=env, check=True, capture_output=True, text=True).stdout
     res = {"module": name, "path": path, "tests": tests, "mutants": json.loads(rows),
@@ -148,6 +147,29 @@ def _run_module(name: str, args: argparse.Namespace, work: Path) -> dict:
     _recheck([res], tree, timeout * 4, "killed with the properties' full example counts")
     res["seconds"] = round(time.monotonic() - t0)
     return res
+
+
+# the cosmic-ray sessions under way: a SIGTERM reaches only this process, and stops them too
+_SESSIONS: set[subprocess.Popen] = set()
+
+
+def _exec_stoppable(cmd: list, cwd: Path, env: dict[str, str]) -> None:
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    _SESSIONS.add(proc)
+    try:
+        _, err = proc.communicate()
+    finally:
+        _SESSIONS.discard(proc)
+    if proc.returncode != 0:
+        raise RuntimeError(f"cosmic-ray exec stopped (exit {proc.returncode}): "
+                           f"{err.decode(errors='replace')[-500:]}")
+
+
+def _stop(*_) -> None:
+    for proc in list(_SESSIONS):
+        proc.terminate()
+    sys.exit(143)
 
 
 def _apply(tree: Path, patch: str, reverse: bool = False) -> bool:
@@ -248,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="run only the survivors of the last run against the current tests")
     args = ap.parse_args(argv)
     # a stop (timeout, kill) ends like Ctrl-C: the copies of the checkout are removed on the way out
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGTERM, _stop)
     names = [n for n in args.modules.split(",") if n]
     unknown = [n for n in names if n not in MODULES]
     if unknown:
@@ -285,11 +307,18 @@ def main(argv: list[str] | None = None) -> int:
             finished.update({n: previous[n] for n in names if n in previous})
         else:
             with ThreadPoolExecutor(max(1, args.jobs)) as pool:
-                for done in as_completed([pool.submit(_run_module, n, args, work) for n in names]):
-                    res = done.result()
-                    finished[res["module"]] = res
-                    save()
-                    print(f"mutation: {res['path']} done", flush=True)
+                futures = [pool.submit(_run_module, n, args, work) for n in names]
+                try:
+                    for done in as_completed(futures):
+                        res = done.result()
+                        finished[res["module"]] = res
+                        save()
+                        print(f"mutation: {res['path']} done", flush=True)
+                except BaseException:  # Ctrl-C, SIGTERM, a failed module: no module starts after
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    for proc in list(_SESSIONS):
+                        proc.terminate()
+                    raise
     for s in save():
         print(f"{s['path']}: {s['killed']} killed, {s['survived']} survived, "
               f"{s['equivalent']} equivalent, score {s['score']}")
