@@ -55,16 +55,16 @@ def test_without_a_fit_the_offset_is_the_median_and_the_residual_its_rms_misfit(
     assert est.ref_host_ns == T0 + 1000 * MS
 
 
-@pytest.mark.parametrize("n, span_ms, fitted", [
-    (6, 2000, True),    # six samples over exactly min_span_s: fitted
-    (5, 2000, False),   # five are too few
-    (6, 1999, False),   # a span just short of min_span_s sees no drift
-    (12, 1999, False),
+@pytest.mark.parametrize("n, span_ns, fitted", [
+    (6, 2_000_000_000, True),    # six samples over exactly min_span_s (2 s by default): fitted
+    (5, 2_000_000_000, False),   # five are too few
+    (6, 1_999_999_999, False),   # a span 1 ns short of min_span_s sees no drift
+    (12, 1_999_000_000, False),
 ])
-def test_drift_is_fitted_from_six_samples_over_min_span_s(n, span_ms, fitted):
-    cs = ClockSync(min_span_s=2.0)
+def test_drift_is_fitted_from_six_samples_over_min_span_s(n, span_ns, fitted):
+    cs = ClockSync()
     for k in range(n):
-        ping(cs, T0 + round(k * span_ms * MS / (n - 1)), 200 * US, 0, drift=300e-6)
+        ping(cs, T0 + round(k * span_ns / (n - 1)), 200 * US, 0, drift=300e-6)
     est = cs.estimate()
     if fitted:
         assert est.drift_ppm == pytest.approx(300, abs=0.5)
