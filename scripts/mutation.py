@@ -52,7 +52,8 @@ MODULES = {
     "shm": ("actors/wire/shm.py", ["tests/actors/test_shm.py"]),
     "restart_policy": ("actors/runtime/restart_policy.py", ["tests/actors/test_restart_policy.py"]),
     "link_codec": ("firmware_bridge/link/codec.py",
-                   ["tests/firmware_bridge/test_bridge_protocol.py",
+                   ["tests/firmware_bridge/test_link_codec_rules.py",
+                    "tests/firmware_bridge/test_bridge_protocol.py",
                     "tests/firmware_bridge/test_spec_vectors.py"]),
     "clock_sync": ("firmware_bridge/link/clock_sync.py",
                    ["tests/firmware_bridge/test_clock_sync.py",
@@ -302,6 +303,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.recheck:
             (work / "tree").mkdir()
             _copy_tree(work / "tree")
+            for n in names:  # against the module's tests as they are listed now
+                if n in previous:
+                    previous[n]["tests"] = MODULES[n][1]
             _recheck([previous[n] for n in names if n in previous], work / "tree",
                      args.timeout * 4, "killed by the current tests")
             finished.update({n: previous[n] for n in names if n in previous})
