@@ -43,5 +43,11 @@ echo "[install] pip: edgevla[train,dev] (constrained)"
 $PIP install -c constraints.txt -e ".[train,dev]" 2> >(grep -v "is ignored: it is neither" >&2)
 # lerobot 0.4.4 is the last release for Python 3.11; its metadata wants deps we pin ourselves.
 $PIP install -c constraints.txt --no-deps "lerobot==0.4.4"
+# Every Python process of the environment imports torchvision (and so lerobot) cleanly, not only
+# the project's commands: a .pth line installs the fix-up before torchvision's first import
+# (training/torch_setup.py says why it is needed).
+site=$($VENV/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
+echo "import edgevla.training.torch_setup as _evla_ts; _evla_ts.install_import_hook()" \
+  > "$site/edgevla_torchvision.pth"
 echo "$hash_now" > "$STAMP"
 echo "[install] done"

@@ -7,6 +7,10 @@ cluster among them. The read path below uses lerobot (and numpy) only, no projec
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -249,3 +253,22 @@ def test_ctrl_c_keeps_the_saved_episodes_as_a_complete_dataset(tmp_path, monkeyp
     assert report.interrupted and report.episodes == 1 and report.planned == 3
     assert not report.failed_episodes
     assert _load(tmp_path / "ds").num_episodes == 1  # finalized: readable as it is
+
+
+def test_lerobots_own_tools_work_in_the_environment_on_a_recorded_dataset(recorded, tmp_path):
+    """As a LeRobot user types them, in a plain process of the project's environment (the
+    install's .pth line makes torchvision, and so lerobot, import cleanly there)."""
+    root, _, _ = recorded
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    r = subprocess.run([sys.executable, "-c", "from lerobot.datasets.lerobot_dataset import "
+                        "LeRobotDataset; import scservo_sdk; print('ok')"],
+                       capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert r.stdout.strip() == "ok", r.stderr[-2000:]
+    viz = Path(sys.executable).with_name("lerobot-dataset-viz")
+    r = subprocess.run([str(viz), "--repo-id", "local/sim_teabag", "--root", str(root),
+                        "--episode-index", "0", "--save", "1", "--num-workers", "0",
+                        "--output-dir", str(tmp_path / "viz")],
+                       capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rrd = list((tmp_path / "viz").glob("*.rrd"))
+    assert len(rrd) == 1 and rrd[0].stat().st_size > 10_000, r.stderr[-2000:]
