@@ -44,7 +44,8 @@ PY = ROOT / ".venv" / "bin" / "python"
 
 # module -> the tests that own it (fast, no processes)
 MODULES = {
-    "executor_core": ("actors/executor/core.py", ["tests/actors/test_executor_core.py"]),
+    "executor_core": ("actors/executor/core.py", ["tests/actors/test_executor_core_rules.py",
+                                                  "tests/actors/test_executor_core.py"]),
     "blending": ("actors/executor/blending.py", ["tests/actors/test_blending.py"]),
     "request_policy": ("actors/executor/request_policy.py", ["tests/actors/test_governor.py"]),
     "governor": ("actors/executor/governor.py", ["tests/actors/test_governor.py"]),

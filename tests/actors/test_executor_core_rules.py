@@ -1,0 +1,111 @@
+"""The executor core's bookkeeping rules, one deterministic case each: which chunks are kept,
+refused or evicted, what a holding tick reports, and where the seam statistic is measured."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgevla.actors.executor.blending import BlendConfig
+from edgevla.actors.executor.core import ExecutorConfig, ExecutorCore, SafetyLimits
+
+MS = 1_000_000
+TICK = 10 * MS
+
+
+def core(strategy: str = "crossfade", max_chunks: int = 8, crossfade_ms: float = 100.0,
+         vmax: float = 100.0, amax: float = 1e5) -> ExecutorCore:
+    return ExecutorCore(ExecutorConfig(
+        rate_hz=100.0, max_chunks=max_chunks, rebase_when_idle=False,
+        blend=BlendConfig(strategy=strategy, crossfade_ms=crossfade_ms),
+        limits=SafetyLimits(max_velocity_rad_s=np.array([vmax]),
+                            max_accel_rad_s2=np.array([amax]),
+                            hold_decel_rad_s2=np.array([amax]))))
+
+
+def add(c: ExecutorCore, now_ms: int, values, obs_seq: int, seq: int, t0_ms: int | None = None,
+        t_capture_ms: int = 0):
+    a = np.asarray(values, dtype=np.float64).reshape(-1, 1)
+    return c.add_chunk(now_ns=now_ms * MS, t0_ns=(now_ms if t0_ms is None else t0_ms) * MS,
+                       dt_ns=TICK, actions=a, obs_seq=obs_seq, seq=seq,
+                       t_capture_ns=t_capture_ms * MS)
+
+
+def test_graph_defaults_are_the_configs_defaults():
+    got, want = ExecutorConfig.from_params({}), ExecutorConfig()
+    for name in ("rate_hz", "link_latency_ms", "min_horizon_ms", "max_chunks",
+                 "rebase_when_idle", "blend"):
+        assert getattr(got, name) == getattr(want, name), name
+
+
+@pytest.mark.parametrize("n_added, max_chunks, kept", [(2, 3, 2), (3, 3, 3), (5, 3, 3), (4, 1, 1)])
+def test_at_most_max_chunks_are_kept_the_newest(n_added, max_chunks, kept):
+    c = core(max_chunks=max_chunks)
+    for k in range(n_added):
+        assert add(c, k, [0.0] * 100, obs_seq=k, seq=k).accepted
+    assert [ch.obs_seq for ch in c.chunks] == list(range(n_added - kept, n_added))
+    assert c.evicted_chunks == n_added - kept
+    assert c.newest_chunk().obs_seq == n_added - 1
+
+
+def test_newest_chunk_is_none_before_any():
+    c = core()
+    assert c.newest_chunk() is None
+    add(c, 0, [0.0] * 50, obs_seq=1, seq=1)
+    add(c, 1, [1.0] * 50, obs_seq=2, seq=2)
+    assert c.newest_chunk().seq == 2
+
+
+@pytest.mark.parametrize("shape, accepted", [((1, 1), True), ((0, 1), False), ((3, 0), False),
+                                             ((3,), False)])
+def test_malformed_chunks_are_refused(shape, accepted):
+    c = core()
+    r = c.add_chunk(now_ns=0, t0_ns=0, dt_ns=100 * MS, actions=np.zeros(shape), obs_seq=1, seq=1)
+    assert r.accepted is accepted
+    assert c.dropped["malformed"] == (0 if accepted else 1)
+
+
+def test_a_later_answer_to_the_same_observation_replaces_an_earlier_one_never_the_reverse():
+    c = core()
+    assert add(c, 0, [0.0] * 50, obs_seq=5, seq=3).accepted
+    assert add(c, 1, [0.0] * 50, obs_seq=5, seq=2).reason == "duplicate"  # older answer
+    assert add(c, 2, [0.0] * 50, obs_seq=5, seq=3).reason == "duplicate"  # the same again
+    assert add(c, 3, [0.0] * 50, obs_seq=4, seq=9).reason == "older_observation"
+    assert add(c, 4, [0.0] * 50, obs_seq=5, seq=4).accepted
+    assert c.dropped["duplicate"] == 2 and c.dropped["older_observation"] == 1
+
+
+def test_a_holding_tick_names_no_chunk_and_no_capture_time():
+    c = core()
+    c.set_measured(np.zeros(1))
+    add(c, 0, [0.2] * 5, obs_seq=1, seq=7, t_capture_ms=3)
+    out = c.tick(10 * MS)
+    assert (out.starved, out.chunk_seq, out.t_capture_ns) == (False, 7, 3 * MS)
+    out = c.tick(100 * MS)  # the 50 ms chunk is over
+    assert (out.starved, out.chunk_seq, out.t_capture_ns, out.desired) == (True, -1, 0, None)
+
+
+def test_the_seam_statistic_covers_the_crossfade_after_a_new_chunk_only():
+    """A new chunk's crossfade is a seam; the steepest step of the run comes later, inside one
+    chunk's own motion, and is not a seam."""
+    c = core(crossfade_ms=100.0)
+    c.set_measured(np.zeros(1))
+    add(c, 0, [0.0] * 100, obs_seq=1, seq=1)
+    for t in range(0, 300, 10):
+        c.tick(t * MS)
+    motion = [0.1] * 50 + [0.1 + 0.05 * k for k in range(1, 40)]  # 5 rad/s from 0.8 s on
+    add(c, 300, motion, obs_seq=2, seq=2)
+    for t in range(300, 1100, 10):
+        c.tick(t * MS)
+    assert 0 < c.max_seam_jump_rad < 0.04
+    assert c.max_step_rad == pytest.approx(0.05, abs=1e-6)
+
+
+def test_average_blends_every_covering_chunk_even_one_fully_faded_in():
+    """Only ``crossfade`` may skip chunks older than one that has fully faded in."""
+    c = core(strategy="average", crossfade_ms=10.0)
+    c.set_measured(np.zeros(1))
+    add(c, 0, [0.0] * 100, obs_seq=1, seq=1)
+    add(c, 0, [1.0] * 100, obs_seq=2, seq=2, t0_ms=-500)  # from the past: faded in at once
+    out = c.tick(200 * MS)
+    assert out.desired[0] == pytest.approx(0.5)
