@@ -12,7 +12,7 @@ from typing import Any, Iterable
 
 from edgevla.actors.recording.mcap_reader import RecordedMessage, read_recording, recording_files
 from edgevla.actors.runtime.graph import expand_placeholders
-from edgevla.actors.runtime.inprocess import ActorSpec, actor_specs
+from edgevla.actors.runtime.inprocess import ActorSetupError, ActorSpec, actor_specs
 from edgevla.actors.wire.messages import TRACE_PREFIX, StepTrace
 
 
@@ -81,4 +81,10 @@ def live_specs(graph: Any, replace: Iterable[str],
             raise KeyError(f"--set {name}.*: {name!r} is not replaced (live actors: "
                            f"{', '.join(live) or 'none'})")
         live[name] = dc_replace(live[name], params={**live[name].params, **params})
+    for name, spec in live.items():
+        source = str(spec.params.get("source", "")) if spec.kind == "camera" else ""
+        if source.startswith("/dev/"):
+            raise ActorSetupError(f"--replace {name}: the camera would open the device {source}; "
+                                  f"replay runs offline: give it a video file "
+                                  f"(--set {name}.source=FILE)")
     return live

@@ -46,3 +46,18 @@ def test_executor_ticks_before_its_first_command_come_from_its_startup_requests(
     ticks, source = _tick_times("executor", spec, ExecutorActor, {}, out, latency_ns=50_000)
     assert source.startswith("command")
     assert ticks == [0, 200 * ms, 400 * ms, 500 * ms, 510 * ms, 520 * ms]
+
+
+def test_a_replaced_camera_never_opens_a_device(tmp_path):
+    import pytest
+
+    from edgevla.actors.runtime.inprocess import ActorSetupError
+
+    g = tmp_path / "board.yaml"
+    g.write_text("name: board\nactors:\n  cam_top:\n    kind: camera\n"
+                 "    outputs: {frames: frames/top}\n    rate_hz: 30\n"
+                 "    params: {source: /dev/video0, camera: top}\n")
+    with pytest.raises(ActorSetupError, match="would open the device /dev/video0.*--set cam_top"):
+        live_specs(load_graph(g), ["cam_top"])
+    live = live_specs(load_graph(g), ["cam_top"], {"cam_top": {"source": str(tmp_path / "v.mp4")}})
+    assert live["cam_top"].params["source"].endswith("v.mp4")
