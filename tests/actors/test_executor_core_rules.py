@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from edgevla.actors.executor.blending import BlendConfig
-from edgevla.actors.executor.core import ExecutorConfig, ExecutorCore, SafetyLimits
+from edgevla.actors.executor.core import DROP_REASONS, ExecutorConfig, ExecutorCore, SafetyLimits
 
 MS = 1_000_000
 TICK = 10 * MS
@@ -95,9 +95,14 @@ def test_the_seam_statistic_covers_the_crossfade_after_a_new_chunk_only():
         c.tick(t * MS)
     motion = [0.1] * 50 + [0.1 + 0.05 * k for k in range(1, 40)]  # 5 rad/s from 0.8 s on
     add(c, 300, motion, obs_seq=2, seq=2)
-    for t in range(300, 1100, 10):
-        c.tick(t * MS)
-    assert 0 < c.max_seam_jump_rad < 0.04
+    y_prev, seam_steps = c.tick(300 * MS).positions[0], []
+    for t in range(310, 1100, 10):
+        y = c.tick(t * MS).positions[0]
+        if t <= 400:  # the 100 ms crossfade that began at 300 ms
+            seam_steps.append(abs(y - y_prev))
+        y_prev = y
+    assert 0.01 < max(seam_steps) < 0.04
+    assert c.max_seam_jump_rad == pytest.approx(max(seam_steps), abs=1e-6)
     assert c.max_step_rad == pytest.approx(0.05, abs=1e-6)
 
 
@@ -109,3 +114,25 @@ def test_average_blends_every_covering_chunk_even_one_fully_faded_in():
     add(c, 0, [1.0] * 100, obs_seq=2, seq=2, t0_ms=-500)  # from the past: faded in at once
     out = c.tick(200 * MS)
     assert out.desired[0] == pytest.approx(0.5)
+
+
+def test_a_fresh_core_counts_nothing():
+    stats = ExecutorCore(ExecutorConfig()).stats()
+    assert stats.pop("dropped_chunks") == {r: 0 for r in DROP_REASONS}
+    assert set(stats.values()) == {0}
+
+
+@pytest.mark.parametrize("param", ["max_velocity_rad_s", "max_accel_rad_s2", "hold_decel_rad_s2"])
+@pytest.mark.parametrize("value", [0.0, -1.0])
+def test_limits_must_be_positive(param, value):
+    with pytest.raises(ValueError, match=f"{param} must be > 0"):
+        ExecutorConfig.from_params({param: value})
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_a_chunk_with_another_joint_count_is_refused(n):
+    c = core()
+    assert c.add_chunk(now_ns=0, t0_ns=0, dt_ns=TICK, actions=np.zeros((50, 2)), obs_seq=1,
+                       seq=1).accepted
+    r = c.add_chunk(now_ns=0, t0_ns=0, dt_ns=TICK, actions=np.zeros((50, n)), obs_seq=2, seq=2)
+    assert r.reason == "wrong_dof" and c.dropped["wrong_dof"] == 1
