@@ -146,3 +146,23 @@ def test_the_stream_decoder_counts_frames_and_errors():
     assert len(dec.feed(wire + b"\x05\x01\x00")) == 3
     assert dec.frames == 3 and dec.errors == {"cobs": 1}
 
+
+
+def test_fault_names_for_the_status_line():
+    assert p.faults_str(0) == "none"
+    assert p.faults_str(p.FAULT_WATCHDOG | p.FAULT_RX_ERROR) == "WATCHDOG|RX_ERROR"
+
+
+def test_waypoints_count_and_length_rules():
+    with pytest.raises(ValueError, match="carries 1..14 points, got 0"):
+        p.Waypoints([]).body()
+    with pytest.raises(ValueError, match="got 15"):
+        p.Waypoints([p.Waypoint(k, (0.0,) * 6) for k in range(15)]).body()
+    body = p.Waypoints([p.Waypoint(1, (0.0,) * 6)]).body()
+    with pytest.raises(p.FrameError, match="count 1 needs 34 bytes, got 35"):
+        p.Waypoints.parse(body + b"\x00")  # a byte more than the count says
+
+
+def test_oversize_wire_frame_says_its_size():
+    with pytest.raises(p.FrameError, match="497 wire bytes > 496"):
+        p.decode_frame(bytes([0xFF]) * 496)
