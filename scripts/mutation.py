@@ -67,6 +67,10 @@ MODULES = {
                             "test_identity_and_bad_mode", "test_manifest_errors_name_the_field",
                             "test_manifest_contents", "test_board_bundle")]),
 }
+# Modules whose every mutant would take too long for `make mutation` on 2 cores run a fixed
+# random sample of them (seed 20; --sample 0 runs all): the executor core's properties simulate
+# whole runs, shm's tests publish through real segments, the manifest's export a bundle.
+SAMPLE = {"executor_core": 150, "shm": 150, "bundle_manifest": 60}
 # Operators that only multiply mutants without testing anything new (every binary operator
 # swapped for every other: bit shifts and powers in float code). Relational replacements are
 # narrowed further by scripts/mutation_select.py.
@@ -133,7 +137,8 @@ def _run_module(name: str, args: argparse.Namespace, work: Path) -> dict:
         subprocess.run([cr / step[0], *step[1:]], cwd=tree, env=env, check=True,
                        capture_output=True)
     chosen = json.loads(subprocess.run(
-        [cr / "python", ROOT / "scripts" / "mutation_select.py", db, "--sample", str(args.sample)],
+        [cr / "python", ROOT / "scripts" / "mutation_select.py", db, "--sample",
+         str(SAMPLE.get(name, 0) if args.sample is None else args.sample)],
         cwd=tree, env=env, check=True, capture_output=True, text=True).stdout)
     print(f"mutation: {path}: {chosen['to_run']} mutants against {', '.join(tests)} "
           f"(timeout {timeout:.0f} s each)", flush=True)
@@ -264,8 +269,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="modules mutated side by side")
     ap.add_argument("--examples", type=int, default=25,
                     help="hypothesis examples per property in the first pass")
-    ap.add_argument("--sample", type=int, default=0,
-                    help="run a random N of a module's mutants when it has more (0: all)")
+    ap.add_argument("--sample", type=int, default=None,
+                    help="run a random N of each module's mutants when it has more (0: all; "
+                         f"default: all, except {SAMPLE})")
     ap.add_argument("--timeout", type=float, default=30.0,
                     help="least seconds per mutant's tests (5x the clean run when more)")
     ap.add_argument("--recheck", action="store_true",
