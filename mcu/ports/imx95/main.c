@@ -6,15 +6,23 @@
  * Servos: Feetech STS bus on an LPUART at 1 Mbaud (through a half-duplex bus adapter such as
  * the SO-100's Waveshare board). 1 kHz tick from SysTick; time from SysTick count + VAL.
  *
- * Built only with the NXP MCUXpresso SDK (see README.md); not compiled in CI here. */
+ * Clocks and pads of the M7 belong to the System Manager: they are requested over SCMI
+ * (hal_clock/hal_pinctrl on top of sm_platform), never written to the CCM/IOMUXC directly.
+ *
+ * Built with the NXP MCUXpresso SDK sources (see README.md); CI type-checks it against the
+ * stand-in headers of tests/imx95_stubs. */
 #include <stdint.h>
 #include <string.h>
 
 #include "board.h"
 #include "fsl_common.h"
 #include "fsl_lpuart.h"
+#include "hal_clock.h"
+#include "pin_mux.h"
 #include "rpmsg_lite.h"
 #include "rpmsg_ns.h"
+#include "rsc_table.h"
+#include "sm_platform.h"
 
 #include "evla_fw.h"
 #include "evla_imx95_config.h"
@@ -28,6 +36,8 @@ static volatile uint32_t g_srx_head, g_srx_tail;
 static volatile uint32_t g_ms;
 static volatile uint32_t g_remote_addr = RL_ADDR_ANY;
 
+static struct rpmsg_lite_instance g_rl_ctx; /* RL_USE_STATIC_API: no heap */
+static struct rpmsg_lite_ept_static_context g_ept_ctx;
 static struct rpmsg_lite_instance *g_rl;
 static struct rpmsg_lite_endpoint *g_ept;
 static evla_fw_t g_fw;
@@ -78,7 +88,7 @@ static void link_write(void *ctx, const uint8_t *d, size_t n)
 static void servo_write(void *ctx, const uint8_t *d, size_t n)
 {
     (void)ctx;
-    LPUART_WriteBlocking(EVLA_SERVO_LPUART, d, n); /* 30 bytes at 1 Mbaud: 0.3 ms */
+    (void)LPUART_WriteBlocking(EVLA_SERVO_LPUART, d, n); /* 30 bytes at 1 Mbaud: 0.3 ms */
 }
 
 void EVLA_SERVO_LPUART_IRQHandler(void);
@@ -97,26 +107,47 @@ void EVLA_SERVO_LPUART_IRQHandler(void)
 
 static void servo_uart_init(void)
 {
+    /* the LPUART root clock is the System Manager's: 24 MHz oscillator, divider 1
+     * (1 Mbaud = 24 MHz / (OSR 24 * SBR 1), exact) */
+    hal_clk_t clk = {
+        .clk_id = EVLA_SERVO_LPUART_CLOCK_ROOT,
+        .pclk_id = hal_clock_osc24m,
+        .div = 1,
+        .enable_clk = true,
+        .clk_round_opt = hal_clk_round_auto,
+    };
+    HAL_ClockSetRootClk(&clk);
+
     lpuart_config_t c;
     LPUART_GetDefaultConfig(&c);
     c.baudRate_Bps = 1000000u;
     c.enableTx = true;
     c.enableRx = true;
-    LPUART_Init(EVLA_SERVO_LPUART, &c, EVLA_SERVO_LPUART_CLK_FREQ);
+    uint32_t src_hz = (uint32_t)HAL_ClockGetIpFreq(EVLA_SERVO_LPUART_CLOCK_ROOT);
+    (void)LPUART_Init(EVLA_SERVO_LPUART, &c, src_hz);
     LPUART_EnableInterrupts(EVLA_SERVO_LPUART, kLPUART_RxDataRegFullInterruptEnable);
     EnableIRQ(EVLA_SERVO_LPUART_IRQn);
 }
 
+/* What the SDK's RPMsg examples do in BOARD_InitHardware, without their SRTM/FreeRTOS part. */
+static void hardware_init(void)
+{
+    SM_Platform_Init();   /* SCMI channel to the System Manager (MU5) */
+    BOARD_InitBootPins(); /* LPUART3 pads (BOARD_DEBUG_UART_INSTANCE 3 of board.h) */
+    copyResourceTable();  /* to TCM and DRAM, where Linux remoteproc reads it */
+}
+
 int main(void)
 {
-    BOARD_InitHardware(); /* pins, clocks, MU: from the SDK example this port is built into */
+    hardware_init();
     servo_uart_init();
-    SysTick_Config(SystemCoreClock / EVLA_TICK_HZ);
+    (void)SysTick_Config(SystemCoreClock / EVLA_TICK_HZ);
 
-    g_rl = rpmsg_lite_remote_init((void *)EVLA_RPMSG_SHMEM_BASE, EVLA_RPMSG_LINK_ID, RL_NO_FLAGS);
+    g_rl = rpmsg_lite_remote_init((void *)(uintptr_t)EVLA_RPMSG_SHMEM_BASE, EVLA_RPMSG_LINK_ID,
+                                  RL_NO_FLAGS, &g_rl_ctx);
     while (!rpmsg_lite_is_link_up(g_rl)) {
     }
-    g_ept = rpmsg_lite_create_ept(g_rl, EVLA_RPMSG_LOCAL_EPT_ADDR, link_rx_cb, NULL);
+    g_ept = rpmsg_lite_create_ept(g_rl, EVLA_RPMSG_LOCAL_EPT_ADDR, link_rx_cb, NULL, &g_ept_ctx);
     (void)rpmsg_ns_announce(g_rl, g_ept, EVLA_RPMSG_CHANNEL_NAME, (uint32_t)RL_NS_CREATE);
 
     evla_fw_config_t cfg;

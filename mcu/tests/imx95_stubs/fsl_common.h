@@ -14,6 +14,4 @@ void __disable_irq(void);
 void __enable_irq(void);
 void __WFI(void);
 #define SDK_ISR_EXIT_BARRIER __asm volatile("dsb")
-typedef enum { kCLOCK_Root_Lpuart3 = 3 } clock_root_t;
-uint32_t CLOCK_GetIpFreq(clock_root_t root);
 #endif
