@@ -36,6 +36,9 @@ def test_graph_defaults_are_the_configs_defaults():
     for name in ("rate_hz", "link_latency_ms", "min_horizon_ms", "max_chunks",
                  "rebase_when_idle", "blend"):
         assert getattr(got, name) == getattr(want, name), name
+    for name in ("joint_min", "joint_max", "max_velocity_rad_s", "max_accel_rad_s2",
+                 "hold_decel_rad_s2"):
+        assert np.array_equal(getattr(got.limits, name), getattr(want.limits, name)), name
 
 
 @pytest.mark.parametrize("n_added, max_chunks, kept", [(2, 3, 2), (3, 3, 3), (5, 3, 3), (4, 1, 1)])
@@ -83,6 +86,8 @@ def test_a_holding_tick_names_no_chunk_and_no_capture_time():
     assert (out.starved, out.chunk_seq, out.t_capture_ns) == (False, 7, 3 * MS)
     out = c.tick(100 * MS)  # the 50 ms chunk is over
     assert (out.starved, out.chunk_seq, out.t_capture_ns, out.desired) == (True, -1, 0, None)
+    assert c.chunks == []  # a chunk that ended before this tick is gone, not only one ending at it
+    assert c.tick(90 * MS) is None and c.tick(100 * MS) is None  # no command for a past target
 
 
 def test_the_seam_statistic_covers_the_crossfade_after_a_new_chunk_only():
@@ -136,3 +141,26 @@ def test_a_chunk_with_another_joint_count_is_refused(n):
                        seq=1).accepted
     r = c.add_chunk(now_ns=0, t0_ns=0, dt_ns=TICK, actions=np.zeros((50, n)), obs_seq=2, seq=2)
     assert r.reason == "wrong_dof" and c.dropped["wrong_dof"] == 1
+
+
+def test_joint_range_and_chunk_count_rules():
+    lim = ExecutorConfig.from_params({"joint_min": [0.5, -1.0], "joint_max": [0.5, 1.0]}).limits
+    assert lim.joint_min.tolist() == [0.5, -1.0]  # min == max: a joint held in place
+    with pytest.raises(ValueError, match="joint_min .* must be <= joint_max"):
+        ExecutorConfig.from_params({"joint_min": [0.6, -1.0], "joint_max": [0.5, 1.0]})
+    with pytest.raises(ValueError, match="max_chunks must be >= 1, got 0"):
+        ExecutorConfig(max_chunks=0)
+    assert ExecutorConfig(max_chunks=1).max_chunks == 1
+
+
+def test_limited_ticks_count_the_ticks_the_velocity_limit_shaped():
+    c = core(vmax=1.0)
+    c.set_measured(np.zeros(1))
+    add(c, 0, [0.1] * 100, obs_seq=1, seq=1)
+    y_prev, at_vmax = 0.0, 0
+    for t in range(0, 400, 10):
+        y = float(c.tick(t * MS).positions[0])
+        at_vmax += abs(abs(y - y_prev) - 0.01) < 1e-6  # 1 rad/s for one 10 ms tick
+        y_prev = y
+    assert y_prev == pytest.approx(0.1)
+    assert at_vmax >= 5 and c.limited_ticks == at_vmax
