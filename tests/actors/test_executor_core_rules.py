@@ -164,3 +164,14 @@ def test_limited_ticks_count_the_ticks_the_velocity_limit_shaped():
         y_prev = y
     assert y_prev == pytest.approx(0.1)
     assert at_vmax >= 5 and c.limited_ticks == at_vmax
+
+
+def test_a_chunk_ending_exactly_now_does_not_count_as_driving_the_arm():
+    """Rebase while holding: a stored chunk whose last action ended at the new chunk's target
+    time covers nothing there (coverage is [t0, end)), so the new chunk is rebased."""
+    c = ExecutorCore(ExecutorConfig(rate_hz=100.0, rebase_when_idle=True))
+    c.set_measured(np.zeros(1))
+    assert add(c, 0, [0.0] * 5, obs_seq=1, seq=1, t0_ms=100).accepted  # covers [100, 150) ms
+    r = add(c, 150, [0.3] * 50, obs_seq=2, seq=2, t0_ms=120, t_capture_ms=120)
+    assert r.accepted and c.rebased_chunks == 1
+    assert c.newest_chunk().t0_ns == 150 * MS
