@@ -37,6 +37,8 @@ Graph params (all optional)::
     hold_decel_rad_s2: 40.0        # deceleration while starved
     rate_hz: 100                   # nominal control rate (first tick only; dt is measured)
     mcu_port: /dev/ttyRPMSG30      # forward waypoints to the M7
+    calibration: follower.json     # the arm's LeRobot calibration: the M7's position limits
+                                   # become each joint's calibrated range (sent at link-up)
     governor: {enabled: true, high: 0.8, low: 0.5, cooldown_ms: 1000, knobs: [...]}
 """
 
@@ -56,6 +58,7 @@ from edgevla.actors.wire.clock import Clock
 from edgevla.actors.wire.control import GovernorCommand
 from edgevla.actors.wire.messages import ActionChunk, Command, JointCommand, Message, Request, RobotState
 from edgevla.firmware_bridge.link.connection import McuLink
+from edgevla.firmware_bridge.servos.joint_units import SO101_JOINTS, JointUnits, load_calibration
 
 log = logging.getLogger("edgevla.executor")
 
@@ -63,12 +66,12 @@ KNOWN_PARAMS = frozenset({
     "strategy", "crossfade_ms", "crossfade_shape", "ensemble_m", "link_latency_ms",
     "min_horizon_ms", "max_chunks", "request_mode", "request_threshold", "request_rate_hz",
     "request_timeout_ms", "request_startup_period_ms", "request_latency_margin",
-    "request_min_left_ms", "joint_min", "joint_max",
+    "request_min_left_ms", "joint_min", "joint_max", "calibration",
     "max_velocity_rad_s", "max_accel_rad_s2", "hold_decel_rad_s2", "rate_hz", "mcu_port",
     "governor", "chunk_timing", "rebase_when_idle",
 })
 # changeable at run time through set_param (edgevla's control channel / the governor)
-RUNTIME_PARAMS = KNOWN_PARAMS - {"mcu_port", "governor", "joint_min", "joint_max"}
+RUNTIME_PARAMS = KNOWN_PARAMS - {"mcu_port", "governor", "joint_min", "joint_max", "calibration"}
 
 
 def _default_link_factory(port: str) -> Any:
@@ -115,12 +118,26 @@ class ExecutorActor(Actor):
         self.latency_ms_last: float | None = None
         self._last_mcu_state_ns = 0
         self._bus_state = False
+        arm = None
+        if self._params.get("calibration"):  # read before any link opens: a bad file stops here
+            cal_path = str(self._params["calibration"])
+            arm = JointUnits.from_calibration(load_calibration(cal_path), SO101_JOINTS,
+                                              ["radians"] * len(SO101_JOINTS), source=cal_path)
         port = self._params.get("mcu_port")
         if port:
             self.link = self._link_factory(str(port))
             log.info("%s: forwarding waypoints to the M7 on %s", self.name, port)
+            if arm is not None:
+                self._send_calibrated_limits(arm)
         else:
             log.info("%s: no mcu_port; commands are published on 'commands' only", self.name)
+
+    def _send_calibrated_limits(self, arm: JointUnits) -> None:
+        lo, hi = arm.limits_rad()
+        lim = self.core.cfg.limits
+        self.link.set_limits(lo, hi, lim.max_velocity_rad_s, lim.max_accel_rad_s2)
+        log.info("%s: M7 position limits from the calibration: %s", self.name,
+                 ", ".join(f"{n} {a:.3f}..{b:.3f} rad" for n, a, b in zip(arm.names, lo, hi)))
 
     def close(self) -> None:
         if self.link is not None and hasattr(self.link, "close"):

@@ -34,6 +34,9 @@ import numpy as np
 from edgevla.firmware_bridge.servos.feetech import CENTER_COUNTS, COUNTS_PER_REV
 
 UNITS = ("radians", "degrees", "range_m100_100", "range_0_100")
+# LeRobot's SO-100/SO-101 follower motors, in bus order (ids 1..6)
+SO101_JOINTS = ("shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll",
+                "gripper")
 _CAL_FIELDS = ("id", "drive_mode", "homing_offset", "range_min", "range_max")
 
 
@@ -122,6 +125,13 @@ class JointUnits:
         """Each joint's calibrated range in counts: what the M7 clamps goals to."""
         return (np.array([c.range_min for c in self.calibration], np.int64),
                 np.array([c.range_max for c in self.calibration], np.int64))
+
+    def limits_rad(self) -> tuple[np.ndarray, np.ndarray]:
+        """The calibrated range in the firmware's joint convention (count 2048 = 0 rad): what
+        the M7's LIMITS get, so it clamps goals to the range whatever the host sends."""
+        lo, hi = self.count_limits()
+        return ((lo - CENTER_COUNTS) * (2 * np.pi / COUNTS_PER_REV),
+                (hi - CENTER_COUNTS) * (2 * np.pi / COUNTS_PER_REV))
 
     def to_policy(self, counts: Sequence[int] | np.ndarray) -> np.ndarray:
         """Servo counts -> policy units (LeRobot's ``_normalize``, float for float)."""

@@ -283,3 +283,34 @@ def test_arrival_timing_runs_the_whole_chunk_from_its_arrival():
         make({"chunk_timing": "later"})
     with pytest.raises(ValueError, match="rebase_when_idle must be true or false"):
         make({"rebase_when_idle": "false"})
+
+
+def test_the_arms_calibration_becomes_the_m7s_position_limits_at_link_up(tmp_path):
+    import json
+
+    from edgevla.firmware_bridge.servos import feetech as ft
+    from edgevla.firmware_bridge.servos.joint_units import SO101_JOINTS
+
+    class LimitsLink(FakeLink):
+        limits = None
+
+        def set_limits(self, *cols):
+            self.limits = cols
+            return True
+
+    cal = {n: {"id": i + 1, "drive_mode": 0, "homing_offset": 0, "range_min": 1000 + 10 * i,
+               "range_max": 3000 - 10 * i} for i, n in enumerate(SO101_JOINTS)}
+    path = tmp_path / "follower.json"
+    path.write_text(json.dumps(cal))
+    links: list[LimitsLink] = []
+    a = ExecutorActor("executor", link_factory=lambda port: links.append(LimitsLink(port)) or links[-1])
+    a.setup({"mcu_port": "/dev/fake", "calibration": str(path), "max_velocity_rad_s": 2.0})
+    lo, hi, vel, _ = links[0].limits
+    np.testing.assert_allclose(lo, ft.counts_to_rad([1000 + 10 * i for i in range(6)]), atol=1e-6)
+    np.testing.assert_allclose(hi, ft.counts_to_rad([3000 - 10 * i for i in range(6)]), atol=1e-6)
+    assert ft.rad_to_counts(lo).tolist() == [1000 + 10 * i for i in range(6)]
+    assert vel.tolist() == [2.0]
+    del cal["gripper"]
+    path.write_text(json.dumps(cal))
+    with pytest.raises(ValueError, match=f"{path}: no entry for joint.s. gripper"):
+        ExecutorActor("executor", link_factory=LimitsLink).setup({"calibration": str(path)})
