@@ -175,3 +175,9 @@ def test_a_chunk_ending_exactly_now_does_not_count_as_driving_the_arm():
     r = add(c, 150, [0.3] * 50, obs_seq=2, seq=2, t0_ms=120, t_capture_ms=120)
     assert r.accepted and c.rebased_chunks == 1
     assert c.newest_chunk().t0_ns == 150 * MS
+
+
+@pytest.mark.parametrize("value", [[[1.0, 2.0]], float("nan"), [1.0, float("inf")]])
+def test_limit_values_must_be_finite_numbers_or_a_flat_list(value):
+    with pytest.raises(ValueError, match="max_velocity_rad_s must be a finite number or a list"):
+        ExecutorConfig.from_params({"max_velocity_rad_s": value})
