@@ -181,3 +181,10 @@ def test_a_chunk_ending_exactly_now_does_not_count_as_driving_the_arm():
 def test_limit_values_must_be_finite_numbers_or_a_flat_list(value):
     with pytest.raises(ValueError, match="max_velocity_rad_s must be a finite number or a list"):
         ExecutorConfig.from_params({"max_velocity_rad_s": value})
+
+
+def test_per_joint_limits_need_one_value_or_one_per_joint():
+    for ok in ([0.5], [0.5] * 6):
+        assert SafetyLimits.from_params({"max_velocity_rad_s": ok}, n_joints=6) is not None
+    with pytest.raises(ValueError, match="max_velocity_rad_s has 5 entries, expected 1 or 6"):
+        SafetyLimits.from_params({"max_velocity_rad_s": [0.5] * 5}, n_joints=6)
