@@ -242,6 +242,8 @@ def _report(summaries: list[dict], equivalents: dict[str, dict[str, str]]) -> st
              "Relational mutants: only the sufficient subset runs (for `a < b`: `<=` and `!=`; "
              "Kaminski, Ammann, Offutt 2011); `is`/`in` only negated "
              "(`scripts/mutation_select.py`). Column 'subsumed' counts those left out.", "",
+             "Time: wall time of a module's run on this 2-core machine, with other modules' runs "
+             "beside it (`--jobs 2`, the default).", "",
              "| module | tests | mutants run | killed | survived | equivalent | subsumed | score "
              "| time |", "|---|---|---|---|---|---|---|---|---|"]
     for s in summaries:
