@@ -188,3 +188,13 @@ def test_per_joint_limits_need_one_value_or_one_per_joint():
         assert SafetyLimits.from_params({"max_velocity_rad_s": ok}, n_joints=6) is not None
     with pytest.raises(ValueError, match="max_velocity_rad_s has 5 entries, expected 1 or 6"):
         SafetyLimits.from_params({"max_velocity_rad_s": [0.5] * 5}, n_joints=6)
+
+
+@pytest.mark.parametrize("name", ["link_latency_ms", "min_horizon_ms"])
+def test_latency_and_horizon_may_be_zero_never_negative(name):
+    assert getattr(ExecutorConfig(**{name: 0.0}), name) == 0.0
+    for bad in (-0.5, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match=f"{name} must be >= 0"):
+            ExecutorConfig(**{name: bad})
+    with pytest.raises(ValueError, match="rate_hz must be > 0"):
+        ExecutorConfig(rate_hz=0.0)
