@@ -52,7 +52,7 @@ MODULES = {
     # shm's tests send messages whose large arrays travel as segment descriptors
     "message_codec": ("actors/wire/codec.py", ["tests/actors/test_messages.py",
                                                "tests/actors/test_shm.py"]),
-    "shm": ("actors/wire/shm.py", ["tests/actors/test_shm.py"]),
+    "shm": ("actors/wire/shm.py", ["tests/actors/test_shm_rules.py", "tests/actors/test_shm.py"]),
     "restart_policy": ("actors/runtime/restart_policy.py", ["tests/actors/test_restart_policy.py"]),
     "link_codec": ("firmware_bridge/link/codec.py",
                    ["tests/firmware_bridge/test_link_codec_rules.py",
