@@ -64,6 +64,7 @@ MODULES = {
     "recorder_commit": ("actors/recording/checkpoint_file.py", ["tests/actors/test_recorder.py"]),
     # the manifest's own tests; the export round trips in the same file take minutes per mutant
     "bundle_manifest": ("deploy/bundle/manifest.py",
+                        ["tests/deploy/test_manifest_rules.py"] +
                         [f"tests/deploy/test_deploy.py::{t}" for t in (
                             "test_mean_std_roundtrip", "test_min_max_maps_range_to_unit_interval",
                             "test_identity_and_bad_mode", "test_manifest_errors_name_the_field",

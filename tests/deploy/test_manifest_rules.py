@@ -1,0 +1,81 @@
+"""The bundle manifest's rules against the shipped model bundle (committed, version 1) and
+small edits of it: no export needed, so each check is reached in milliseconds."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgevla.deploy.bundle.manifest import (TARGETS, BundleError, Normalization, load_manifest,
+                                            write_board_bundle)
+
+SHIPPED = Path(__file__).resolve().parents[2] / "models" / "default" / "bundle"
+
+
+@pytest.fixture
+def bundle(tmp_path) -> Path:
+    """The shipped manifest with empty stand-ins for its model files."""
+    d = tmp_path / "model"
+    d.mkdir()
+    raw = json.loads((SHIPPED / "manifest.json").read_text())
+    (d / "manifest.json").write_text(json.dumps(raw))
+    for stage in raw["stages"].values():
+        for v in stage["variants"].values():
+            (d / v["file"]).write_bytes(b"")
+    return d
+
+
+def _edit(d: Path, change) -> Path:
+    raw = json.loads((d / "manifest.json").read_text())
+    change(raw)
+    (d / "manifest.json").write_text(json.dumps(raw))
+    return d
+
+
+def test_the_shipped_bundle_reads_back():
+    m = load_manifest(SHIPPED)
+    assert m.version == 1 and m.policy == "act" and m.action_dim == 6
+
+
+def test_a_missing_prep_file_is_refused_only_when_files_are_checked(bundle):
+    def add_prep(raw):
+        raw["stages"]["decoder"]["variants"]["fp32"]["prep"] = "decoder.prep.onnx"
+
+    _edit(bundle, add_prep)
+    with pytest.raises(BundleError, match="decoder.variants.fp32.prep: .*does not exist"):
+        load_manifest(bundle)
+    assert load_manifest(bundle, check_files=False).stages["decoder"].variants["fp32"].prep
+    (bundle / "decoder.prep.onnx").write_bytes(b"")
+    assert load_manifest(bundle).stages["decoder"].variants["fp32"].prep == "decoder.prep.onnx"
+
+
+def test_a_zero_range_min_max_normalises_to_finite_values():
+    n = Normalization(mode="min_max", min=[0.5, -1.0], max=[0.5, 1.0])
+    x = n.normalize(np.array([0.5, 0.0], np.float32))
+    assert np.all(np.isfinite(x)) and x[1] == 0.0
+
+
+@pytest.mark.parametrize("target", sorted(TARGETS))
+def test_each_board_target_gives_every_core_one_role(target):
+    t = TARGETS[target]
+    roles = [*t.rt_cores, *t.io_cores, *t.inference_cores]
+    assert sorted(roles) == list(range(t.cores))
+
+
+def test_a_board_bundle_goes_to_a_new_or_empty_directory(bundle, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert (write_board_bundle(bundle, empty, tarball=False) / "graph.yaml").is_file()
+    for taken in (tmp_path / "file", tmp_path / "full"):
+        if taken.name == "file":
+            taken.write_text("x")
+        else:
+            taken.mkdir()
+            (taken / "keep").write_text("x")
+        with pytest.raises(BundleError, match="exists and is not empty"):
+            write_board_bundle(bundle, taken, tarball=False)
+    shutil.rmtree(empty)
