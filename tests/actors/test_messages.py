@@ -306,3 +306,79 @@ def test_an_array_field_may_be_given_as_a_list():
     cmd = JointCommand(positions=[0.5, 1.5], t_target_ns=3)
     _, out = decode(wire(encode("c", cmd)))
     assert out.positions.tolist() == [0.5, 1.5]
+
+
+# ------------------------------------------------------------------ codec rules, one case each
+
+def _frame_header(**over):
+    h = ["frame", SCHEMA_VERSION, 1, 2, 3, "cam", ["top"], [["image", "|u1", [4]]]]
+    for k, v in over.items():
+        h[["schema", "v", "seq", "t_capture_ns", "t_pub_ns", "producer", "scalars", "meta"].index(k)] = v
+    return h
+
+
+def _decode_raw(header, *buffers):
+    return decode([b"t", msgpack.packb(header), *(buffers or (b"\0" * 4,))])
+
+
+@pytest.mark.parametrize("v", [SCHEMA_VERSION - 1, SCHEMA_VERSION + 1, 0])
+def test_only_this_schema_version_decodes_positional_headers(v):
+    with pytest.raises(MalformedMessage) as exc:
+        _decode_raw(_frame_header(v=v))
+    assert exc.value.kind == "schema_version" and f"version {v}" in str(exc.value)
+    assert _decode_raw(_frame_header())[1].image.tolist() == [0, 0, 0, 0]
+
+
+@pytest.mark.parametrize("name", ["aaa", "zzz"])
+def test_a_single_array_under_another_name_is_refused(name):
+    with pytest.raises(MalformedMessage, match=f"array '{name}'") as exc:
+        _decode_raw(_frame_header(meta=[[name, "|u1", [4]]]))
+    assert exc.value.kind == "bad_fields"
+
+
+@pytest.mark.parametrize("field, pos", [("seq", 2), ("t_capture_ns", 3), ("t_pub_ns", 4),
+                                        ("producer", 5)])
+def test_a_common_field_of_the_wrong_type_is_named(field, pos):
+    h = _frame_header()
+    h[pos] = 1.5
+    with pytest.raises(MalformedMessage, match=f"frame.{field}: expected") as exc:
+        _decode_raw(h)
+    assert exc.value.kind == "bad_fields"
+
+
+@pytest.mark.parametrize("meta, kind", [
+    ("not a list", "bad_fields"),
+    ([["image", "|u1"]], "bad_header"),                 # an entry of 2
+    ([["image", "|u1", [4], 1, 2]], "bad_header"),      # an entry of 5
+])
+def test_malformed_array_entries(meta, kind):
+    with pytest.raises(MalformedMessage) as exc:
+        _decode_raw(_frame_header(meta=meta))
+    assert exc.value.kind == kind
+
+
+def test_a_buffer_of_the_wrong_size_says_what_it_needs():
+    with pytest.raises(MalformedMessage, match=r"image: 3 bytes, \|u1\[4\] needs 4") as exc:
+        _decode_raw(_frame_header(), b"\0" * 3)
+    assert exc.value.kind == "buffer_size"
+
+
+def test_header_arrays_of_a_wrong_length_are_not_headers():
+    for n in (7, 9):
+        with pytest.raises(MalformedMessage) as exc:
+            decode_header(msgpack.packb(list(range(n))))
+        assert exc.value.kind == "bad_header"
+
+
+def test_a_version_1_map_without_common_fields_takes_zero_and_empty():
+    raw = pack_header({"schema": "request", "v": 1, "f": {"reason": "x", "horizon_left_ns": 5},
+                       "a": []})
+    _, out = decode([b"t", raw])
+    assert (out.seq, out.t_capture_ns, out.t_pub_ns, out.producer) == (0, 0, 0, "")
+    assert (out.reason, out.horizon_left_ns) == ("x", 5)
+
+
+@pytest.mark.parametrize("dtype", [np.longdouble, np.complex64, "U3"])
+def test_dtypes_the_wire_has_no_name_for_are_refused_at_send(dtype):
+    with pytest.raises(TypeError, match="cannot go on the wire"):
+        encode("t", Frame(camera="top", image=np.zeros(3, dtype)))
