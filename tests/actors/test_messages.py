@@ -382,3 +382,11 @@ def test_a_version_1_map_without_common_fields_takes_zero_and_empty():
 def test_dtypes_the_wire_has_no_name_for_are_refused_at_send(dtype):
     with pytest.raises(TypeError, match="cannot go on the wire"):
         encode("t", Frame(camera="top", image=np.zeros(3, dtype)))
+
+
+def test_bytes_in_free_form_fields_come_back_as_bytes():
+    from edgevla.actors.wire.messages import Command
+
+    cmd = Command(name="blob", args={"raw": b"\x00\xff\xfe", "text": "ok"})
+    _, out = decode(wire(encode("c", cmd)))
+    assert out.args == {"raw": b"\x00\xff\xfe", "text": "ok"}
