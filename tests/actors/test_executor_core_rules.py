@@ -198,3 +198,12 @@ def test_latency_and_horizon_may_be_zero_never_negative(name):
             ExecutorConfig(**{name: bad})
     with pytest.raises(ValueError, match="rate_hz must be > 0"):
         ExecutorConfig(rate_hz=0.0)
+
+
+def test_a_chunk_ending_at_its_target_time_has_expired_one_ending_later_is_kept():
+    c = ExecutorCore(ExecutorConfig(rate_hz=100.0, min_horizon_ms=0.0, rebase_when_idle=False))
+    r = c.add_chunk(now_ns=50 * MS, t0_ns=0, dt_ns=TICK, actions=np.zeros((5, 1)), obs_seq=1, seq=1)
+    assert (r.accepted, r.reason, r.horizon_left_ns) == (False, "expired", 0)
+    r = c.add_chunk(now_ns=50 * MS - 1, t0_ns=0, dt_ns=TICK, actions=np.zeros((5, 1)), obs_seq=2,
+                    seq=2)
+    assert (r.accepted, r.horizon_left_ns) == (True, 1)
