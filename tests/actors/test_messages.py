@@ -390,3 +390,10 @@ def test_bytes_in_free_form_fields_come_back_as_bytes():
     cmd = Command(name="blob", args={"raw": b"\x00\xff\xfe", "text": "ok"})
     _, out = decode(wire(encode("c", cmd)))
     assert out.args == {"raw": b"\x00\xff\xfe", "text": "ok"}
+
+
+def test_every_buffer_frame_is_c_contiguous_as_zmq_needs():
+    img = np.arange(24, dtype=np.uint8).reshape(4, 6).T  # a transposed view
+    frames = encode("f", Frame(camera="top", image=img))
+    assert all(memoryview(f).c_contiguous for f in frames[2:])
+    np.testing.assert_array_equal(decode(wire(frames))[1].image, img)
