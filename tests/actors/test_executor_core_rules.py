@@ -207,3 +207,17 @@ def test_a_chunk_ending_at_its_target_time_has_expired_one_ending_later_is_kept(
     r = c.add_chunk(now_ns=50 * MS - 1, t0_ns=0, dt_ns=TICK, actions=np.zeros((5, 1)), obs_seq=2,
                     seq=2)
     assert (r.accepted, r.horizon_left_ns) == (True, 1)
+
+
+def test_a_moving_target_is_tracked_without_lag():
+    """The braking envelope adds the target's own speed: at 1 rad/s and 40 rad/s^2 a pure
+    stopping-distance bound would trail by v^2 / 2a = 12.5 mrad."""
+    c = core(vmax=3.0, amax=40.0)
+    c.set_measured(np.zeros(1))
+    add(c, 0, [0.01 * k for k in range(200)], obs_seq=1, seq=1)  # 1 rad/s
+    lag = []
+    for t in range(0, 1500, 10):
+        out = c.tick(t * MS)
+        if t >= 500:
+            lag.append(abs(float(out.desired[0]) - float(out.positions[0])))
+    assert max(lag) < 0.002
