@@ -48,7 +48,8 @@ MODULES = {
                                                   "tests/actors/test_executor_core.py"]),
     "blending": ("actors/executor/blending.py", ["tests/actors/test_blending.py"]),
     "request_policy": ("actors/executor/request_policy.py", ["tests/actors/test_governor.py"]),
-    "governor": ("actors/executor/governor.py", ["tests/actors/test_governor.py"]),
+    "governor": ("actors/executor/governor.py", ["tests/actors/test_governor_rules.py",
+                                                 "tests/actors/test_governor.py"]),
     # shm's tests send messages whose large arrays travel as segment descriptors
     "message_codec": ("actors/wire/codec.py", ["tests/actors/test_messages.py",
                                                "tests/actors/test_shm.py"]),
