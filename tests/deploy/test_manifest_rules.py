@@ -79,3 +79,49 @@ def test_a_board_bundle_goes_to_a_new_or_empty_directory(bundle, tmp_path):
         with pytest.raises(BundleError, match="exists and is not empty"):
             write_board_bundle(bundle, taken, tarball=False)
     shutil.rmtree(empty)
+
+
+def test_a_prep_that_is_not_a_file_name_and_unknown_norm_keys_are_refused(bundle):
+    def bad_prep(raw):
+        raw["stages"]["decoder"]["variants"]["fp32"]["prep"] = 5
+
+    with pytest.raises(BundleError, match="decoder.variants.fp32.prep: expected str, got 5"):
+        load_manifest(_edit(bundle, bad_prep))
+
+    def bad_norm(raw):
+        raw["stages"]["decoder"]["variants"]["fp32"].pop("prep")
+        raw["state_norm"]["scale_by"] = 2
+
+    with pytest.raises(BundleError, match=r"state_norm: .*scale_by"):
+        load_manifest(_edit(bundle, bad_norm))
+
+
+def _graph(policy="act", cores=(2, 3, 4, 5), **kw):
+    import dataclasses
+
+    from edgevla.deploy.bundle.manifest import board_graph
+
+    m = dataclasses.replace(load_manifest(SHIPPED), policy=policy, extra={"num_steps": 7})
+    t = dataclasses.replace(TARGETS["imx95"], inference_cores=cores)
+    return board_graph(m, t, "model", **kw)["actors"]
+
+
+def test_board_graph_splits_the_inference_cores_between_the_stages():
+    a = _graph()
+    assert a["vision"]["cpu_affinity"] == [2, 3] and a["vision"]["params"]["threads"] == 2
+    assert a["decoder"]["cpu_affinity"] == [4, 5] and a["decoder"]["params"]["threads"] == 2
+    s = _graph("smolvla")
+    for stage in ("prefill", "denoise"):
+        assert s[stage]["cpu_affinity"] == [4, 5] and s[stage]["params"]["threads"] == 2
+    assert s["denoise"]["params"]["denoise_steps"] == 7
+    assert _graph("smolvla", denoise_steps=4)["denoise"]["params"]["denoise_steps"] == 4
+    one = _graph("smolvla", cores=(3,))  # one inference core: every stage shares it
+    for stage in ("vision", "prefill", "denoise"):
+        assert one[stage]["cpu_affinity"] == [3] and one[stage]["params"]["threads"] == 1
+
+
+def test_board_graph_executor_runs_at_100_hz_real_time_on_its_own_core():
+    ex = _graph()["executor"]
+    assert ex["rate_hz"] == 100 and ex["realtime_priority"] == 50
+    assert ex["cpu_affinity"] == list(TARGETS["imx95"].rt_cores)
+    assert ex["params"]["mcu_port"] == "/dev/ttyRPMSG30"
