@@ -248,8 +248,13 @@ class _Mapping:
     def __init__(self, mm: mmap.mmap, nslots: int, slot_bytes: int, data_offset: int) -> None:
         self.mm = mm
         self.nslots, self.slot_bytes = nslots, slot_bytes
-        self.gens = np.ndarray((nslots,), "<u8", buffer=mm, offset=_GEN_OFFSET)
-        self.data = np.ndarray((nslots, slot_bytes), np.uint8, buffer=mm, offset=data_offset)
+        # np.frombuffer holds a buffer export on the mapping for as long as any array made from
+        # it lives (np.ndarray(buffer=...) does not): closing the mapping while a consumer still
+        # holds a borrowed view then fails with BufferError instead of unmapping the memory
+        # under the view (a segfault at its next read)
+        self.gens = np.frombuffer(mm, "<u8", count=nslots, offset=_GEN_OFFSET)
+        self.data = np.frombuffer(mm, np.uint8, count=nslots * slot_bytes,
+                                  offset=data_offset).reshape(nslots, slot_bytes)
         self.used = time.monotonic()
 
     def close(self) -> None:
@@ -257,7 +262,7 @@ class _Mapping:
         try:
             self.mm.close()
         except BufferError:
-            pass
+            pass  # views still borrowed: the mapping goes when the last of them does
 
 
 def _missing(name: str, why: str) -> MalformedMessage:

@@ -132,10 +132,9 @@ def test_a_segment_that_cannot_be_mapped_is_a_malformed_message(monkeypatch, exc
         w.close()
 
 
-def _fake_segment(nslots: int, slot_bytes: int = 4096) -> str:
+def _fake_segment(nslots: int, slot_bytes: int = 4096, data_offset: int = 4096) -> str:
     name = f"{shm.segment_prefix()}{900_000 + nslots}"
     path = os.path.join(shm.SHM_DIR, name)
-    data_offset = 4096
     fd = os.open(path, os.O_CREAT | os.O_RDWR | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(struct.pack("<8sIIQQ", b"EVLASHM1", nslots, 0, slot_bytes, data_offset))
@@ -180,15 +179,87 @@ def test_the_reader_pools_owned_buffers_and_counts_misses():
         w.close()
 
 
-def test_the_idle_sweep_closes_mappings_unused_for_idle_close_s():
-    w, r = shm.ShmWriter(min_bytes=1), shm.ShmReader(idle_close_s=10.0)
+def test_the_idle_sweep_closes_mappings_unused_for_idle_close_s_only():
+    old_w, new_w, r = shm.ShmWriter(min_bytes=1), shm.ShmWriter(min_bytes=1), \
+        shm.ShmReader(idle_close_s=10.0)
     try:
-        _read(r, w.put(_arr(100)), _arr(100))
-        assert len(r.mapped) == 1
-        r._maps[r.mapped[0]].used -= 60  # last used a minute ago
+        _read(r, old_w.put(_arr(100)), _arr(100))
+        _read(r, new_w.put(_arr(100)), _arr(100))
+        old_name, new_name = r.mapped
+        r._maps[old_name].used -= 60  # last used a minute ago
         r._t_sweep = time.monotonic() - 5  # the last sweep was 5 s ago
         r._sweep()
-        assert r.mapped == []
+        assert r.mapped == [new_name]
+    finally:
+        r.close()
+        old_w.close()
+        new_w.close()
+
+
+def test_mapping_a_new_segment_sweeps_at_once():
+    a, b, r = shm.ShmWriter(min_bytes=1), shm.ShmWriter(min_bytes=1), shm.ShmReader()
+    try:
+        _read(r, a.put(_arr(100)), _arr(100))
+        r._maps[r.mapped[0]].used -= 60
+        r._t_sweep = time.monotonic()  # a periodic sweep just ran
+        _read(r, b.put(_arr(100)), _arr(100))
+        assert r.mapped == [b.seg.name]
+        mappings = list(r._maps.values())
+        r.close()
+        assert r.mapped == [] and all(m.mm.closed for m in mappings)
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_generation_from_the_future_is_refused_and_reads_are_counted():
+    w, r = shm.ShmWriter(min_bytes=1), shm.ShmReader()
+    try:
+        name, slot, gen = w.put(_arr(100))
+        with pytest.raises(MalformedMessage) as err:
+            r.read([name, slot, gen + 2], np.dtype(np.uint8), [100], 100)
+        assert err.value.kind == "shm_overwritten"
+        for _ in range(3):
+            _read(r, [name, slot, gen], _arr(100))
+        assert r.reads == 3
     finally:
         r.close()
         w.close()
+
+
+def test_a_ring_holds_two_messages_even_past_its_byte_budget():
+    w, r = shm.ShmWriter(min_bytes=1, slots=8, max_bytes=3 * 4096), shm.ShmReader()
+    try:
+        prev: list = []
+        for m in range(4):
+            w.begin(3)
+            cur = [(w.put(_arr(4096, 10 * m + k)), _arr(4096, 10 * m + k)) for k in range(3)]
+            for desc, a in prev:
+                np.testing.assert_array_equal(_read(r, desc, a), a)
+            prev = cur
+        assert w.seg.nslots == 6
+    finally:
+        r.close()
+        w.close()
+
+
+def test_a_header_whose_data_overlaps_the_generation_table_is_refused():
+    path = _fake_segment(100, data_offset=128)  # 100 generations need 64 + 800 bytes
+    try:
+        with pytest.raises(MalformedMessage, match="bad header"):
+            shm.ShmReader().read([os.path.basename(path), 0, 2], np.dtype(np.uint8), [4], 4)
+    finally:
+        os.unlink(path)
+
+
+def test_closing_unmaps_segments_and_tolerates_borrowed_views():
+    w, r = shm.ShmWriter(min_bytes=1), shm.ShmReader(borrow=True)
+    seg = None
+    try:
+        view = _read(r, w.put(_arr(100)), _arr(100))
+        seg = w.seg
+        r.close()  # a view still borrows the mapping: closing must not raise
+        assert view.sum() == 700
+    finally:
+        w.close()
+    assert seg.mm.closed and w.seg is None
