@@ -397,3 +397,52 @@ def test_every_buffer_frame_is_c_contiguous_as_zmq_needs():
     frames = encode("f", Frame(camera="top", image=img))
     assert all(memoryview(f).c_contiguous for f in frames[2:])
     np.testing.assert_array_equal(decode(wire(frames))[1].image, img)
+
+
+def test_decode_header_names_the_scalars_only_when_they_fit_the_type():
+    raw = encode("f", Frame(camera="top", image=np.zeros(2, np.uint8)))[1]
+    assert decode_header(raw)["f"] == {"camera": "top"}
+    for scalars in (["top", "extra"], []):
+        h = decode_header(msgpack.packb(_frame_header(scalars=scalars)))
+        assert h["f"] == scalars  # left as sent: a tool shows what arrived
+
+
+@pytest.mark.parametrize("over, kind, match", [
+    ({"scalars": ["top", "extra"]}, "bad_fields", "header has 2 scalar fields, need 1"),
+    ({"scalars": "top"}, "bad_fields", r"header has \? scalar fields, need 1"),
+    ({"meta": []}, "bad_fields", "missing array 'image'"),
+    ({"meta": [["image", "|u1", [-1]]]}, "bad_shape", "shape"),
+    ({"meta": [["image", "|u1", [4]], ["x", "|u1", [1], ["s", 0, 2]]]}, "frame_count",
+     r"header lists 2 arrays \(1 in shared memory\), got 0 buffers"),
+])
+def test_headers_that_do_not_add_up(over, kind, match):
+    buffers = [] if kind == "frame_count" else [b"\0" * 4][:len(over.get("meta", [1]))]
+    with pytest.raises(MalformedMessage, match=match) as exc:
+        decode([b"t", msgpack.packb(_frame_header(**over)), *buffers])
+    assert exc.value.kind == kind
+
+
+def test_an_extra_buffer_frame_is_refused():
+    with pytest.raises(MalformedMessage) as exc:
+        decode([b"t", msgpack.packb(_frame_header()), b"\0" * 4, b"\0" * 4])
+    assert exc.value.kind == "frame_count"
+
+
+def test_a_longer_positional_header_is_not_a_message():
+    with pytest.raises(MalformedMessage) as exc:
+        decode([b"t", msgpack.packb(_frame_header() + [0]), b"\0" * 4])
+    assert exc.value.kind == "bad_header"
+
+
+def test_the_version_is_checked_with_a_warm_decoder_whatever_the_seq():
+    assert _decode_raw(_frame_header())[1].seq == 1  # the frame decoder is built and cached
+    with pytest.raises(MalformedMessage) as exc:
+        _decode_raw(_frame_header(seq=SCHEMA_VERSION, v=SCHEMA_VERSION + 1))
+    assert exc.value.kind == "schema_version"
+
+
+def test_an_array_entry_that_is_not_a_list_is_refused_in_the_general_path():
+    obs = ["observation", SCHEMA_VERSION, 1, 2, 3, "", ["task"], [7, ["state", "<f4", [1]]]]
+    with pytest.raises(MalformedMessage) as exc:
+        decode([b"t", msgpack.packb(obs), b"\0" * 4, b"\0" * 4])
+    assert exc.value.kind == "bad_header"
