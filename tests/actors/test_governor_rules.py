@@ -121,3 +121,18 @@ def test_the_decision_history_keeps_the_last_32():
         g.observe(t * MS, 95 * MS, 100 * MS)
     assert len(g.decisions) == 32 and g.decisions[-1].value == 60.0
     assert g.stats()["knobs"] == {"denoise.steps": 60.0}
+
+
+def test_knob_keys_left_out():
+    k = Knob.from_params(0, {"actor": "a", "param": "p", "max": 4, "factor": 0.5})  # no step, no min
+    assert (k.min, k.step, k.factor, k.value) == (0.0, 0.0, 0.5, 4.0) and not k.integer
+    with pytest.raises(ValueError, match="0 <= min < max"):
+        Knob.from_params(0, {"actor": "a", "param": "p", "step": 1})  # no max
+    assert Knob.from_params(0, {"actor": "a", "param": "p", "max": 4, "step": 1}).integer
+
+
+@pytest.mark.parametrize("p", [{"step": -1}, {"step": 0, "factor": -0.5},
+                               {"step": 0, "factor": 1.5}])
+def test_steps_must_be_positive_and_factors_below_one(p):
+    with pytest.raises(ValueError, match="exactly one of step > 0 or 0 < factor < 1"):
+        knob(**p)

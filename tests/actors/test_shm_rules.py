@@ -216,9 +216,9 @@ def test_a_generation_from_the_future_is_refused_and_reads_are_counted():
     w, r = shm.ShmWriter(min_bytes=1), shm.ShmReader()
     try:
         name, slot, gen = w.put(_arr(100))
-        with pytest.raises(MalformedMessage) as err:
+        with pytest.raises(MalformedMessage, match=f"generation {gen}, wanted {gen + 2}") as err:
             r.read([name, slot, gen + 2], np.dtype(np.uint8), [100], 100)
-        assert err.value.kind == "shm_overwritten"
+        assert err.value.kind == "shm_overwritten"  # refused before anything is copied
         for _ in range(3):
             _read(r, [name, slot, gen], _arr(100))
         assert r.reads == 3
@@ -263,3 +263,15 @@ def test_closing_unmaps_segments_and_tolerates_borrowed_views():
     finally:
         w.close()
     assert seg.mm.closed and w.seg is None
+
+
+def test_a_ring_of_many_slots_keeps_its_data_clear_of_the_generation_table():
+    w, r = shm.ShmWriter(min_bytes=1, slots=600), shm.ShmReader()
+    try:
+        w.begin(1)
+        desc = w.put(_arr(100, 9))
+        assert w.seg.nslots == 600
+        np.testing.assert_array_equal(_read(r, desc, _arr(100, 9)), _arr(100, 9))
+    finally:
+        r.close()
+        w.close()
