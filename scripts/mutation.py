@@ -47,7 +47,8 @@ MODULES = {
     "executor_core": ("actors/executor/core.py", ["tests/actors/test_executor_core_rules.py",
                                                   "tests/actors/test_executor_core.py"]),
     "blending": ("actors/executor/blending.py", ["tests/actors/test_blending.py"]),
-    "request_policy": ("actors/executor/request_policy.py", ["tests/actors/test_governor.py"]),
+    "request_policy": ("actors/executor/request_policy.py",
+                       ["tests/actors/test_request_policy_rules.py", "tests/actors/test_governor.py"]),
     "governor": ("actors/executor/governor.py", ["tests/actors/test_governor_rules.py",
                                                  "tests/actors/test_governor.py"]),
     # shm's tests send messages whose large arrays travel as segment descriptors

@@ -136,3 +136,36 @@ def test_knob_keys_left_out():
 def test_steps_must_be_positive_and_factors_below_one(p):
     with pytest.raises(ValueError, match="exactly one of step > 0 or 0 < factor < 1"):
         knob(**p)
+
+
+def test_the_latency_ratio_is_an_exponential_average():
+    g = gov(STEPS, ema_alpha=0.5, high=0.99)
+    g.observe(0, 20 * MS, 100 * MS)
+    g.observe(1, 60 * MS, 100 * MS)
+    assert g.ratio_ema == pytest.approx(0.5 * 0.6 + 0.5 * 0.2)
+    assert g.last_latency_ns == 60 * MS and g.samples == 2
+
+
+@pytest.mark.parametrize("cfg, match", [
+    ({"low": 0.0, "high": 0.8}, "0 < low < high"),
+    ({"low": 0.8, "high": 0.8}, "0 < low < high"),
+    ({"ema_alpha": 0.0}, r"ema_alpha must be in \(0, 1\]"),
+    ({"ema_alpha": 1.01}, r"ema_alpha must be in \(0, 1\]"),
+])
+def test_governor_configuration_errors(cfg, match):
+    with pytest.raises(ValueError, match=match):
+        GovernorConfig(**cfg)
+    GovernorConfig(low=0.01, high=0.02, ema_alpha=1.0)  # the boundaries that are allowed
+
+
+def test_a_fresh_governor_is_off_and_has_seen_nothing():
+    assert GovernorConfig().enabled is False
+    s = Governor(GovernorConfig()).stats()
+    assert (s["enabled"], s["latency_ratio_ema"], s["last_latency_ms"], s["samples"]) == \
+        (False, None, 0.0, 0)
+    assert Governor(GovernorConfig(knobs=(STEPS,))).observe(0, 10 * MS, 1 * MS) is None  # off
+
+
+def test_a_factor_knob_that_is_not_integer_is_raised_exactly():
+    f = knob(step=0, factor=0.7, value=5)
+    assert f.raised() == pytest.approx(5 / 0.7) and f.lowered() == pytest.approx(3.5)
