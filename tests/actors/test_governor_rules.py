@@ -169,3 +169,35 @@ def test_a_fresh_governor_is_off_and_has_seen_nothing():
 def test_a_factor_knob_that_is_not_integer_is_raised_exactly():
     f = knob(step=0, factor=0.7, value=5)
     assert f.raised() == pytest.approx(5 / 0.7) and f.lowered() == pytest.approx(3.5)
+
+
+T0 = 50_000 * MS  # the governor's clock is the host's: not zero
+
+
+def test_the_cooldown_counts_from_the_last_change_not_from_zero():
+    g = gov(STEPS, cooldown_ms=100.0)
+    assert g.observe(T0, 90 * MS, 100 * MS).value == 8.0
+    assert g.observe(T0 + 99 * MS, 90 * MS, 100 * MS) is None
+    assert g.observe(T0 + 100 * MS, 90 * MS, 100 * MS).value == 6.0
+    assert g.stats()["last_latency_ms"] == 90.0
+
+
+def test_calm_samples_during_the_cooldown_count_and_the_count_restarts_after_a_change():
+    g = gov(dict(STEPS, value=6), raise_after=2, cooldown_ms=1000.0)
+    assert g.observe(T0, 10 * MS, 100 * MS) is None  # one calm sample: not yet 2
+    d = g.observe(T0 + 1, 10 * MS, 100 * MS)
+    assert (d.direction, d.value) == ("raise", 8.0)
+    for k in range(2, 5):  # three calm samples inside the cooldown
+        assert g.observe(T0 + k * MS, 10 * MS, 100 * MS) is None
+    assert g.observe(T0 + 1 + 1000 * MS, 10 * MS, 100 * MS).value == 10.0  # calm 4 >= 2
+    h = gov(dict(STEPS, value=4), raise_after=2, cooldown_ms=0.0)
+    assert h.observe(T0, 10 * MS, 100 * MS) is None
+    assert h.observe(T0 + 1, 10 * MS, 100 * MS).value == 6.0
+    assert h.observe(T0 + 2, 10 * MS, 100 * MS) is None  # the count began again at the change
+    assert h.observe(T0 + 3, 10 * MS, 100 * MS).value == 8.0
+
+
+@pytest.mark.parametrize("cfg", [{"low": 0.9, "high": 0.8}, {"ema_alpha": -0.5}])
+def test_inverted_thresholds_and_a_negative_alpha_are_refused(cfg):
+    with pytest.raises(ValueError):
+        GovernorConfig(**cfg)
