@@ -33,7 +33,9 @@ def test_graph_defaults_are_the_configs_defaults():
     ({"mode": "rate", "rate_hz": -1.0}, "request_rate_hz must be > 0"),
     ({"mode": "rate", "rate_hz": float("inf")}, "request_rate_hz must be > 0"),
     ({"timeout_ms": 0.0}, "must be > 0"),
+    ({"timeout_ms": -1.0}, "must be > 0"),
     ({"startup_period_ms": 0.0}, "must be > 0"),
+    ({"startup_period_ms": -1.0}, "must be > 0"),
 ])
 def test_configuration_errors(kw, match):
     with pytest.raises(ValueError, match=match):
@@ -42,7 +44,8 @@ def test_configuration_errors(kw, match):
 
 @pytest.mark.parametrize("kw", [{"latency_margin": 1.0}, {"min_left_ms": 0.0},
                                 {"threshold": 0.0}, {"threshold": 1.0},
-                                {"mode": "rate", "rate_hz": 0.5}])
+                                {"mode": "rate", "rate_hz": 0.5}, {"timeout_ms": 0.5},
+                                {"startup_period_ms": 0.5}])
 def test_configuration_boundaries_accepted(kw):
     RequestConfig(**kw)
 
@@ -111,9 +114,9 @@ def test_latency_is_measured_from_capture_else_from_the_outstanding_request():
 
 def test_the_estimate_is_the_slowest_of_the_last_five():
     p = policy(mode="latency")
-    for k, lat in enumerate([900, 10, 20, 30, 40, 50]):
+    for k, lat in enumerate([900, 60, 10, 20, 30, 40]):
         p.on_chunk_received(now_ns=(k + 1) * 10_000 * MS, t_capture_ns=(k + 1) * 10_000 * MS - lat * MS)
-    assert p.latency_estimate_ns == 50 * MS  # the 900 ms one has left the window
+    assert p.latency_estimate_ns == 60 * MS  # 900 ms has left the window of five, 60 has not
 
 
 def test_stats_and_knobs():
