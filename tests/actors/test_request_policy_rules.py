@@ -132,3 +132,42 @@ def test_stats_and_knobs():
     p.set_rate_hz(2.0)
     p.set_threshold(0.25)
     assert (p.cfg.mode, p.cfg.rate_hz, p.cfg.threshold) == ("rate", 2.0, 0.25)
+
+
+def _at(p, t_ns, left_ns=500 * MS, have_chunk=True, starving=False):
+    d = p.decide(t_ns, horizon_left_ns=left_ns, chunk_horizon_ns=1000 * MS,
+                 have_chunk=have_chunk, starving=starving)
+    return None if d is None else d.reason
+
+
+def test_every_period_is_measured_to_the_nanosecond_and_late_calls_still_request():
+    p = policy(startup_period_ms=200.0)
+    _at(p, 0, have_chunk=False)
+    assert _at(p, 200 * MS - 100, have_chunk=False) is None
+    assert _at(p, 250 * MS, have_chunk=False) == "startup"  # late, not exactly on time
+    r = policy(mode="rate", rate_hz=4.0)
+    _at(r, 0)
+    assert _at(r, 250 * MS - 100) is None and _at(r, 300 * MS) == "fixed_rate"
+    s = policy(timeout_ms=1000.0)
+    _at(s, 0, starving=True)
+    assert _at(s, 1000 * MS - 100, starving=True) is None
+    assert _at(s, 1500 * MS, starving=True) == "starving"
+    t = policy(threshold=0.5, timeout_ms=1000.0)
+    _at(t, 0, left_ns=400 * MS)
+    assert _at(t, 1000 * MS - 100, left_ns=300 * MS) is None
+    assert _at(t, 1500 * MS, left_ns=300 * MS) == "retry_timeout"
+
+
+def test_latency_mode_floor_to_the_nanosecond_and_other_modes_ignore_the_estimate():
+    q = policy(mode="latency", latency_margin=1.0, min_left_ms=600.0)
+    q.on_chunk_received(now_ns=400 * MS, t_capture_ns=100 * MS)  # 300 ms: below the floor
+    assert _at(q, 10_000 * MS, left_ns=600 * MS + 100) is None
+    assert _at(q, 10_001 * MS, left_ns=600 * MS) == "horizon_below_threshold"
+    th = policy(mode="threshold", threshold=0.5)
+    th.on_chunk_received(now_ns=2000 * MS, t_capture_ns=100 * MS)  # a 1.9 s latency measured
+    assert _at(th, 10_000 * MS, left_ns=600 * MS) is None  # the threshold rules: 0.5 of 1 s
+
+
+def test_a_rate_given_alone_selects_the_rate_mode_only_when_positive():
+    assert RequestConfig.from_params({"request_rate_hz": 0.5}).mode == "rate"
+    assert RequestConfig.from_params({"request_rate_hz": -1}).mode == "threshold"
