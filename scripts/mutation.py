@@ -63,7 +63,8 @@ MODULES = {
     "clock_sync": ("firmware_bridge/link/clock_sync.py",
                    ["tests/firmware_bridge/test_clock_sync.py",
                     "tests/firmware_bridge/test_bridge_feetech_clock.py"]),
-    "recorder_commit": ("actors/recording/checkpoint_file.py", ["tests/actors/test_recorder.py"]),
+    "recorder_commit": ("actors/recording/checkpoint_file.py",
+                        ["tests/actors/test_checkpoint_file_rules.py", "tests/actors/test_recorder.py"]),
     # the manifest's own tests; the export round trips in the same file take minutes per mutant
     "bundle_manifest": ("deploy/bundle/manifest.py",
                         ["tests/deploy/test_manifest_rules.py"] +
