@@ -166,3 +166,10 @@ def test_waypoints_count_and_length_rules():
 def test_oversize_wire_frame_says_its_size():
     with pytest.raises(p.FrameError, match="497 wire bytes > 496"):
         p.decode_frame(bytes([0xFF]) * 496)
+
+
+def test_the_shortest_frame_is_eight_bytes():
+    assert p.decode_raw(_raw(p.Hold.TYPE, b"")).msg == p.Hold()  # header and crc, no body
+    with pytest.raises(p.FrameError) as exc:
+        p.decode_raw(_raw(p.Hold.TYPE, b"")[1:])
+    assert exc.value.kind == "short"
