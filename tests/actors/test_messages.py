@@ -446,3 +446,10 @@ def test_an_array_entry_that_is_not_a_list_is_refused_in_the_general_path():
     with pytest.raises(MalformedMessage) as exc:
         decode([b"t", msgpack.packb(obs), b"\0" * 4, b"\0" * 4])
     assert exc.value.kind == "bad_header"
+
+
+def test_decode_header_refuses_what_msgpack_cannot_read():
+    for raw in (b"\xc1", b"\x92\x01"):  # a reserved byte, an array cut short
+        with pytest.raises(MalformedMessage) as exc:
+            decode_header(raw)
+        assert exc.value.kind == "bad_header"
