@@ -178,6 +178,7 @@ def test_the_cooldown_counts_from_the_last_change_not_from_zero():
     g = gov(STEPS, cooldown_ms=100.0)
     assert g.observe(T0, 90 * MS, 100 * MS).value == 8.0
     assert g.observe(T0 + 99 * MS, 90 * MS, 100 * MS) is None
+    assert g.observe(T0 + 100 * MS - 50, 90 * MS, 100 * MS) is None  # 50 ns short
     assert g.observe(T0 + 100 * MS, 90 * MS, 100 * MS).value == 6.0
     assert g.stats()["last_latency_ms"] == 90.0
 
@@ -197,7 +198,7 @@ def test_calm_samples_during_the_cooldown_count_and_the_count_restarts_after_a_c
     assert h.observe(T0 + 3, 10 * MS, 100 * MS).value == 8.0
 
 
-@pytest.mark.parametrize("cfg", [{"low": 0.9, "high": 0.8}, {"ema_alpha": -0.5}])
+@pytest.mark.parametrize("cfg", [{"low": 0.9, "high": 0.8}, {"low": -0.1}, {"ema_alpha": -0.5}])
 def test_inverted_thresholds_and_a_negative_alpha_are_refused(cfg):
     with pytest.raises(ValueError):
         GovernorConfig(**cfg)
