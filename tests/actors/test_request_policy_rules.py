@@ -171,3 +171,9 @@ def test_latency_mode_floor_to_the_nanosecond_and_other_modes_ignore_the_estimat
 def test_a_rate_given_alone_selects_the_rate_mode_only_when_positive():
     assert RequestConfig.from_params({"request_rate_hz": 0.5}).mode == "rate"
     assert RequestConfig.from_params({"request_rate_hz": -1}).mode == "threshold"
+
+
+def test_a_fixed_rate_period_that_is_not_a_whole_nanosecond():
+    p = policy(mode="rate", rate_hz=3.0)  # 333,333,333.3 ns
+    _at(p, 0)
+    assert _at(p, 333_333_333) is None and _at(p, 333_333_334) == "fixed_rate"
