@@ -87,3 +87,21 @@ def test_short_writes_continue_where_they_stopped_and_no_progress_is_an_error(tm
     with pytest.raises(OSError, match="short write"):
         f.commit()
     f.close()
+
+
+def test_bookkeeping_mode_and_one_byte_writes(tmp_path, monkeypatch):
+    import os
+
+    path = tmp_path / "r.mcap"
+    f = cf.CheckpointFile(path)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o644 & ~umask
+    f.write(cf.pad_record(20))
+    assert f.pending_bytes == 20
+    real = cf.os.pwrite
+    monkeypatch.setattr(cf.os, "pwrite", lambda fd, data, off: real(fd, bytes(data)[:1], off))
+    f.commit()  # one byte per call still gets there
+    assert f.pending_bytes == 0 and path.read_bytes()[:20] == cf.pad_record(20)
+    f.close()
+    assert f.size == f.tell()  # closed: no trailer to come
