@@ -196,12 +196,16 @@ def _apply(tree: Path, patch: str, reverse: bool = False) -> bool:
     return r.returncode == 0
 
 
-def _recheck(results: list[dict], tree: Path, timeout: float, why: str) -> None:
+def _recheck(results: list[dict], tree: Path, timeout: float, why: str,
+             equivalents: dict[str, dict[str, str]] | None = None) -> None:
     """Run each survivor against the tests as they are now, with full example counts; a
-    survivor they catch is marked killed (``recheck``), measured, not assumed."""
+    survivor they catch is marked killed (``recheck``), measured, not assumed. Survivors
+    already reasoned equivalent are not run again."""
     for res in results:
+        equivalent = (equivalents or {}).get(res["module"], {})
         for m in res["mutants"]:
-            if m["outcome"] != "survived" or not m.get("patch"):
+            if m["outcome"] != "survived" or not m.get("patch") or \
+                    f"{m['line']}:{m['operator']}" in equivalent:
                 continue
             if not _apply(tree, m["patch"]):
                 m["recheck"] = "does not apply to the current code"
@@ -322,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
                 if n in previous:
                     previous[n]["tests"] = MODULES[n][1]
             _recheck([previous[n] for n in names if n in previous], work / "tree",
-                     args.timeout * 4, "killed by the current tests")
+                     args.timeout * 4, "killed by the current tests", equivalents)
             finished.update({n: previous[n] for n in names if n in previous})
         else:
             with ThreadPoolExecutor(max(1, args.jobs)) as pool:
