@@ -33,7 +33,8 @@ def test_the_trailer_is_exactly_an_empty_footer_and_the_magic():
 
 
 @pytest.mark.parametrize("sizes", [[10], [PAGE - 40], [PAGE - 37], [PAGE - 36], [PAGE - 30],
-                                   [PAGE - 10, 9], [3 * PAGE + 4000, 50, PAGE]])
+                                   [PAGE - 9], [PAGE - 8], [PAGE - 5], [PAGE - 10, 9],
+                                   [3 * PAGE + 4000, 50, PAGE]])
 def test_every_commit_ends_in_one_trailer_inside_one_page(tmp_path, sizes):
     path = tmp_path / "r.mcap"
     f = cf.CheckpointFile(path)
@@ -53,6 +54,10 @@ def test_every_commit_ends_in_one_trailer_inside_one_page(tmp_path, sizes):
         recs = _records(blob, 0, t0)
         assert all(op == 0x80 for op, _ in recs)
         assert sum(9 + n for _, n in recs) == t0 >= len(written)
+        assert t0 < len(written) + (k + 1) * (len(cf.TRAILER) + 2 * PAGE)  # padding is bounded
+        before = path.read_bytes()
+        f.commit()  # nothing new: nothing changes
+        assert path.read_bytes() == before
     f.write(b"\x02" + struct.pack("<Q", 20) + bytes(20) + MCAP_MAGIC)  # a footer and magic
     f.commit(final=True)
     blob = path.read_bytes()
@@ -105,3 +110,27 @@ def test_bookkeeping_mode_and_one_byte_writes(tmp_path, monkeypatch):
     assert f.pending_bytes == 0 and path.read_bytes()[:20] == cf.pad_record(20)
     f.close()
     assert f.size == f.tell()  # closed: no trailer to come
+
+
+def test_a_final_commit_cut_short_after_its_body_still_ends_in_a_trailer(tmp_path, monkeypatch):
+    """Steps 1 and 2 of the final commit done, the process killed before step 3: the file
+    must still end in a whole trailer (the temporary one, beyond the body)."""
+    path = tmp_path / "r.mcap"
+    f = cf.CheckpointFile(path)
+    f.write(cf.pad_record(PAGE - 100))
+    f.commit()
+    calls = []
+    real = f._pwrite_all
+
+    def until_killed(data, offset):
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # stands in for the SIGKILL
+        calls.append(offset)
+        real(data, offset)
+
+    monkeypatch.setattr(f, "_pwrite_all", until_killed)
+    f.write(cf.pad_record(500) + b"\x02" + struct.pack("<Q", 20) + bytes(20) + MCAP_MAGIC)
+    with pytest.raises(KeyboardInterrupt):
+        f.commit(final=True)
+    blob = path.read_bytes()
+    assert blob.endswith(cf.TRAILER) and (len(blob) - len(cf.TRAILER)) % PAGE == 0
