@@ -134,3 +134,24 @@ def test_a_final_commit_cut_short_after_its_body_still_ends_in_a_trailer(tmp_pat
         f.commit(final=True)
     blob = path.read_bytes()
     assert blob.endswith(cf.TRAILER) and (len(blob) - len(cf.TRAILER)) % PAGE == 0
+
+
+def test_the_temporary_end_clears_the_real_footer_when_the_body_ends_near_a_page_end(tmp_path,
+                                                                                     monkeypatch):
+    """Steps 1-4 of the final commit done, killed before the file is cut back: the real footer
+    was written at the body's end, and the temporary trailer must lie wholly beyond it."""
+    path = tmp_path / "r.mcap"
+    f = cf.CheckpointFile(path)
+    f.write(cf.pad_record(PAGE - 100))
+    f.commit()  # the next data starts at PAGE - 63
+    footer = b"\x02" + struct.pack("<Q", 20) + bytes(20) + MCAP_MAGIC
+    f.write(cf.pad_record(PAGE + 53) + footer)  # the body ends 10 bytes before a page end
+
+    def killed(fd, size):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cf.os, "ftruncate", killed)
+    with pytest.raises(KeyboardInterrupt):
+        f.commit(final=True)
+    blob = path.read_bytes()
+    assert blob.endswith(cf.TRAILER) and blob[2 * PAGE - 10:2 * PAGE + 27] == footer
