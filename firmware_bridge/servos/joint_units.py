@@ -129,9 +129,9 @@ class JointUnits:
     def limits_rad(self) -> tuple[np.ndarray, np.ndarray]:
         """The calibrated range in the firmware's joint convention (count 2048 = 0 rad): what
         the M7's LIMITS get, so it clamps goals to the range whatever the host sends."""
-        lo, hi = self.count_limits()
-        return ((lo - CENTER_COUNTS) * (2 * np.pi / COUNTS_PER_REV),
-                (hi - CENTER_COUNTS) * (2 * np.pi / COUNTS_PER_REV))
+        lo = np.array([_count_to_unit(c.range_min, "radians", c) for c in self.calibration])
+        hi = np.array([_count_to_unit(c.range_max, "radians", c) for c in self.calibration])
+        return lo, hi
 
     def to_policy(self, counts: Sequence[int] | np.ndarray) -> np.ndarray:
         """Servo counts -> policy units (LeRobot's ``_normalize``, float for float)."""
