@@ -162,25 +162,25 @@ def _run_module(name: str, args: argparse.Namespace, work: Path) -> dict:
     return res
 
 
-# the cosmic-ray sessions under way: a SIGTERM reaches only this process, and stops them too
-_SESSIONS: set[subprocess.Popen] = set()
+# the cosmic-ray runs under way: a SIGTERM reaches only this process, and stops them too
+_CR_RUNS: set[subprocess.Popen] = set()
 
 
 def _exec_stoppable(cmd: list, cwd: Path, env: dict[str, str]) -> None:
     proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
-    _SESSIONS.add(proc)
+    _CR_RUNS.add(proc)
     try:
         _, err = proc.communicate()
     finally:
-        _SESSIONS.discard(proc)
+        _CR_RUNS.discard(proc)
     if proc.returncode != 0:
         raise RuntimeError(f"cosmic-ray exec stopped (exit {proc.returncode}): "
                            f"{err.decode(errors='replace')[-500:]}")
 
 
 def _stop(*_) -> None:
-    for proc in list(_SESSIONS):
+    for proc in list(_CR_RUNS):
         proc.terminate()
     sys.exit(143)
 
@@ -339,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
                         print(f"mutation: {res['path']} done", flush=True)
                 except BaseException:  # Ctrl-C, SIGTERM, a failed module: no module starts after
                     pool.shutdown(wait=False, cancel_futures=True)
-                    for proc in list(_SESSIONS):
+                    for proc in list(_CR_RUNS):
                         proc.terminate()
                     raise
     for s in save():

@@ -1,4 +1,4 @@
-"""Choose which of a cosmic-ray session's mutants run (run by scripts/mutation.py inside the
+"""Choose which of a cosmic-ray work database's mutants run (run by scripts/mutation.py inside the
 cosmic-ray environment). Those left out are marked skipped with the reason; prints a JSON
 count of each reason.
 
@@ -14,7 +14,7 @@ Two reductions, both stated in the report:
 - ``--sample N``: a module with more mutants than N runs a random N of them (fixed seed), when a
   full run does not fit the time; the report gives the count that did not run.
 
-    python scripts/mutation_select.py SESSION.sqlite [--sample N] [--seed S]
+    python scripts/mutation_select.py WORK_DB.sqlite [--sample N] [--seed S]
 """
 
 from __future__ import annotations
@@ -42,12 +42,12 @@ def subsumed(operator: str) -> bool:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("session")
+    ap.add_argument("work_db")
     ap.add_argument("--sample", type=int, default=0, help="run at most N mutants (0: all)")
     ap.add_argument("--seed", type=int, default=20)
     args = ap.parse_args(argv)
     counts = {"subsumed": 0, "not_sampled": 0, "to_run": 0}
-    with use_db(args.session, WorkDB.Mode.open) as db:
+    with use_db(args.work_db, WorkDB.Mode.open) as db:
         pending = sorted(db.pending_work_items, key=lambda w: w.job_id)
         keep = []
         for item in pending:
