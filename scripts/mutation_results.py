@@ -1,4 +1,4 @@
-"""Print a cosmic-ray session's results as JSON rows (run by scripts/mutation.py inside the
+"""Print a cosmic-ray work database's results as JSON rows (run by scripts/mutation.py inside the
 cosmic-ray environment, which has cosmic_ray importable)."""
 
 from __future__ import annotations
