@@ -14,6 +14,7 @@ from edgevla.deploy.export import exporter, parity
 from edgevla.deploy.export import smolvla_local as sl
 from edgevla.deploy.export.quantize import parse_precision_spec
 from edgevla.deploy.inference.pipeline import StageChoice
+from edgevla.firmware_bridge.servos.joint_units import UNIT_SETS
 
 
 def add_parser(sub) -> None:
@@ -45,6 +46,11 @@ def add_parser(sub) -> None:
                    help="LeRobot dataset folder for int8 calibration and the parity check "
                         "(default: synthetic dataset-like frames)")
     p.add_argument("--samples", type=count(), default=8, help="calibration/parity samples (default 8)")
+    p.add_argument("--units", choices=list(UNIT_SETS), default=None,
+                   help="joint units of the dataset's state and action, recorded in the bundle: "
+                        "radians (the sim's), so101-degrees (LeRobot SO follower, use_degrees=True), "
+                        "so101-range (use_degrees=False). Default: what `--dataset` records, else "
+                        "radians; a LeRobot SO-101 dataset needs it said")
     p.add_argument("--no-litert", action="store_true", help="skip the LiteRT vision variant")
     p.add_argument("--no-check", action="store_true", help="skip the parity check")
     p.add_argument("--portable-onnx", action="store_true",
@@ -58,7 +64,14 @@ def add_parser(sub) -> None:
                     "bridge pinned apart from the inference cores), systemd units for the "
                     "supervisor and the M7 firmware (remoteproc), install.sh and README.md. "
                     "Run it on the board with `edgevla run BUNDLE`.")
-    b.add_argument("--target", default="imx95", help="board profile: imx95 (default), imx8mp")
+    b.add_argument("--target", default="imx95",
+                   help="board profile: imx95 (default), imx8mp, or host (no M7: the arm's Feetech "
+                        "bus on a USB serial adapter, driven by the firmware's host build)")
+    b.add_argument("--calibration", metavar="JSON",
+                   help="the arm's LeRobot calibration file (lerobot-calibrate writes it); needed "
+                        "when the model's joints are in LeRobot units")
+    b.add_argument("--servo-device", metavar="TTY",
+                   help="host target: the arm's serial port (default /dev/ttyACM0)")
     b.add_argument("--model", required=True, metavar="DIR", help="model bundle from `edgevla export`")
     b.add_argument("--out", required=True, metavar="DIR", help="new directory for the board bundle")
     b.add_argument("--firmware", metavar="ELF", help="M7 firmware image to include")
@@ -103,6 +116,7 @@ def _export(args) -> int:
     try:
         samples = (exporter.samples_from_dataset(args.dataset, policy, args.samples) if args.dataset
                    else exporter.synthetic_samples(policy, args.samples))
+        joints = exporter.joint_units_for_export(args.units, args.dataset)
     except (FileNotFoundError, ValueError) as exc:
         print(f"edgevla export: {exc}", file=sys.stderr)
         return 2
@@ -110,7 +124,7 @@ def _export(args) -> int:
         manifest = exporter.export_bundle(
             policy, out, stats=stats, precision=precision, fps=args.fps, task=args.task,
             samples=samples, litert=not args.no_litert, model_id=model_id,
-            progress=lambda s: st.update(s), portable_onnx=args.portable_onnx)
+            progress=lambda s: st.update(s), portable_onnx=args.portable_onnx, joints=joints)
     table = Table(title=f"{kind} bundle -> {out}")
     for c in ("stage", "variant", "backend", "precision", "MB", "default", "err vs torch (rel)"):
         table.add_column(c)
@@ -158,11 +172,15 @@ def _parity_report(policy, stats, out: Path, manifest, check: list) -> dict:
 def _bundle(args) -> int:
     try:
         out = write_board_bundle(args.model, args.out, target=args.target, firmware=args.firmware,
-                                 tarball=not args.no_tar, denoise_steps=args.denoise_steps)
+                                 tarball=not args.no_tar, denoise_steps=args.denoise_steps,
+                                 calibration=args.calibration, servo_device=args.servo_device)
     except (BundleError, FileNotFoundError) as exc:
         print(f"edgevla bundle: {exc}")
         return 2
     print(f"board bundle written to {out}" + ("" if args.no_tar else f" and {out}.tar.gz"))
-    print(f"on the board: sudo {out.name}/install.sh && systemctl start edgevla "
-          f"(or: edgevla run {out.name})")
+    if args.target == "host":
+        print(f"run it: edgevla run {out}/graph.yaml   (the arm on its USB adapter; see {out}/README.md)")
+    else:
+        print(f"on the board: sudo {out.name}/install.sh && systemctl start edgevla "
+              f"(or: edgevla run {out.name})")
     return 0

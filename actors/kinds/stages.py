@@ -11,6 +11,10 @@ Params (graph ``params:``):
   threads, cpu_affinity, opt_level, allow_spinning, delegate, delegate_options: backend options
   denoise_steps (denoise/policy): flow-matching steps, also settable at run time (set_param)
   seed (denoise/policy): noise generator seed
+  calibration:  the arm's LeRobot calibration JSON; needed when the bundle's joints are in
+                LeRobot units (degrees, range_m100_100, range_0_100). The graph's topics carry
+                servo radians (count 2048 = 0 rad); states are converted into the model's units
+                on the way in, chunks back out of them (`firmware_bridge/servos/joint_units.py`).
 """
 
 from __future__ import annotations
@@ -29,11 +33,12 @@ from edgevla.deploy.bundle.model_path import stage_model
 from edgevla.deploy.bundle.state_layout import policy_state
 from edgevla.deploy.inference.backends import BackendOptions
 from edgevla.deploy.inference.pipeline import StageChoice, StageModel
+from edgevla.firmware_bridge.servos.joint_units import JointUnits, joint_map
 
 _BACKEND_KEYS = ("threads", "inter_op_threads", "cpu_affinity", "opt_level", "allow_spinning",
                  "delegate", "delegate_options")
 _COMMON_KEYS = {"model", "precision", "backend", "graph_dir", "seed", "denoise_steps",
-                "simulated_latency_ms", *_BACKEND_KEYS}
+                "simulated_latency_ms", "calibration", *_BACKEND_KEYS}
 
 
 def _latency_ns(value: Any, actor: str) -> int:
@@ -80,6 +85,12 @@ class _StageActor(Actor):
         self.model = StageModel(path, stages, choices, opts)
         self.manifest = self.model.manifest
         self.model_id = self.manifest.model_id
+        self.joints = joint_map(self.manifest.joint_units, self.manifest.joint_names,
+                                params.get("calibration"), where=self.name)
+        if not self.joints.is_identity and self.manifest.action_dim != len(self.joints.names):
+            raise ValueError(f"{self.name}: {path} declares {len(self.joints.names)} joints in "
+                             f"{'/'.join(sorted(set(self.joints.units)))} but "
+                             f"{self.manifest.action_dim} action values")
         self.steps = int(params.get("denoise_steps", self.model.num_steps))
         if self.steps < 1:
             raise ValueError(f"{self.name}: params.denoise_steps must be >= 1, got {self.steps}")
@@ -102,6 +113,8 @@ class _StageActor(Actor):
         # capture + latency, and the stage is busy until then, as a slow board's would be.
         if self.simulated_latency_ns:
             clock.sleep_until_ns(int(t_capture_ns) + self.simulated_latency_ns)
+        if not self.joints.is_identity:
+            actions = np.stack([self.joints.to_servo_radians(a) for a in actions])
         return ActionChunk(t0_ns=int(t_capture_ns), dt_ns=self.manifest.dt_ns,
                            actions=np.ascontiguousarray(actions, np.float32), obs_seq=int(obs_seq),
                            model_id=self.model_id, seq=int(obs_seq), t_capture_ns=int(t_capture_ns),
@@ -135,13 +148,15 @@ class _StageActor(Actor):
 class _ObservationInputs:
     """Keeps the newest frame per camera and the newest robot state between triggers."""
 
-    def __init__(self, cameras: list[str], actor: str, state_dim: int) -> None:
+    def __init__(self, cameras: list[str], actor: str, state_dim: int,
+                 joints: JointUnits | None = None) -> None:
         bad = [c for c in cameras if c not in CAMERAS]
         if bad:
             raise ValueError(f"{actor}: the model's cameras {bad} have no input port "
                              f"(ports: {', '.join(CAMERAS)})")
         self.cameras = cameras
         self.state_dim = state_dim
+        self.joints = None if joints is None or joints.is_identity else joints
         self.frames: dict[str, Frame] = {}
         self.state: RobotState | None = None
         self.obs_seq = 0
@@ -174,7 +189,11 @@ class _ObservationInputs:
         self.obs_seq += 1
         frames = {c: self.frames[c].image for c in self.cameras}
         t_cap = min(self.frames[c].t_capture_ns for c in self.cameras)
-        state = policy_state(self.state.joints, self.state.commanded, self.state_dim)
+        joints, goal = self.state.joints, self.state.commanded
+        if self.joints is not None:  # servo radians -> the model's units, through the count
+            joints = self.joints.from_servo_radians(joints)
+            goal = None if goal is None else self.joints.from_servo_radians(goal)
+        state = policy_state(joints, goal, self.state_dim)
         return frames, state, t_cap, self.obs_seq
 
 
@@ -189,7 +208,8 @@ class VisionActor(_StageActor):
 
     def setup(self, params: dict[str, Any]) -> None:
         super().setup(params)
-        self.obs = _ObservationInputs(self.manifest.cameras, self.name, self.manifest.state_dim)
+        self.obs = _ObservationInputs(self.manifest.cameras, self.name, self.manifest.state_dim,
+                                      self.joints)
 
     def step(self, clock: Clock, inputs: dict[str, Message]) -> Outputs | None:
         self.obs.update(inputs)
@@ -276,7 +296,8 @@ class PolicyActor(_StageActor):
 
     def setup(self, params: dict[str, Any]) -> None:
         super().setup(params)
-        self.obs = _ObservationInputs(self.manifest.cameras, self.name, self.manifest.state_dim)
+        self.obs = _ObservationInputs(self.manifest.cameras, self.name, self.manifest.state_dim,
+                                      self.joints)
 
     def step(self, clock: Clock, inputs: dict[str, Message]) -> Outputs | None:
         self.obs.update(inputs)

@@ -22,6 +22,7 @@ from edgevla.deploy.bundle.state_layout import layout_name
 from edgevla.deploy.export import litert as litert_export
 from edgevla.deploy.export.quantize import quantize_stage
 from edgevla.deploy.inference.pipeline import StageModel
+from edgevla.firmware_bridge.servos.joint_units import SO101_JOINTS, UNIT_SETS
 from edgevla.training.learn.checkpoints import resolve_pretrained_dir
 from edgevla.training.torch_setup import ensure_torchvision
 
@@ -132,11 +133,14 @@ def export_bundle(policy, out_dir: str | Path, *, stats: dict | None = None,
                   samples: list[Sample] | None = None, variants: dict[str, tuple[str, ...]] | None = None,
                   litert: bool = True, model_id: str = "",
                   progress: Callable[[str], None] | None = None,
-                  portable_onnx: bool = False) -> Manifest:
+                  portable_onnx: bool = False,
+                  joints: tuple[list[str], list[str]] | None = None) -> Manifest:
     """Export ``policy`` into a model bundle directory; returns the manifest written.
 
     ``portable_onnx``: SmolVLA's prefill/denoise with standard ONNX ops only (by default RoPE
-    and attention are ONNX Runtime contrib nodes: fewer, faster kernels, ONNX Runtime only)."""
+    and attention are ONNX Runtime contrib nodes: fewer, faster kernels, ONNX Runtime only).
+    ``joints``: (names, units) of the dataset's joints (`joint_units_for_export`); default the
+    SO-101 joints in the sim's radians."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     kind = policy_type(policy)
@@ -163,6 +167,8 @@ def export_bundle(policy, out_dir: str | Path, *, stats: dict | None = None,
                         action_dim=layout.action_dim, state_dim=layout.state_dim, fps=float(fps),
                         cameras=cams, image_hw=[int(shape[1]), int(shape[2])], stages=stages,
                         extra=extra, **norms)
+    if joints is not None:
+        manifest.joint_names, manifest.joint_units = list(joints[0]), list(joints[1])
     manifest.save(out_dir)
 
     # Calibration inputs for static int8 come from running the fp32 stages on dataset samples.
@@ -232,6 +238,37 @@ def _add_litert_vision(policy, out_dir: Path, stages: dict[str, StageSpec],
         say("converted vision -> LiteRT")
     except litert_export.Unsupported as exc:
         say(f"LiteRT vision skipped: {exc}")
+
+
+def joint_units_for_export(units: str | None, dataset: str | Path | None) -> tuple[list[str], list[str]]:
+    """The joint names and units a bundle declares: ``units`` (a set of `UNIT_SETS`) if given,
+    else what the dataset's ``info.json`` records (``edgevla.joints``, written by `dataset
+    record`). A LeRobot SO-100/SO-101 dataset does not record its units (the follower's
+    ``use_degrees`` decides them), so for one of those ``units`` must be given (ValueError)."""
+    recorded = None
+    if dataset is not None:
+        info_path = Path(dataset) / "meta" / "info.json"
+        try:
+            info = json.loads(info_path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{info_path}: cannot read the dataset's info ({exc})") from None
+        recorded = (info.get("edgevla") or {}).get("joints")
+        robot = str(info.get("robot_type") or "")
+        if recorded is None and units is None and robot.startswith(("so100", "so101")) \
+                and robot != "so101_sim":
+            raise ValueError(f"{info_path}: robot_type {robot!r} does not record its joint units; "
+                             f"say which with --units ({', '.join(UNIT_SETS)}): so101-degrees "
+                             f"if the follower ran with use_degrees=True, so101-range if not")
+    if units is not None:
+        if units not in UNIT_SETS:
+            raise ValueError(f"--units: expected one of {', '.join(UNIT_SETS)}, got {units!r}")
+        if recorded is not None and recorded.get("set") != units:
+            raise ValueError(f"--units {units}: the dataset was recorded in {recorded.get('set')!r} "
+                             f"({Path(dataset) / 'meta' / 'info.json'}, edgevla.joints)")
+        return list(SO101_JOINTS), list(UNIT_SETS[units])
+    if recorded is not None:
+        return list(recorded["names"]), list(recorded["units"])
+    return list(SO101_JOINTS), list(UNIT_SETS["radians"])
 
 
 def _calibration_feeds(bundle_dir: Path, samples: list[Sample]) -> dict[str, list[dict]]:

@@ -31,12 +31,20 @@ from typing import Sequence
 
 import numpy as np
 
-from edgevla.firmware_bridge.servos.feetech import CENTER_COUNTS, COUNTS_PER_REV
+from edgevla.firmware_bridge.servos.feetech import CENTER_COUNTS, COUNTS_PER_REV, rad_to_counts
 
 UNITS = ("radians", "degrees", "range_m100_100", "range_0_100")
 # LeRobot's SO-100/SO-101 follower motors, in bus order (ids 1..6)
 SO101_JOINTS = ("shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll",
                 "gripper")
+# Named unit sets for the six joints: what a dataset is recorded in and a bundle declares.
+# so101-degrees is LeRobot's SO follower with use_degrees=True, so101-range with use_degrees=False
+# (the gripper is range_0_100 either way).
+UNIT_SETS = {
+    "radians": ("radians",) * 6,
+    "so101-degrees": ("degrees",) * 5 + ("range_0_100",),
+    "so101-range": ("range_m100_100",) * 5 + ("range_0_100",),
+}
 _CAL_FIELDS = ("id", "drive_mode", "homing_offset", "range_min", "range_max")
 
 
@@ -87,6 +95,23 @@ def load_calibration(path: str | Path) -> dict[str, MotorCalibration]:
                                    f"{cal.range_min}..{cal.range_max}")
         out[motor] = cal
     return out
+
+
+def joint_map(units: Sequence[str], names: Sequence[str] = SO101_JOINTS,
+              calibration_path: str | Path | None = None, where: str = "joint map") -> "JointUnits":
+    """The joint map a model declares (its units per joint) on an arm's calibration file.
+
+    Without a file the arm must be in servo radians (the sim's convention over the whole turn);
+    any other unit means nothing without the arm's calibration, so that is an error."""
+    if calibration_path is None:
+        other = sorted({u for u in units if u != "radians"})
+        if other:
+            raise CalibrationError(f"{where}: the model's joints are in {', '.join(other)}, which "
+                                   f"need the arm's LeRobot calibration file (param calibration: PATH)")
+        return JointUnits(tuple(names), tuple(units),
+                          tuple(identity_calibration(i + 1) for i in range(len(names))))
+    return JointUnits.from_calibration(load_calibration(calibration_path), names, units,
+                                       source=str(calibration_path))
 
 
 def identity_calibration(servo_id: int) -> MotorCalibration:
@@ -147,6 +172,27 @@ class JointUnits:
         return np.array([_unit_to_count(float(v), u, cal)
                          for v, u, cal in zip(x, self.units, self.calibration)], np.int64)
 
+    @property
+    def is_identity(self) -> bool:
+        """Radians on every joint over the whole turn: policy units are servo radians."""
+        return all(u == "radians" for u in self.units) and all(
+            c.range_min == 0 and c.range_max == COUNTS_PER_REV - 1 for c in self.calibration)
+
+    def to_servo_radians(self, values: Sequence[float] | np.ndarray) -> np.ndarray:
+        """Policy units -> servo radians (count 2048 = 0 rad), not rounded to a count: the goal
+        the executor and the M7 interpolate; the M7 rounds it to a count as it writes it."""
+        x = np.asarray(values, dtype=np.float64)
+        self._check_len(x)
+        counts = [_unit_to_count_exact(float(v), u, cal)
+                  for v, u, cal in zip(x, self.units, self.calibration)]
+        return (np.array(counts) - CENTER_COUNTS) * (2 * math.pi / COUNTS_PER_REV)
+
+    def from_servo_radians(self, rad: Sequence[float] | np.ndarray) -> np.ndarray:
+        """Servo radians -> policy units, through the count the servo would report."""
+        r = np.asarray(rad, dtype=np.float64)
+        self._check_len(r)
+        return self.to_policy(rad_to_counts(r))
+
     def _check_len(self, a: np.ndarray) -> None:
         if a.shape != (len(self.names),):
             raise CalibrationError(f"joint map: {a.shape} values for {len(self.names)} joints "
@@ -168,6 +214,11 @@ def _count_to_unit(count: int, unit: str, cal: MotorCalibration) -> float:
 
 
 def _unit_to_count(value: float, unit: str, cal: MotorCalibration) -> int:
+    return min(cal.range_max, max(cal.range_min, round(_unit_to_count_exact(value, unit, cal))))
+
+
+def _unit_to_count_exact(value: float, unit: str, cal: MotorCalibration) -> float:
+    """The count a policy value stands for, clamped to the calibrated range, not rounded."""
     lo, hi = cal.range_min, cal.range_max
     if not math.isfinite(value):
         raise CalibrationError(f"joint value {value} is not finite")
@@ -181,4 +232,4 @@ def _unit_to_count(value: float, unit: str, cal: MotorCalibration) -> int:
     else:
         v = min(100.0, max(0.0, 100 - value if cal.drive_mode else value))
         count = (v / 100) * (hi - lo) + lo
-    return min(hi, max(lo, round(count)))
+    return min(float(hi), max(float(lo), count))

@@ -13,6 +13,7 @@ import sys
 from typing import Any
 
 from edgevla.actors.console.values import count
+from edgevla.firmware_bridge.servos.joint_units import UNIT_SETS
 from edgevla.training.dataset.image_stats import repair_image_stats
 from edgevla.training.dataset.info import contact_sheet, format_summary, summarize
 from edgevla.training.dataset.record import record_dataset
@@ -98,6 +99,11 @@ def add_parser(sub: Any) -> None:
     r.add_argument("--video", action="store_true",
                    help="store images as video (read back with torchcodec) instead of PNG")
     r.add_argument("--repo-id", default="edgevla/sim_teabag", help="LeRobot repo_id to record")
+    r.add_argument("--units", choices=list(UNIT_SETS), default="radians",
+                   help="joint units of state and action: the sim's radians (default), or "
+                        "LeRobot's SO-101 follower units through the sim arm's calibration "
+                        "(so101-degrees: use_degrees=True; so101-range: -100..100), the gripper "
+                        "0..100 in both")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     _protocol_args(r)
     r.set_defaults(func=_cmd_record)
@@ -170,7 +176,7 @@ def _cmd_record(args: argparse.Namespace) -> int:
     print(f"recording {len(specs)} episodes at {scene.width}x{scene.height}, {scene.fps} fps "
           f"into {args.out}")
     report = record_dataset(args.out, cfg, scene, episodes=specs, use_videos=args.video,
-                            repo_id=args.repo_id, progress=not args.no_progress)
+                            repo_id=args.repo_id, progress=not args.no_progress, units=args.units)
     print(report.summary())
     print(f"map: {report.map_png}\ncontact sheet: {report.contact_sheet_png}")
     if report.interrupted:

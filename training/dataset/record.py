@@ -16,6 +16,13 @@ Images are stored as PNG images (``dtype="image"``, embedded in the parquet file
 not video: at the training resolution they decode without any video backend (SETUP-NOTES: the
 pyav backend is broken here and torchcodec depends on the system FFmpeg), bit-exactly (no codec
 loss between what the expert saw and what the policy learns from) and fast (~7 ms an item).
+``units="so101-degrees"`` (or ``so101-range``) records state and action in LeRobot's SO-101 units
+instead of the sim's radians, through the sim arm's calibration file
+(`training/sim/calibration.py`): what a real arm's dataset holds, so train -> export -> run
+exercises the conversions a real arm needs. Each value goes through the servo count, as a real
+arm's reading does; ``info.json``'s ``edgevla.joints`` block names the unit set, the units per
+joint and the calibration.
+
 ``use_videos=True`` writes AV1/H.264 video instead (read back through torchcodec) for large
 resolutions, where PNG gets heavy.
 
@@ -38,13 +45,16 @@ import numpy as np
 from edgevla.deploy.bundle.cameras import image_key
 from edgevla.deploy.bundle.state_layout import DEFAULT_DIM as STATE_DIM
 from edgevla.deploy.bundle.state_layout import policy_state
+from edgevla.firmware_bridge.servos.joint_units import UNIT_SETS, JointUnits, joint_map
 from edgevla.training.dataset.image_stats import patch_running_stats
 from edgevla.training.dataset.info import contact_sheet as draw_sheet
 from edgevla.training.dataset.schema import (META_KEYS, RECOVERY_KIND_CODES, REPO_ID, ROBOT_TYPE, SPLIT_CODES,
                                              dataset_features)
+from edgevla.training.sim.calibration import SIM_CALIBRATION_FILE
 from edgevla.training.sim.env import TeaBagEnv
 from edgevla.training.sim.episode_spec import EpisodeSpec
 from edgevla.training.sim.expert import ScriptedExpert
+from edgevla.training.sim.kinematics import JOINT_NAMES
 from edgevla.training.sim.scene import TASK, SceneConfig
 from edgevla.training.sim.start_positions import ProtocolConfig, draw_map, make_protocol
 from edgevla.training.torch_setup import ensure_torchvision
@@ -101,7 +111,8 @@ def record_dataset(out_dir: str | os.PathLike[str], protocol_cfg: ProtocolConfig
                    use_videos: bool = False, vcodec: str = "h264", repo_id: str = REPO_ID,
                    max_episode_s: float | None = None, max_retries: int = 3,
                    progress: bool = True, contact_sheet: bool = True,
-                   image_writer_threads: int = 2, log_every: int = 10) -> RecordReport:
+                   image_writer_threads: int = 2, log_every: int = 10,
+                   units: str = "radians") -> RecordReport:
     """Record ``episodes`` (default: the whole protocol of ``protocol_cfg``) into ``out_dir``.
 
     ``out_dir`` must not exist (LeRobot creates it). Returns timings and counts; the dataset is
@@ -114,6 +125,7 @@ def record_dataset(out_dir: str | os.PathLike[str], protocol_cfg: ProtocolConfig
     _quiet_datasets_progress_bars()
     protocol_cfg = protocol_cfg or ProtocolConfig()
     scene_cfg = scene_cfg or SceneConfig()
+    joints = _joint_map(units)
     out = Path(out_dir)
     specs = _episodes_to_record(episodes, protocol_cfg, out)
     max_steps = int(round((max_episode_s or max(scene_cfg.episode_s, 12.0)) * scene_cfg.fps))
@@ -137,7 +149,7 @@ def record_dataset(out_dir: str | os.PathLike[str], protocol_cfg: ProtocolConfig
             task_id = prog.add_task("recording", total=len(specs)) if prog else None
             for spec in specs:
                 ok = _record_with_retries(ds, env, expert, spec, max_steps, max_retries, report,
-                                          recorded, stats_rows)
+                                          recorded, stats_rows, joints)
                 if report.interrupted:
                     break
                 if not ok:
@@ -153,13 +165,22 @@ def record_dataset(out_dir: str | os.PathLike[str], protocol_cfg: ProtocolConfig
         env.close()
         ds.finalize()
         undo_stats_patch()
-    _write_edgevla_info(ds, recorded, stats_rows, protocol_cfg, scene_cfg, report.failed_episodes)
+    _write_edgevla_info(ds, recorded, stats_rows, protocol_cfg, scene_cfg, report.failed_episodes,
+                        units, joints)
     report.seconds_total = time.perf_counter() - t_start
     report.map_png = draw_map(recorded or specs, protocol_cfg, str(out / "protocol_map.png"))
     if contact_sheet and recorded:
         report.contact_sheet_png = draw_sheet(out, str(out / "contact_sheet.png"),
                                               repo_id=repo_id)
     return report
+
+
+def _joint_map(units: str) -> JointUnits:
+    if units not in UNIT_SETS:
+        raise ValueError(f"units: expected one of {', '.join(UNIT_SETS)}, got {units!r}")
+    if units == "radians":
+        return joint_map(UNIT_SETS[units], JOINT_NAMES)
+    return joint_map(UNIT_SETS[units], JOINT_NAMES, SIM_CALIBRATION_FILE)
 
 
 def _quiet_datasets_progress_bars() -> None:
@@ -185,7 +206,7 @@ def _episodes_to_record(episodes: list[EpisodeSpec] | None, protocol_cfg: Protoc
 
 def _record_with_retries(ds: Any, env: Any, expert: Any, spec: EpisodeSpec, max_steps: int,
                          max_retries: int, report: RecordReport, recorded: list[EpisodeSpec],
-                         stats_rows: list[dict[str, Any]]) -> bool:
+                         stats_rows: list[dict[str, Any]], joints: JointUnits) -> bool:
     """Roll `spec` until the expert succeeds (new expert seed each time) and save that episode.
 
     Returns whether an episode was saved; a Ctrl-C sets ``report.interrupted`` instead."""
@@ -193,7 +214,7 @@ def _record_with_retries(ds: Any, env: Any, expert: Any, spec: EpisodeSpec, max_
         run_spec = spec if attempt == 0 else dataclasses.replace(
             spec, seed=spec.seed + 7919 * attempt)
         try:
-            n, success, timing = _record_one(ds, env, expert, run_spec, max_steps)
+            n, success, timing = _record_one(ds, env, expert, run_spec, max_steps, joints)
         except KeyboardInterrupt:
             # Stop between episodes: the half-recorded one is dropped, every saved
             # episode stays and the dataset is finalized by the caller, readable as it is.
@@ -221,7 +242,7 @@ def _record_with_retries(ds: Any, env: Any, expert: Any, spec: EpisodeSpec, max_
 
 def _write_edgevla_info(ds: Any, recorded: list[EpisodeSpec], stats_rows: list[dict[str, Any]],
                         protocol_cfg: ProtocolConfig, scene_cfg: SceneConfig,
-                        dropped: list[int]) -> None:
+                        dropped: list[int], units: str, joints: JointUnits) -> None:
     """LeRobot's train/val `splits` and the `edgevla` block (protocol, codes, expert stats)."""
     from lerobot.datasets.utils import write_info
 
@@ -238,12 +259,14 @@ def _write_edgevla_info(ds: Any, recorded: list[EpisodeSpec], stats_rows: list[d
         "split_codes": SPLIT_CODES,
         "episodes": [dict(_jsonable(s.to_dict()), **row) for s, row in zip(recorded, stats_rows)],
         "dropped_spec_indices": dropped,
+        "joints": {"set": units, "names": list(joints.names), "units": list(joints.units),
+                   "calibration": {n: dict(vars(c)) for n, c in zip(joints.names, joints.calibration)}},
     }
     write_info(ds.meta.info, ds.root)
 
 
 def _record_one(ds: Any, env: Any, expert: Any, spec: EpisodeSpec,
-                max_steps: int) -> tuple[int, bool, tuple[float, float, float]]:
+                max_steps: int, joints: JointUnits) -> tuple[int, bool, tuple[float, float, float]]:
     """Roll one episode into the dataset's episode buffer; (frames, success, timings)."""
     t_render = t_phys = t_write = 0.0
     t0 = time.perf_counter()
@@ -259,12 +282,18 @@ def _record_one(ds: Any, env: Any, expert: Any, spec: EpisodeSpec,
         t0 = time.perf_counter()
         images = env.render()
         t1 = time.perf_counter()
-        state = policy_state(env.joint_positions(), env.targets, STATE_DIM)
+        q, goal = env.joint_positions(), env.targets
         action = expert.act(None)
+        if not joints.is_identity:  # the arm's units, through the count a servo reports
+            q, goal = joints.from_servo_radians(q), joints.from_servo_radians(goal)
+            recorded_action = joints.from_servo_radians(action).astype(np.float32)
+        else:
+            recorded_action = action
+        state = policy_state(q, goal, STATE_DIM)
         t2 = time.perf_counter()
         frame: dict[str, Any] = {image_key(c): img for c, img in images.items()}
         frame["observation.state"] = state
-        frame["action"] = action
+        frame["action"] = recorded_action
         frame["task"] = TASK
         frame.update({k: v.copy() for k, v in meta.items()})
         ds.add_frame(frame)
