@@ -60,4 +60,24 @@ def status_table(status: dict[str, Any], title: str | None = None,
             _sent(a), str(a["restarts"]), str(a["skipped"]), str(a["dropped_send"]), str(a["malformed"]),
             _f(a["rss_mb"], "{:.0f}"), _f(a["cpu_s"], "{:.1f}"),
         )
+    arm = arm_line(status)
+    if arm:
+        t.caption, t.caption_justify = arm, "left"
     return t
+
+
+def arm_line(status: dict[str, Any]) -> str:
+    """The arm as the M7 (or the host firmware) last reported it, from the executor's stats:
+    mode and faults, red when it is not running freely. Empty without a firmware link."""
+    for a in status.get("actors", []):
+        mcu = (a.get("actor_stats") or {}).get("mcu") or {}
+        if "mode" not in mcu:
+            continue
+        mode, faults = mcu["mode"], mcu.get("faults", "none")
+        bad = mode != "RUNNING" or any(f in faults for f in ("SERVO", "WATCHDOG"))
+        text = f"arm: {mode}, faults: {faults}"
+        if "SERVO_ERROR" in faults:
+            text += " (a servo stopped answering or reported overload/overheat: the arm holds; " \
+                    "torque goes off after the firmware's torque_off_ms)"
+        return f"[red]{text}[/]" if bad else text
+    return ""

@@ -57,6 +57,7 @@ from edgevla.actors.runtime.actor import Actor, Outputs
 from edgevla.actors.wire.clock import Clock
 from edgevla.actors.wire.control import GovernorCommand
 from edgevla.actors.wire.messages import ActionChunk, Command, JointCommand, Message, Request, RobotState
+from edgevla.firmware_bridge.link.codec import MODE_NAMES, faults_str
 from edgevla.firmware_bridge.link.connection import McuLink
 from edgevla.firmware_bridge.servos.joint_units import SO101_JOINTS, JointUnits, load_calibration
 
@@ -117,6 +118,7 @@ class ExecutorActor(Actor):
         self.last_link_error = ""
         self.latency_ms_last: float | None = None
         self._last_mcu_state_ns = 0
+        self._mcu_arm: dict[str, str] = {}  # the M7's mode and faults, from its newest STATE
         self._bus_state = False
         arm = None
         if self._params.get("calibration"):  # read before any link opens: a bad file stops here
@@ -203,6 +205,7 @@ class ExecutorActor(Actor):
         if st is None or st.t_host_ns == self._last_mcu_state_ns:
             return None
         self._last_mcu_state_ns = st.t_host_ns
+        self._mcu_arm = {"mode": MODE_NAMES.get(st.mode, str(st.mode)), "faults": faults_str(st.faults)}
         return RobotState(joints=np.asarray(st.measured, np.float32),
                           commanded=np.asarray(st.commanded, np.float32), faults=int(st.faults),
                           t_capture_ns=int(st.t_host_ns), producer=self.name)
@@ -289,5 +292,5 @@ class ExecutorActor(Actor):
         s["inference_latency_ms_last"] = self.latency_ms_last
         s["governor"] = self.governor.stats()
         s["mcu"] = {"port": self._params.get("mcu_port"), "forwarded": self.waypoints_forwarded,
-                    "errors": self.link_errors, "last_error": self.last_link_error}
+                    "errors": self.link_errors, "last_error": self.last_link_error, **self._mcu_arm}
         return s

@@ -6,6 +6,12 @@ behind ptys, or the Cortex-M7 build on QEMU), and making it an actor gives it wh
 part has: a restart policy, a heartbeat, a row in the dashboard. It publishes stable symlinks
 (``link_path``, ``servo_path``) so the executor and the simulated arm find it again after a
 restart without rewiring.
+
+Params: ``link_path``; ``servo_path`` (the simulated arm's bus, a pty symlink) or
+``servo_device`` (the arm's real Feetech bus on a USB serial adapter: the profile without an
+M7, `edgevla bundle --target host`); ``watchdog_ms``, ``state_period_ms``, ``limits``,
+``enable``; ``torque_off_ms`` (hold that long after the host is lost or the graph stops, then
+torque off; 0 = never) and ``servo_miss_hold`` (hold after that many silent read cycles).
 """
 
 from __future__ import annotations
@@ -45,14 +51,18 @@ class McuFirmwareActor(Actor):
         else:
             lim = params.get("limits") or {}
             limits = JointLimitsArg(**lim) if lim else None
+            device = params.get("servo_device")
+            servo = "device" if device else "pty" if self.servo_path else "loopback"
             self.fw = HostFirmware(watchdog_ms=int(params.get("watchdog_ms", 300)),
                                    state_period_ms=int(params.get("state_period_ms", 10)),
-                                   servo="pty" if self.servo_path else "loopback",
+                                   servo=servo, servo_device=device and str(device),
+                                   torque_off_ms=int(params.get("torque_off_ms", 0)),
+                                   servo_miss_hold=int(params.get("servo_miss_hold", 0)),
                                    limits=limits, enable_at_boot=bool(params.get("enable", True)))
         self.fw.start()
         self.pid_file.write_text(str(self.fw.pid))
         _replace_symlink(self.fw.link_port, self.link_path)
-        if self.servo_path and self.fw.servo_port:
+        if self.servo_path and self.fw.servo_port and not params.get("servo_device"):
             _replace_symlink(self.fw.servo_port, self.servo_path)
         self.starts = 1
         log.info("%s firmware pid %s, link %s", "QEMU M7" if self.qemu else "host",

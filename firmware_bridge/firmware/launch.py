@@ -177,7 +177,10 @@ class HostFirmware(_Process):
     """The host build (`make -C mcu host`) as a child process with link and servo ptys.
 
     servo: "pty" exposes the Feetech bus on ``servo_port`` for a FeetechBusSim (the simulated
-    arm); "loopback" simulates six servos inside the firmware process (servo_port is None).
+    arm); "loopback" simulates six servos inside the firmware process (servo_port is None);
+    "device" drives the real bus on ``servo_device`` (a USB serial adapter, 1 Mbaud).
+    torque_off_ms: torque off after that long holding, and a stop holds first (0 = never).
+    servo_miss_hold: hold after that many read cycles with a servo silent (0 = never).
     sanitize: run the ASan/UBSan build (tests).
     realtime: run it SCHED_FIFO if the OS allows (``realtime_active`` tells), as the M7 would be.
     """
@@ -189,14 +192,23 @@ class HostFirmware(_Process):
                  limits: JointLimitsArg | None = None, enable_at_boot: bool = False,
                  sanitize: bool = False, clock_offset_us: int = 0,
                  clock_drift_ppm: float = 0.0, build: bool = True,
-                 binary: str | os.PathLike | None = None, realtime: bool = False) -> None:
+                 binary: str | os.PathLike | None = None, realtime: bool = False,
+                 servo_device: str | None = None, torque_off_ms: int = 0,
+                 servo_miss_hold: int = 0) -> None:
         super().__init__(realtime)
-        if servo not in ("pty", "loopback"):
-            raise ValueError(f"servo must be 'pty' or 'loopback', got {servo!r}")
+        if servo not in ("pty", "loopback", "device"):
+            raise ValueError(f"servo must be 'pty', 'loopback' or 'device', got {servo!r}")
+        if (servo == "device") != bool(servo_device):
+            raise ValueError("servo='device' goes with servo_device=PATH (the serial port)")
         for n, v in (("watchdog_ms", watchdog_ms), ("state_period_ms", state_period_ms),
-                     ("servo_period_ms", servo_period_ms)):
+                     ("servo_period_ms", servo_period_ms), ("torque_off_ms", torque_off_ms)):
             if not 0 <= int(v) <= 0xFFFF:
                 raise ValueError(f"{n} must be in 0..65535, got {v}")
+        if not 0 <= int(servo_miss_hold) <= 255:
+            raise ValueError(f"servo_miss_hold must be in 0..255, got {servo_miss_hold}")
+        self.servo_device = servo_device
+        self.torque_off_ms = int(torque_off_ms)
+        self.servo_miss_hold = int(servo_miss_hold)
         self.watchdog_ms = watchdog_ms
         self.state_period_ms = state_period_ms
         self.servo_period_ms = servo_period_ms
@@ -234,9 +246,15 @@ class HostFirmware(_Process):
         servo_sym = os.path.join(self._dir, "servo")
         args = [str(exe), "--link-symlink", link_sym, "--watchdog-ms", str(self.watchdog_ms),
                 "--state-period-ms", str(self.state_period_ms),
-                "--servo-period-ms", str(self.servo_period_ms), "--servo", self.servo,
+                "--servo-period-ms", str(self.servo_period_ms),
                 "--clock-offset-us", str(int(self.clock_offset_us)),
-                "--clock-drift-ppm", repr(float(self.clock_drift_ppm))]
+                "--clock-drift-ppm", repr(float(self.clock_drift_ppm)),
+                "--torque-off-ms", str(self.torque_off_ms),
+                "--servo-miss-hold", str(self.servo_miss_hold)]
+        if self.servo == "device":
+            args += ["--servo-device", str(self.servo_device)]
+        else:
+            args += ["--servo", self.servo]
         if self.servo == "pty":
             args += ["--servo-symlink", servo_sym]
         if self.limits is not None:
@@ -260,7 +278,13 @@ class HostFirmware(_Process):
         if self.servo == "pty":
             self.servo_pty = ports["SERVO"]
             self.servo_port = servo_sym
+        elif self.servo == "device":
+            self.servo_port = str(self.servo_device)
         return self
+
+    def stop(self, timeout_s: float | None = None) -> int | None:
+        # a stop holds the arm for torque_off_ms before the torque goes off: wait for it
+        return super().stop(timeout_s if timeout_s is not None else 3.0 + self.torque_off_ms / 1000)
 
     def restart(self) -> "HostFirmware":
         """Kill and start again; link_port/servo_port keep their (symlink) paths."""

@@ -13,7 +13,9 @@ and hands SYNC WRITE Goal Position to ``write_goals_counts(goals)``. The firmwar
 from __future__ import annotations
 
 import logging
+import os
 import threading
+import time
 from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
@@ -127,13 +129,57 @@ class PacketParser:
                 del buf[:start + 1]
 
 
+class _PtyMaster:
+    """The master end of a pseudo-terminal, with the few pyserial calls the bus sim makes."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    @property
+    def in_waiting(self) -> int:
+        return 0
+
+    def read(self, n: int) -> bytes:
+        import select
+
+        r, _, _ = select.select([self.fd], [], [], 0.05)
+        return os.read(self.fd, max(n, 4096)) if r else b""
+
+    def write(self, data: bytes) -> int:
+        return os.write(self.fd, data)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
 class FeetechBusSim:
     """Emulate servos ``servo_ids`` on the bus at ``port_path`` (a pty/UART) in a thread.
 
     read_positions_counts() -> array of len(servo_ids) present positions (counts);
     write_goals_counts(goals) receives the array of goal positions (counts) after every
     SYNC WRITE (ids the packet did not mention keep their previous goal).
+    ``error_bits[j]``: the error byte servo j puts in its status packets (0x20 overload, 0x04
+    overheat); ``silent``: no servo answers (a cable pulled).
+
+    `FeetechBusSim.on_pty` makes a new pseudo-terminal for a master that opens a serial device
+    (the host firmware's ``--servo-device``): the sim holds the master end, ``device_path`` is
+    the end to open. With ``pace`` the answers take the wire time of request and reply at
+    ``baudrate`` (10 bits a byte, 8N1), as on a real bus.
     """
+
+    @classmethod
+    def on_pty(cls, servo_ids: Sequence[int], read_positions_counts: Callable[[], np.ndarray],
+               write_goals_counts: Callable[[np.ndarray], None], *, baudrate: int = 1_000_000,
+               pace: bool = True) -> "FeetechBusSim":
+        master, slave = os.openpty()
+        sim = cls(os.ttyname(slave), servo_ids, read_positions_counts, write_goals_counts,
+                  baudrate=baudrate)
+        sim._master_fd, sim._slave_fd, sim.pace = master, slave, pace
+        return sim
+
+    @property
+    def device_path(self) -> str:
+        return self.port_path
 
     def __init__(self, port_path: str, servo_ids: Sequence[int],
                  read_positions_counts: Callable[[], np.ndarray],
@@ -152,13 +198,21 @@ class FeetechBusSim:
                          "writes": 0, "pings": 0, "bad_checksum": 0}
         self._parser = PacketParser()
         self._ser = None
+        self._master_fd: int | None = None
+        self._slave_fd: int | None = None  # held open: the master never sees a hangup
+        self.pace = False
+        self.error_bits = [0] * len(self.servo_ids)
+        self.silent = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self) -> "FeetechBusSim":
         import serial
 
-        self._ser = serial.Serial(self.port_path, self.baudrate, timeout=0.05)
+        if self._master_fd is not None:
+            self._ser = _PtyMaster(self._master_fd)
+        else:
+            self._ser = serial.Serial(self.port_path, self.baudrate, timeout=0.05)
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="feetech-bus-sim", daemon=True)
         self._thread.start()
@@ -172,6 +226,9 @@ class FeetechBusSim:
         if self._ser is not None:
             self._ser.close()
             self._ser = None
+        if self._slave_fd is not None:
+            os.close(self._slave_fd)
+            self._slave_fd = self._master_fd = None
 
     def __enter__(self) -> "FeetechBusSim":
         return self.start()
@@ -207,9 +264,9 @@ class FeetechBusSim:
                 pos = np.asarray(self.read_positions_counts(), dtype=np.int64)
                 for sid in pkt.params[2:]:
                     j = self._index(sid)
-                    if j is not None:
+                    if j is not None and not self.silent:
                         v = int(np.clip(pos[j], 0, 0xFFFF))
-                        out += status(sid, bytes([v & 0xFF, v >> 8]))
+                        out += status(sid, bytes([v & 0xFF, v >> 8]), self.error_bits[j])
         elif pkt.instr == INST_READ and len(pkt.params) == 2:
             j = self._index(pkt.id)
             if j is not None and pkt.params[0] == ADDR_PRESENT_POSITION:
@@ -245,6 +302,8 @@ class FeetechBusSim:
                 except Exception:  # noqa: BLE001 - a callback bug must not kill the bus
                     log.exception("servo bus callback failed")
             self.counters["bad_checksum"] = self._parser.bad_checksum
+            if reply and self.pace:  # the request's and the answer's time on the wire, 8N1
+                time.sleep((len(data) + len(reply)) * 10 / self.baudrate)
             if reply:
                 try:
                     self._ser.write(bytes(reply))

@@ -17,6 +17,14 @@
 #define FTS_ADDR_GOAL_POSITION 0x2A
 #define FTS_ADDR_PRESENT_POSITION 0x38
 #define FTS_MAX_PARAMS 250
+/* status packet error byte (STS series) */
+#define FTS_ERR_VOLTAGE 0x01
+#define FTS_ERR_SENSOR 0x02
+#define FTS_ERR_OVERHEAT 0x04
+#define FTS_ERR_OVERCURRENT 0x08
+#define FTS_ERR_OVERLOAD 0x20
+/* the errors that stop the arm: the servo is being damaged or is damaging something */
+#define FTS_ERR_STOP (FTS_ERR_OVERHEAT | FTS_ERR_OVERCURRENT | FTS_ERR_OVERLOAD)
 
 typedef struct {
     uint8_t id;

@@ -84,6 +84,24 @@ static void servo_torque(evla_fw_t *fw, uint8_t on)
 
 static void enable(evla_fw_t *fw);
 
+void evla_fw_hold(evla_fw_t *fw)
+{
+    if (fw->mode == EVLA_MODE_DISABLED)
+        return;
+    evla_motion_hold(&fw->mo);
+    if (fw->mode != EVLA_MODE_HOLDING)
+        fw->hold_since_us = fw->now_us;
+    fw->mode = EVLA_MODE_HOLDING;
+}
+
+static void disable(evla_fw_t *fw)
+{
+    fw->enable_pending = 0;
+    fw->mode = EVLA_MODE_DISABLED;
+    evla_motion_reset(&fw->mo, fw->measured, fw->now_us);
+    servo_torque(fw, 0);
+}
+
 /* Torque on only once the arm's position is known: enabling on the zero-initialised
  * `measured` would command every joint to 0 rad and jerk the arm there. Without a servo
  * bus (servo_period_ms == 0) there is nothing to wait for. */
@@ -120,6 +138,9 @@ static void enable(evla_fw_t *fw)
 {
     fw->mode = EVLA_MODE_RUNNING;
     fw->faults_latched = 0;
+    fw->servo_error_id = 0;
+    fw->servo_error_bits = 0;
+    fw->servo_misses = 0;
     fw->mo.overflows = 0;
     evla_motion_reset(&fw->mo, fw->measured, fw->now_us);
     servo_torque(fw, 1);
@@ -150,6 +171,11 @@ static void handle(evla_fw_t *fw, evla_msg_t *m, uint64_t now_us)
             send_error(fw, EVLA_E_NOT_ENABLED, m->type, m->seq, m->u.waypoints.count);
             break;
         }
+        if (fw->faults_latched & EVLA_FAULT_SERVO_ERROR) {
+            /* a servo fault stopped the arm: only ENABLE (a person's decision) moves it again */
+            send_error(fw, EVLA_E_NOT_ENABLED, m->type, m->seq, EVLA_FAULT_SERVO_ERROR);
+            break;
+        }
         fw->mode = EVLA_MODE_RUNNING;
         uint32_t full = 0;
         /* the tick is the time base: a waypoint is late if the next tick is already past it */
@@ -163,19 +189,9 @@ static void handle(evla_fw_t *fw, evla_msg_t *m, uint64_t now_us)
         }
         break;
     }
-    case EVLA_HOLD:
-        if (fw->mode != EVLA_MODE_DISABLED) {
-            evla_motion_hold(&fw->mo);
-            fw->mode = EVLA_MODE_HOLDING;
-        }
-        break;
+    case EVLA_HOLD: evla_fw_hold(fw); break;
     case EVLA_ENABLE: request_enable(fw); break;
-    case EVLA_DISABLE:
-        fw->enable_pending = 0;
-        fw->mode = EVLA_MODE_DISABLED;
-        evla_motion_reset(&fw->mo, fw->measured, fw->now_us);
-        servo_torque(fw, 0);
-        break;
+    case EVLA_DISABLE: disable(fw); break;
     case EVLA_LIMITS:
         memcpy(fw->cfg.limits, m->u.limits.joint, sizeof fw->cfg.limits);
         evla_motion_set_limits(&fw->mo, fw->cfg.limits);
@@ -230,6 +246,12 @@ void evla_fw_servo_rx(evla_fw_t *fw, const uint8_t *data, size_t n)
         const fts_packet_t *p = &fw->servo_rx.pkt;
         if (p->nparams != 2) /* we only ever read the 2-byte present position */
             continue;
+        if ((p->instr & FTS_ERR_STOP) && !(fw->faults_latched & EVLA_FAULT_SERVO_ERROR)) {
+            fw->servo_error_id = p->id;
+            fw->servo_error_bits = p->instr;
+            fw->faults_latched |= EVLA_FAULT_SERVO_ERROR;
+            evla_fw_hold(fw);
+        }
         for (int j = 0; j < EVLA_N_JOINTS; j++) {
             if (fw->cfg.servo_ids[j] == p->id) {
                 uint16_t counts = (uint16_t)(p->params[0] | (p->params[1] << 8));
@@ -255,8 +277,18 @@ static void servo_cycle(evla_fw_t *fw)
     size_t n;
     if (fw->servo_read_outstanding) {
         fw->servo_timeout = fw->servo_seen_mask != ALL_SERVOS;
-        if (fw->servo_timeout)
+        if (fw->servo_timeout) {
             fw->servo_timeouts++;
+            if (fw->servo_misses < 255u)
+                fw->servo_misses++;
+        } else {
+            fw->servo_misses = 0;
+        }
+        if (fw->cfg.servo_miss_hold && fw->servo_misses >= fw->cfg.servo_miss_hold &&
+            fw->mode == EVLA_MODE_RUNNING) {
+            fw->faults_latched |= EVLA_FAULT_SERVO_ERROR | EVLA_FAULT_SERVO_TIMEOUT;
+            evla_fw_hold(fw);
+        }
     }
     if (fw->mode != EVLA_MODE_DISABLED) {
         uint16_t goals[EVLA_N_JOINTS];
@@ -286,13 +318,17 @@ void evla_fw_tick(evla_fw_t *fw, uint64_t now_us)
         /* frames are stamped on arrival and may be up to a tick ahead of now_us */
         if (fw->mode == EVLA_MODE_RUNNING && fw->cfg.watchdog_ms &&
             now_us > fw->last_rx_us + (uint64_t)fw->cfg.watchdog_ms * 1000u) {
-            evla_motion_hold(&fw->mo);
-            fw->mode = EVLA_MODE_HOLDING;
+            evla_fw_hold(fw);
             fw->faults_latched |= EVLA_FAULT_WATCHDOG;
             send_error(fw, EVLA_E_WATCHDOG, 0, fw->last_seq,
                        (uint32_t)((now_us - fw->last_rx_us) / 1000u));
         }
-        evla_motion_step(&fw->mo, now_us, 1.0f / (float)EVLA_TICK_HZ);
+        if (fw->mode == EVLA_MODE_HOLDING && fw->cfg.torque_off_ms &&
+            now_us >= fw->hold_since_us + (uint64_t)fw->cfg.torque_off_ms * 1000u) {
+            disable(fw); /* held long enough with nobody taking over: let the arm rest */
+        } else {
+            evla_motion_step(&fw->mo, now_us, 1.0f / (float)EVLA_TICK_HZ);
+        }
     }
     if (fw->cfg.servo_period_ms && --fw->servo_countdown == 0) {
         fw->servo_countdown = fw->cfg.servo_period_ms;

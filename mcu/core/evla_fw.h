@@ -25,6 +25,10 @@ typedef struct {
     uint16_t servo_period_ms; /* goal write + position read cadence */
     uint8_t servo_ids[EVLA_N_JOINTS];
     uint8_t enable_at_boot;
+    /* after this long in HOLDING (watchdog, HOLD, servo fault) torque goes off: 0 = never */
+    uint16_t torque_off_ms;
+    /* consecutive read cycles with a servo silent before the arm holds: 0 = never */
+    uint8_t servo_miss_hold;
     evla_joint_limits_t limits[EVLA_N_JOINTS];
 } evla_fw_config_t;
 
@@ -54,6 +58,10 @@ typedef struct {
     uint8_t servo_read_outstanding;
     uint8_t servo_timeout;
     uint32_t servo_timeouts;
+    uint8_t servo_misses;    /* consecutive read cycles with a servo silent */
+    uint8_t servo_error_id;  /* the first servo that reported a stopping error (0 = none) */
+    uint8_t servo_error_bits;
+    uint64_t hold_since_us;  /* when HOLDING began: the torque-off clock */
     uint16_t state_countdown;
     uint16_t servo_countdown;
     uint32_t tx_frames;
@@ -69,5 +77,7 @@ void evla_fw_servo_rx(evla_fw_t *fw, const uint8_t *data, size_t n);
 /* The 1 kHz control tick at MCU time now_us. */
 void evla_fw_tick(evla_fw_t *fw, uint64_t now_us);
 void evla_fw_fill_state(const evla_fw_t *fw, evla_state_t *st);
+/* Stop as the host asked or was lost: hold where the arm is (torque off after torque_off_ms). */
+void evla_fw_hold(evla_fw_t *fw);
 
 #endif

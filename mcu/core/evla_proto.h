@@ -39,6 +39,9 @@ enum evla_fault {
     EVLA_FAULT_SERVO_TIMEOUT = 1u << 3,
     EVLA_FAULT_LIMIT_CLAMPED = 1u << 4,
     EVLA_FAULT_RX_ERROR = 1u << 5,
+    /* a servo reported overload, overheat or overcurrent, or stopped answering for
+     * servo_miss_hold read cycles: the arm holds, latched until ENABLE */
+    EVLA_FAULT_SERVO_ERROR = 1u << 6,
 };
 
 enum evla_mode { EVLA_MODE_DISABLED = 0, EVLA_MODE_RUNNING = 1, EVLA_MODE_HOLDING = 2 };

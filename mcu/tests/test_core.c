@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "evla_feetech.h"
+#include "evla_fw.h"
 #include "evla_motion.h"
 #include "evla_proto.h"
 
@@ -159,12 +160,143 @@ static void test_cobs_edges(void)
     CHECK(evla_cobs_encode(in, 300, enc, 100) == 0, "small output buffer refused");
 }
 
+/* A servo bus stand-in for the safety tests: it answers every SYNC READ with the six
+ * positions (error byte err[j]) unless silent, and remembers the last torque write. */
+typedef struct {
+    int silent;
+    uint8_t err[EVLA_N_JOINTS];
+    int torque; /* -1 never written */
+    uint8_t pending[256];
+    size_t npending;
+} bus_t;
+
+static void bus_write(void *ctx, const uint8_t *d, size_t n)
+{
+    bus_t *b = ctx;
+    fts_parser_t p;
+    fts_parser_init(&p);
+    for (size_t i = 0; i < n; i++) {
+        if (!fts_parser_push(&p, d[i]))
+            continue;
+        if (p.pkt.instr == FTS_INST_WRITE && p.pkt.nparams == 2 &&
+            p.pkt.params[0] == FTS_ADDR_TORQUE_ENABLE)
+            b->torque = p.pkt.params[1];
+        if (p.pkt.instr == FTS_INST_SYNC_READ && !b->silent) {
+            for (int j = 0; j < EVLA_N_JOINTS; j++) {
+                uint8_t pos[2] = {0x00, 0x08}; /* 2048 */
+                b->npending += fts_build((uint8_t)(j + 1), b->err[j], pos, 2,
+                                         b->pending + b->npending, sizeof b->pending - b->npending);
+            }
+        }
+    }
+}
+
+static void link_sink(void *ctx, const uint8_t *d, size_t n)
+{
+    (void)ctx;
+    (void)d;
+    (void)n;
+}
+
+static void run_ms(evla_fw_t *fw, bus_t *b, uint64_t *now, unsigned ms)
+{
+    for (unsigned k = 0; k < ms; k++) {
+        *now += 1000;
+        evla_fw_tick(fw, *now);
+        if (b->npending) {
+            size_t n = b->npending;
+            b->npending = 0;
+            evla_fw_servo_rx(fw, b->pending, n);
+        }
+    }
+}
+
+static void link_msg(evla_fw_t *fw, uint8_t type, uint64_t now)
+{
+    evla_msg_t m;
+    memset(&m, 0, sizeof m);
+    m.type = type;
+    if (type == EVLA_WAYPOINTS) {
+        m.u.waypoints.count = 1;
+        m.u.waypoints.pts[0] = wp(now + 50000, 0.1f, 0);
+    }
+    uint8_t wire[EVLA_MAX_WIRE];
+    size_t n = evla_encode_frame(&m, wire, sizeof wire);
+    evla_fw_link_rx(fw, wire, n, now);
+}
+
+static void test_hold_then_torque_off(void)
+{
+    static evla_fw_t fw;
+    static bus_t b;
+    memset(&b, 0, sizeof b);
+    b.torque = -1;
+    evla_fw_config_t cfg;
+    evla_fw_default_config(&cfg);
+    cfg.enable_at_boot = 1;
+    cfg.watchdog_ms = 50;
+    cfg.torque_off_ms = 200;
+    cfg.servo_miss_hold = 3;
+    evla_port_t port = {&b, link_sink, bus_write};
+    uint64_t now = 1000000;
+    evla_fw_init(&fw, &port, &cfg, now);
+    CHECK(fw.mode == EVLA_MODE_DISABLED && b.torque == -1, "no torque before a measured state");
+    run_ms(&fw, &b, &now, 20);
+    CHECK(fw.mode == EVLA_MODE_RUNNING && b.torque == 1, "torque on once measured: mode %u",
+          fw.mode);
+
+    /* the host goes silent: the watchdog holds, the torque-off clock runs out */
+    run_ms(&fw, &b, &now, 60);
+    CHECK(fw.mode == EVLA_MODE_HOLDING && (fw.faults_latched & EVLA_FAULT_WATCHDOG), "watchdog hold");
+    run_ms(&fw, &b, &now, 150);
+    CHECK(fw.mode == EVLA_MODE_HOLDING && b.torque == 1, "still holding before torque_off_ms");
+    run_ms(&fw, &b, &now, 60);
+    CHECK(fw.mode == EVLA_MODE_DISABLED && b.torque == 0, "torque off after torque_off_ms: mode %u",
+          fw.mode);
+
+    /* an overloaded servo stops the arm until ENABLE; waypoints do not resume it */
+    link_msg(&fw, EVLA_ENABLE, now);
+    run_ms(&fw, &b, &now, 20);
+    CHECK(fw.mode == EVLA_MODE_RUNNING, "re-enabled");
+    b.err[2] = FTS_ERR_OVERLOAD;
+    run_ms(&fw, &b, &now, 20);
+    CHECK(fw.mode == EVLA_MODE_HOLDING && (fw.faults_latched & EVLA_FAULT_SERVO_ERROR) &&
+          fw.servo_error_id == 3 && fw.servo_error_bits == FTS_ERR_OVERLOAD, "overload holds");
+    b.err[2] = 0;
+    link_msg(&fw, EVLA_WAYPOINTS, now);
+    run_ms(&fw, &b, &now, 1);
+    CHECK(fw.mode == EVLA_MODE_HOLDING, "waypoints do not resume after a servo fault");
+    link_msg(&fw, EVLA_ENABLE, now);
+    run_ms(&fw, &b, &now, 20);
+    CHECK(fw.mode == EVLA_MODE_RUNNING && !(fw.faults_latched & EVLA_FAULT_SERVO_ERROR),
+          "ENABLE clears it");
+
+    /* a voltage warning alone does not stop the arm */
+    b.err[0] = FTS_ERR_VOLTAGE;
+    link_msg(&fw, EVLA_GET_STATE, now); /* keeps the watchdog fed */
+    run_ms(&fw, &b, &now, 20);
+    CHECK(fw.mode == EVLA_MODE_RUNNING, "voltage bit alone: still running");
+    b.err[0] = 0;
+
+    /* servos that stop answering: hold after servo_miss_hold read cycles */
+    b.silent = 1;
+    link_msg(&fw, EVLA_GET_STATE, now);
+    run_ms(&fw, &b, &now, 25);
+    CHECK(fw.mode == EVLA_MODE_RUNNING, "two missed cycles: still running");
+    link_msg(&fw, EVLA_GET_STATE, now);
+    run_ms(&fw, &b, &now, 20);
+    CHECK(fw.mode == EVLA_MODE_HOLDING &&
+          (fw.faults_latched & (EVLA_FAULT_SERVO_ERROR | EVLA_FAULT_SERVO_TIMEOUT)) ==
+              (EVLA_FAULT_SERVO_ERROR | EVLA_FAULT_SERVO_TIMEOUT), "silent servos hold");
+}
+
 int main(void)
 {
     test_queue();
     test_limiter();
     test_feetech();
     test_cobs_edges();
+    test_hold_then_torque_off();
     printf("test_core: %d checks, %d failures\n", checks, failures);
     return failures ? 1 : 0;
 }

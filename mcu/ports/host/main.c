@@ -1,8 +1,11 @@
 /* Host port: the firmware as a Linux process. The link is a pseudo-terminal (what the
- * bridge opens with pyserial, like a UART or /dev/ttyRPMSG*), the servo bus a second pty
- * where a Feetech bus emulator (firmware_bridge.feetech.FeetechBusSim) answers, or an
- * in-process servo model with --servo loopback. A 1 kHz loop on CLOCK_MONOTONIC drives
- * evla_fw_tick; link bytes are handled as soon as poll() sees them. */
+ * bridge opens with pyserial, like a UART or /dev/ttyRPMSG*); the servo bus is a second pty
+ * where a Feetech bus emulator (firmware_bridge.feetech.FeetechBusSim) answers, an
+ * in-process servo model with --servo loopback, or a real Feetech bus on a USB serial
+ * adapter with --servo-device (raw 8N1 at 1 Mbaud: the arm without an M7). A 1 kHz loop on
+ * CLOCK_MONOTONIC drives evla_fw_tick; link bytes are handled as soon as poll() sees them.
+ * With --torque-off-ms, SIGTERM/SIGINT stop like a lost host: hold, then torque off after
+ * that long, then exit. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -29,6 +32,7 @@ typedef struct {
     pty_t link;
     pty_t servo;
     int servo_loopback;
+    int servo_device; /* servo.fd is a real serial port, not a pty master */
     evla_servo_sim_t sim;
     uint64_t tx_dropped;
 } host_t;
@@ -71,6 +75,29 @@ static int open_pty(pty_t *p)
         tcsetattr(p->slave_fd, TCSANOW, &t);
     }
     fcntl(p->fd, F_SETFL, fcntl(p->fd, F_GETFL) | O_NONBLOCK);
+    return 0;
+}
+
+/* A real servo bus: the USB serial adapter in raw 8N1 at 1 Mbaud (the Feetech STS default). */
+static int open_serial(pty_t *p, const char *path)
+{
+    snprintf(p->path, sizeof p->path, "%s", path);
+    p->slave_fd = -1;
+    p->fd = open(path, O_RDWR | O_NOCTTY | O_NONBLOCK);
+    if (p->fd < 0)
+        return -1;
+    struct termios t;
+    if (tcgetattr(p->fd, &t) != 0)
+        return -1;
+    cfmakeraw(&t);
+    t.c_cflag &= ~(tcflag_t)(CSTOPB | PARENB | CRTSCTS);
+    t.c_cflag |= CLOCAL | CREAD | CS8;
+    t.c_cc[VMIN] = 0;
+    t.c_cc[VTIME] = 0;
+    if (cfsetispeed(&t, B1000000) != 0 || cfsetospeed(&t, B1000000) != 0 ||
+        tcsetattr(p->fd, TCSANOW, &t) != 0)
+        return -1;
+    tcflush(p->fd, TCIOFLUSH);
     return 0;
 }
 
@@ -123,6 +150,9 @@ static void usage(const char *argv0)
             "  --link-symlink PATH    also expose the link pty at PATH (stable across restarts)\n"
             "  --servo-symlink PATH   same for the servo bus pty\n"
             "  --servo pty|loopback   servo bus on a pty (default) or simulated in-process\n"
+            "  --servo-device PATH    the real Feetech bus on a serial port (1 Mbaud, 8N1)\n"
+            "  --torque-off-ms N      torque off after N ms holding; SIGTERM holds first (0 = never)\n"
+            "  --servo-miss-hold N    hold after N read cycles with a servo silent (0 = never)\n"
             "  --watchdog-ms N        host silence before hold (default 500, 0 = off)\n"
             "  --state-period-ms N    STATE report period (default 10, 0 = on request)\n"
             "  --servo-period-ms N    servo write/read period (default 10)\n"
@@ -141,7 +171,7 @@ int main(int argc, char **argv)
     static evla_fw_t fw;
     evla_fw_config_t cfg;
     evla_fw_default_config(&cfg);
-    const char *link_sym = NULL, *servo_sym = NULL;
+    const char *link_sym = NULL, *servo_sym = NULL, *servo_dev = NULL;
     double run_s = 0;
 
     for (int i = 1; i < argc; i++) {
@@ -159,6 +189,9 @@ int main(int argc, char **argv)
         if (!strcmp(a, "--link-symlink")) link_sym = v;
         else if (!strcmp(a, "--servo-symlink")) servo_sym = v;
         else if (!strcmp(a, "--servo")) h.servo_loopback = !strcmp(v, "loopback");
+        else if (!strcmp(a, "--servo-device")) servo_dev = v;
+        else if (!strcmp(a, "--torque-off-ms")) cfg.torque_off_ms = (uint16_t)atoi(v);
+        else if (!strcmp(a, "--servo-miss-hold")) cfg.servo_miss_hold = (uint8_t)atoi(v);
         else if (!strcmp(a, "--watchdog-ms")) cfg.watchdog_ms = (uint16_t)atoi(v);
         else if (!strcmp(a, "--state-period-ms")) cfg.state_period_ms = (uint16_t)atoi(v);
         else if (!strcmp(a, "--servo-period-ms")) cfg.servo_period_ms = (uint16_t)atoi(v);
@@ -190,14 +223,24 @@ int main(int argc, char **argv)
     signal(SIGINT, on_signal);
     signal(SIGPIPE, SIG_IGN);
 
-    if (open_pty(&h.link) != 0 || (!h.servo_loopback && open_pty(&h.servo) != 0)) {
+    if (servo_dev) {
+        h.servo_loopback = 0;
+        h.servo_device = 1;
+        if (open_serial(&h.servo, servo_dev) != 0) {
+            fprintf(stderr, "--servo-device %s: cannot open it as a 1 Mbaud serial port (%s)\n",
+                    servo_dev, strerror(errno));
+            return 2;
+        }
+    }
+    if (open_pty(&h.link) != 0 || (!h.servo_loopback && !h.servo_device && open_pty(&h.servo) != 0)) {
         perror("pty");
         return 1;
     }
     if (h.servo_loopback)
         evla_servo_sim_init(&h.sim, cfg.servo_ids);
     if ((link_sym && make_symlink(h.link.path, link_sym) != 0) ||
-        (servo_sym && !h.servo_loopback && make_symlink(h.servo.path, servo_sym) != 0)) {
+        (servo_sym && !h.servo_loopback && !h.servo_device &&
+         make_symlink(h.servo.path, servo_sym) != 0)) {
         perror("symlink");
         return 1;
     }
@@ -213,11 +256,26 @@ int main(int argc, char **argv)
     int64_t end_ns = run_s > 0 ? g_t0_ns + (int64_t)(run_s * 1e9) : 0;
     uint64_t late_ticks = 0;
     uint8_t buf[4096];
+    int stopping = 0;
 
-    while (!g_stop) {
+    for (;;) {
         int64_t now = mono_ns();
         if (end_ns && now >= end_ns)
             break;
+        if (g_stop && !stopping) {
+            /* Stopped like a lost host: hold, and let the torque-off clock run out. */
+            if (!cfg.torque_off_ms || h.servo_loopback || fw.mode == EVLA_MODE_DISABLED)
+                break;
+            stopping = 1;
+            evla_fw_hold(&fw);
+            end_ns = now + ((int64_t)cfg.torque_off_ms + 50) * 1000000LL;
+            fprintf(stderr, "edgevla-fw(host): stopping: holding, torque off in %u ms\n",
+                    (unsigned)cfg.torque_off_ms);
+        }
+        if (stopping && fw.mode == EVLA_MODE_DISABLED) {
+            tcdrain(h.servo.fd); /* the torque-off packet is on the wire before we exit */
+            break;
+        }
         if (now >= next_tick) {
             /* Catch up tick by tick (each at its nominal time) unless we fell far behind. */
             if (now - next_tick > 100 * period_ns) {
@@ -255,7 +313,7 @@ int main(int argc, char **argv)
     }
     if (link_sym)
         unlink(link_sym);
-    if (servo_sym && !h.servo_loopback)
+    if (servo_sym && !h.servo_loopback && !h.servo_device)
         unlink(servo_sym);
     fprintf(stderr, "edgevla-fw(host): %lu ticks, %lu late ticks skipped, %lu rx frames, "
                     "%lu rx errors, %lu tx bytes dropped\n",

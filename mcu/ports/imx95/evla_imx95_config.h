@@ -26,6 +26,15 @@
 #define EVLA_RPMSG_CHANNEL_NAME "rpmsg-virtual-tty-channel-1"
 #endif
 
+/* Safety: held this long after the host is lost (watchdog) or stops, then torque off; and the
+ * read cycles (10 ms each) a silent servo is given before the arm holds. */
+#ifndef EVLA_TORQUE_OFF_MS
+#define EVLA_TORQUE_OFF_MS (3000U)
+#endif
+#ifndef EVLA_SERVO_MISS_HOLD
+#define EVLA_SERVO_MISS_HOLD (5U)
+#endif
+
 /* Feetech STS servo bus. LPUART3 is the M7's debug UART of the EVK board files (board.h:
  * BOARD_DEBUG_UART_INSTANCE 3); the firmware prints nothing, so the bus takes it, and
  * BOARD_InitBootPins() of the example's pin_mux.c muxes its pads (GPIO_IO14/IO15). Another

@@ -152,6 +152,8 @@ int main(void)
 
     evla_fw_config_t cfg;
     evla_fw_default_config(&cfg);
+    cfg.torque_off_ms = EVLA_TORQUE_OFF_MS;
+    cfg.servo_miss_hold = EVLA_SERVO_MISS_HOLD;
     evla_port_t port = {NULL, link_write, servo_write};
     evla_fw_init(&g_fw, &port, &cfg, now_us());
 
