@@ -142,12 +142,14 @@ def _export(args) -> int:
     if report:
         a = report["composed_fp32_vs_lerobot"]
         q = report["composed_chosen_vs_fp32"]
-        console.print(f"fp32 pipeline vs lerobot: max action error {a['action_max_abs']:.2e} rad; "
-                      f"chosen precisions vs fp32: {q['action_max_abs']:.2e} rad "
+        unit = "rad" if set(manifest.joint_units) == {"radians"} else \
+            "/".join(sorted(set(manifest.joint_units)))
+        console.print(f"fp32 pipeline vs lerobot: max action error {a['action_max_abs']:.2e} {unit}; "
+                      f"chosen precisions vs fp32: {q['action_max_abs']:.2e} {unit} "
                       f"({100 * q['action_max_frac_range']:.3f}% of joint range)")
         if a["action_max_abs"] > parity.ACTION_TOL_FP32_RAD:
             console.print(f"[red]parity check failed: fp32 pipeline differs from lerobot by more "
-                          f"than {parity.ACTION_TOL_FP32_RAD} rad[/]")
+                          f"than {parity.ACTION_TOL_FP32_RAD} {unit}[/]")
             return 1
     return 0
 

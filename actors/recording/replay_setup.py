@@ -87,4 +87,8 @@ def live_specs(graph: Any, replace: Iterable[str],
             raise ActorSetupError(f"--replace {name}: the camera would open the device {source}; "
                                   f"replay runs offline: give it a video file "
                                   f"(--set {name}.source=FILE)")
+        if spec.kind == "mcu_firmware" and spec.params.get("servo_device"):
+            raise ActorSetupError(f"--replace {name}: the firmware would drive the arm on "
+                                  f"{spec.params['servo_device']}; replay runs offline: replace the "
+                                  f"executor without it")
     return live

@@ -61,3 +61,15 @@ def test_a_replaced_camera_never_opens_a_device(tmp_path):
         live_specs(load_graph(g), ["cam_top"])
     live = live_specs(load_graph(g), ["cam_top"], {"cam_top": {"source": str(tmp_path / "v.mp4")}})
     assert live["cam_top"].params["source"].endswith("v.mp4")
+
+
+def test_a_replaced_host_firmware_never_drives_the_arm(tmp_path):
+    import pytest
+
+    from edgevla.actors.runtime.inprocess import ActorSetupError
+
+    g = tmp_path / "usb.yaml"
+    g.write_text("name: usb\nactors:\n  mcu:\n    kind: mcu_firmware\n    rate_hz: 10\n"
+                 "    params: {link_path: /tmp/x.link, servo_device: /dev/ttyACM0}\n")
+    with pytest.raises(ActorSetupError, match="drive the arm on /dev/ttyACM0"):
+        live_specs(load_graph(g), ["mcu"])

@@ -148,6 +148,27 @@ def test_status_table_is_compact_below_100_columns_and_never_cuts_numbers():
         assert ("1234.50" in text.replace("\n", "").replace(" ", "")) == (width >= 100)
 
 
+def test_status_shows_the_arm_as_the_firmware_reports_it():
+    from rich.console import Console
+
+    from edgevla.actors.console.dashboard import status_table
+
+    base = {"replica": 0, "state": "running", "pid": 1, "rate_target_hz": 100, "rate_actual_hz": 100,
+            "loop_p50_ms": 0.1, "loop_p99_ms": 0.2, "restarts": 0, "skipped": 0, "dropped_send": 0,
+            "malformed": 0, "rss_mb": 50.0, "cpu_s": 1.0}
+
+    def shown(mcu: dict) -> str:
+        ex = {**base, "actor": "executor", "actor_stats": {"mcu": mcu}}
+        con = Console(width=150, record=True, color_system=None)
+        con.print(status_table({"graph": "g", "uptime_s": 5, "actors": [ex]}, width=150))
+        return " ".join(con.export_text().split())
+
+    assert "arm: RUNNING, faults: none" in shown({"mode": "RUNNING", "faults": "none"})
+    text = shown({"mode": "HOLDING", "faults": "SERVO_TIMEOUT|SERVO_ERROR"})
+    assert "arm: HOLDING, faults: SERVO_TIMEOUT|SERVO_ERROR" in text and "overload" in text
+    assert "arm:" not in shown({"port": None})  # no firmware link: nothing to say
+
+
 @pytest.mark.parametrize("width", [60, 80, 150])
 def test_inspect_and_replay_tables_fold_instead_of_cutting(width):
     from rich.console import Console

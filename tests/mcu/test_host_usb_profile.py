@@ -118,6 +118,7 @@ def test_host_firmware_drives_a_1mbaud_bus_holds_when_the_host_dies_then_torque_
         assert _wait(report.exists, seconds + 30), sender.stderr.read1().decode() \
             if sender.poll() is not None else "no report from the sender"
         r = json.loads(report.read_text())
+        print(f"host profile, {seconds:g} s at 100 Hz: {json.dumps(r)}; servo bus {sim.counters}")
         # nothing lost: every frame the host sent arrived intact, in order, none late
         assert r["waypoint_frames"] >= 100 * seconds * 0.95, r
         assert r["tx_failed"] == 0 and r["fw_rx_errors"] == 0 and r["fw_seq_gaps"] == 0, r
@@ -146,6 +147,8 @@ def test_host_firmware_drives_a_1mbaud_bus_holds_when_the_host_dies_then_torque_
         # torque off no sooner than watchdog + torque_off_ms after the last frame
         assert t_off - t_kill >= (WATCHDOG_MS + TORQUE_OFF_MS) / 1000 - 0.1
         assert t_off - t_kill <= (WATCHDOG_MS + TORQUE_OFF_MS) / 1000 + 2.0
+        print(f"host killed -> HOLDING ({held.faults_str}); torque off {t_off - t_kill:.2f} s "
+              f"after the kill (watchdog {WATCHDOG_MS} ms + torque_off {TORQUE_OFF_MS} ms)")
         # no jump anywhere: successive goals (10 ms apart) within the velocity limit
         with arm.lock:
             goals = np.stack([g for _, g in arm.goals])
@@ -209,3 +212,24 @@ def test_host_bundle_writes_the_usb_graph(tmp_path):
     from edgevla.actors.runtime.graph import load_graph
 
     load_graph(out / "graph.yaml")  # a graph the runtime accepts
+
+
+def test_stopping_the_host_firmware_holds_then_switches_torque_off():
+    """What `edgevla stop` does to the host profile's mcu actor: SIGTERM to the firmware, which
+    holds the arm for torque_off_ms, switches torque off, and only then exits."""
+    arm = ServoArm()
+    sim = FeetechBusSim.on_pty(range(1, 7), arm.read, arm.write, pace=True).start()
+    fw = HostFirmware(servo="device", servo_device=sim.device_path, watchdog_ms=0,
+                      torque_off_ms=800, enable_at_boot=True)
+    try:
+        fw.start()
+        assert _wait(lambda: sim.torque, 5.0)
+        t0 = time.monotonic()
+        rc = fw.stop()
+        elapsed = time.monotonic() - t0
+        assert rc == 0 and not sim.torque
+        assert 0.75 <= elapsed <= 3.0, elapsed
+        assert any("torque off in 800 ms" in line for line in fw.log_lines)
+    finally:
+        fw.close()
+        sim.stop()

@@ -228,5 +228,8 @@ def test_degrees_policy_runs_through_the_sim_graph_to_the_servos(degrees_bundle,
 
         assert run_until(sup, lambda: stat("executor", "accepted_chunks") >= 3, timeout_s=120)
         assert all(r.restarts == 0 for rs in sup.replicas.values() for r in rs)
+        # the firmware drives the servos and says so (what `edgevla status` shows)
+        assert run_until(sup, lambda: stat("executor", "mcu").get("mode") == "RUNNING", timeout_s=10)
+        assert stat("executor", "mcu")["errors"] == 0
     finally:
         sup.stop()
