@@ -218,6 +218,21 @@ def load_manifest(bundle_dir: str | Path, check_files: bool = True) -> Manifest:
         except TypeError as exc:
             raise BundleError(f"{where}: {exc}") from None
 
+    names, units = _joints(d, w)
+    return Manifest(
+        policy=policy, model_id=str(d.get("model_id", "")),
+        chunk_size=int(_req(d, "chunk_size", w, int)), action_dim=int(_req(d, "action_dim", w, int)),
+        state_dim=int(_req(d, "state_dim", w, int)), fps=fps, cameras=list(cams),
+        image_hw=list(_req(d, "image_hw", w, list)), stages=stages,
+        state_norm=norm(_req(d, "state_norm", w, dict), f"{w}.state_norm"),
+        action_norm=norm(_req(d, "action_norm", w, dict), f"{w}.action_norm"),
+        image_norm={c: norm(image_norm_raw[c], f"{w}.image_norm.{c}") for c in cams},
+        extra=dict(d.get("extra", {})), joint_names=names, joint_units=units)
+
+
+def _joints(d: dict, w: str) -> tuple[list[str], list[str]]:
+    """The manifest's joint names and units (bundles written before 2026-12-07: the SO-101's
+    joints in the sim's radians)."""
     names = d.get("joint_names", list(SO101_JOINTS))
     units = d.get("joint_units", list(UNIT_SETS["radians"]))
     for key, v in (("joint_names", names), ("joint_units", units)):
@@ -228,16 +243,7 @@ def load_manifest(bundle_dir: str | Path, check_files: bool = True) -> Manifest:
     bad = [u for u in units if u not in UNITS]
     if bad:
         raise BundleError(f"{w}.joint_units: {bad[0]!r} is not one of {', '.join(UNITS)}")
-
-    return Manifest(
-        policy=policy, model_id=str(d.get("model_id", "")),
-        chunk_size=int(_req(d, "chunk_size", w, int)), action_dim=int(_req(d, "action_dim", w, int)),
-        state_dim=int(_req(d, "state_dim", w, int)), fps=fps, cameras=list(cams),
-        image_hw=list(_req(d, "image_hw", w, list)), stages=stages,
-        state_norm=norm(_req(d, "state_norm", w, dict), f"{w}.state_norm"),
-        action_norm=norm(_req(d, "action_norm", w, dict), f"{w}.action_norm"),
-        image_norm={c: norm(image_norm_raw[c], f"{w}.image_norm.{c}") for c in cams},
-        extra=dict(d.get("extra", {})), joint_names=list(names), joint_units=list(units))
+    return list(names), list(units)
 
 
 # --------------------------------------------------------------------------------------------

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgevla.actors.wire.clock import VirtualClock
 from edgevla.actors.executor.actor import ExecutorActor
+from edgevla.actors.wire.clock import VirtualClock
 from edgevla.actors.wire.codec import decode, encode
 from edgevla.actors.wire.messages import ActionChunk, Command, JointCommand, Request, RobotState
 
@@ -142,11 +142,12 @@ def test_the_state_input_once_heard_is_the_only_source_of_the_measured_joints():
         def latest_state(self):
             self.t += 1  # a new report every tick, the arm at 0.5 rad
             return SimpleNamespace(t_host_ns=self.t, measured=[0.5] * 6, commanded=[0.5] * 6,
-                                   faults=0)
+                                   faults=0, mode=1)
 
     a = make({"mcu_port": "/dev/ttyRPMSG30"}, link_factory=ReportingLink)
     clock = VirtualClock(BASE)
     out = a.step(clock, {})
+    assert a.stats()["mcu"]["mode"] == "RUNNING"  # the M7's mode, for `edgevla status`
     assert "robot_state" in out and a.core._measured[0] == 0.5  # no state input yet: the M7
     a.step(clock, {"state": RobotState(joints=np.full(6, 0.1, np.float32))})
     assert a.core._measured[0] == pytest.approx(0.1)

@@ -26,6 +26,11 @@ from edgevla.training.sim.start_positions import (ProtocolConfig, check_clusters
 DEFAULT_OUT_HINT = "out/datasets/sim_teabag"
 
 
+_UNITS_HELP = ("joint units of state and action: the sim's radians (default), or LeRobot's SO-101 "
+               "follower units through the sim arm's calibration (so101-degrees: use_degrees=True; "
+               "so101-range: -100..100), the gripper 0..100 in both")
+
+
 def _int_list(text: str) -> list[int]:
     try:
         return [int(v) for v in text.split(",") if v.strip()]
@@ -99,11 +104,7 @@ def add_parser(sub: Any) -> None:
     r.add_argument("--video", action="store_true",
                    help="store images as video (read back with torchcodec) instead of PNG")
     r.add_argument("--repo-id", default="edgevla/sim_teabag", help="LeRobot repo_id to record")
-    r.add_argument("--units", choices=list(UNIT_SETS), default="radians",
-                   help="joint units of state and action: the sim's radians (default), or "
-                        "LeRobot's SO-101 follower units through the sim arm's calibration "
-                        "(so101-degrees: use_degrees=True; so101-range: -100..100), the gripper "
-                        "0..100 in both")
+    r.add_argument("--units", choices=list(UNIT_SETS), default="radians", help=_UNITS_HELP)
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     _protocol_args(r)
     r.set_defaults(func=_cmd_record)
