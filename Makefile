@@ -9,7 +9,7 @@ export HF_HOME := $(CURDIR)/.cache/hf
 export HF_LEROBOT_HOME := $(CURDIR)/.cache/lerobot
 PYTEST_ARGS ?=
 
-.PHONY: install test test-under-load mutation demo compare-modes soak bench firmware train-default freeze clean help
+.PHONY: install litert-env test test-under-load mutation demo compare-modes soak bench firmware train-default freeze clean help
 
 help:
 	@echo "make demo   - install, then run the sim profile (full actor graph, default model, M7 host firmware) and print a summary"
@@ -24,10 +24,14 @@ help:
 install:
 	@bash scripts/install.sh
 
+# The LiteRT conversion environment (.venv-litert): litert-torch's pins clash with the project's.
+litert-env:
+	@bash scripts/install_litert.sh
+
 firmware: install
 	@$(MAKE) -s -C mcu host
 
-test: install
+test: install litert-env
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 # Mutation testing of the core modules (cosmic-ray in its own environment; report in docs/mutation/).

@@ -34,6 +34,9 @@ def add_parser(sub) -> None:
     src.add_argument("--policy", metavar="CKPT", help="lerobot pretrained_model folder")
     src.add_argument("--tiny", choices=("act", "smolvla"),
                      help="build a tiny random-weight policy instead (tests, demos)")
+    src.add_argument("--smolvla-base", action="store_true",
+                     help="build SmolVLA at smolvla_base's published size (~450M parameters) with "
+                          "random weights (benchmarks, memory; deploy/export/smolvla_base.py)")
     p.add_argument("--out", metavar="DIR", help="bundle directory (default: models/<policy>)")
     p.add_argument("--precision", default="", metavar="SPEC",
                    help="per-stage precision, e.g. vision=int8,prefill=int4,denoise=fp32 "
@@ -51,6 +54,13 @@ def add_parser(sub) -> None:
                         "radians (the sim's), so101-degrees (LeRobot SO follower, use_degrees=True), "
                         "so101-range (use_degrees=False). Default: what `--dataset` records, else "
                         "radians; a LeRobot SO-101 dataset needs it said")
+    p.add_argument("--vlm", metavar="DIR",
+                   help="SmolVLA: the backbone's config/processor/tokenizer folder, when the "
+                        "checkpoint names a hub repo that is not in the local Hugging Face cache")
+    p.add_argument("--stand-in-tokenizer", action="store_true",
+                   help="SmolVLA from smolvla_base without its tokenizer files: build the backbone "
+                        "from the shipped sizes (the task's token ids are not the real ones: for "
+                        "timing, not for the robot)")
     p.add_argument("--no-litert", action="store_true", help="skip the LiteRT vision variant")
     p.add_argument("--no-check", action="store_true", help="skip the parity check")
     p.add_argument("--portable-onnx", action="store_true",
@@ -86,26 +96,11 @@ def _export(args) -> int:
     from rich.table import Table
 
     console = Console()
-    if args.tiny:
-        out = Path(args.out or f"models/tiny-{args.tiny}")
-        if args.tiny == "act":
-            policy = sl.make_tiny_act()
-        else:
-            policy = sl.make_tiny_smolvla(sl.write_tiny_smolvlm(out.parent / f"{out.name}-vlm"))
-        stats = sl.tiny_stats(policy)
-        model_id = f"tiny-{args.tiny}"
-    else:
-        try:
-            with console.status(f"loading {args.policy}"):
-                policy, stats = exporter.load_policy(args.policy)
-        except (FileNotFoundError, ValueError) as exc:
-            print(f"edgevla export: {exc}", file=sys.stderr)
-            return 2
-        if stats is None:
-            console.print("[yellow]warning: no normaliser stats in the checkpoint; the bundle "
-                          "feeds raw values[/]")
-        out = Path(args.out or f"models/{exporter.policy_type(policy)}")
-        model_id = Path(args.policy).resolve().parent.name + "-" + exporter.policy_type(policy)
+    try:
+        policy, stats, out, model_id = _policy_to_export(args, console)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"edgevla export: {exc}", file=sys.stderr)
+        return 2
     kind = exporter.policy_type(policy)
     stages = exporter.DEFAULT_PRECISION[kind]
     try:
@@ -152,6 +147,33 @@ def _export(args) -> int:
                           f"than {parity.ACTION_TOL_FP32_RAD} {unit}[/]")
             return 1
     return 0
+
+
+def _policy_to_export(args, console):
+    """(policy, stats, out dir, model id) from --policy, --tiny or --smolvla-base."""
+    if args.smolvla_base:
+        from edgevla.deploy.export import smolvla_base as sb  # torch: only when asked for
+
+        with console.status("building smolvla_base-shaped SmolVLA (random weights)"):
+            policy = sb.make_base_smolvla(sb.write_base_smolvlm(sb.stand_in_folder()))
+        return policy, sl.tiny_stats(policy), Path(args.out or "models/smolvla-base"), \
+            "smolvla-base-random"
+    if args.tiny:
+        out = Path(args.out or f"models/tiny-{args.tiny}")
+        if args.tiny == "act":
+            policy = sl.make_tiny_act()
+        else:
+            policy = sl.make_tiny_smolvla(sl.write_tiny_smolvlm(out.parent / f"{out.name}-vlm"))
+        return policy, sl.tiny_stats(policy), out, f"tiny-{args.tiny}"
+    with console.status(f"loading {args.policy}"):
+        policy, stats = exporter.load_policy(args.policy, vlm=args.vlm,
+                                             stand_in_tokenizer=args.stand_in_tokenizer)
+    if stats is None:
+        console.print("[yellow]warning: no normaliser stats in the checkpoint; the bundle "
+                      "feeds raw values[/]")
+    kind = exporter.policy_type(policy)
+    return policy, stats, Path(args.out or f"models/{kind}"), \
+        Path(args.policy).resolve().parent.name + "-" + kind
 
 
 def _parity_report(policy, stats, out: Path, manifest, check: list) -> dict:

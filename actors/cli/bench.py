@@ -33,13 +33,17 @@ def load(name: str):
     return getattr(importlib.import_module(module), func)
 
 
-def run_bench(name: str, quick: bool, json_path: str | None) -> BenchResult:
+# benchmarks that take a model size (`--size`)
+SIZED = {"inference": ("small", "base")}
+
+
+def run_bench(name: str, quick: bool, json_path: str | None, size: str | None = None) -> BenchResult:
     """Run one benchmark; ``json_path`` is checked by the caller (`check_json_path`)."""
     fn = load(name)
     if json_path:  # a benchmark's plots go next to its JSON
         os.environ["EDGEVLA_BENCH_OUT"] = str(Path(json_path).parent)
     t0 = time.perf_counter()
-    res: BenchResult = fn(quick=quick)
+    res: BenchResult = fn(quick=quick, size=size) if size else fn(quick=quick)
     elapsed = time.perf_counter() - t0
     print_result(res)
     if json_path:
@@ -55,6 +59,10 @@ def add_parser(sub) -> None:
                    help="benchmark name: " + ", ".join(sorted(BENCHES)))
     p.add_argument("--quick", action="store_true", help="small sizes, about a minute")
     p.add_argument("--json", metavar="PATH", help="write rows and summary as JSON here")
+    p.add_argument("--size", choices=("small", "base"),
+                   help="inference only: small configs (default) or SmolVLA at smolvla_base's "
+                        "published size (~450M parameters; export, quantization and timing take "
+                        "about half an hour on 2 cores)")
     p.set_defaults(func=_cmd_bench)
 
 
@@ -62,8 +70,10 @@ def _cmd_bench(args) -> int:
     try:
         if args.json:
             check_json_path(args.json)
+        if args.size and args.name not in SIZED:
+            raise ValueError(f"--size: only {', '.join(SIZED)} takes a model size, not {args.name}")
     except ValueError as exc:
         print(f"edgevla bench: {exc}", file=sys.stderr)
         return 2
-    run_bench(args.name, args.quick, args.json)
+    run_bench(args.name, args.quick, args.json, getattr(args, "size", None))
     return 0

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from edgevla.actors.console.bench_report import BenchResult
+from edgevla.deploy.export import smolvla_base as sb
 from edgevla.deploy.export import smolvla_local as sl
 from edgevla.deploy.export.exporter import camera_names, export_bundle, synthetic_samples
 from edgevla.deploy.export.parity import _processors, composed_parity, lerobot_chunk, stage_parity
@@ -225,6 +226,8 @@ class _PolicyBench:
         variants = {"selective": sel_prec}
         if self.kind == "smolvla":
             variants["sel+int4"] = dict(sel_prec, prefill="int4")
+            if "int4" in self.m.stages["vision"].variants:
+                variants["vis+pre-int4"] = dict(sel_prec, vision="int4", prefill="int4")
             variants["denoise-int8"] = dict(sel_prec, denoise="int8")
         else:
             variants["all-int8"] = {s: "int8" for s in self.stages}
@@ -337,7 +340,41 @@ def _err(policy, stats, bundle, samples, prec) -> tuple[float, float]:
     return float(f"{rep.action_max_abs:.3g}"), rep.action_max_frac_range
 
 
-def run(quick: bool = False):
+def _base_policy(root: Path):
+    policy = sb.make_base_smolvla(sb.write_base_smolvlm(root / "vlm"))
+    n = sum(p.numel() for p in policy.parameters())
+    return policy, (f"base: SmolVLA at smolvla_base's published size ({n / 1e6:.0f}M parameters: "
+                    f"SigLIP 768x12 at 512 px, SmolLM2 960 wide x 16 of 32 layers, expert 0.75x), "
+                    f"3 cameras 640x480, chunk 50, 10 steps")
+
+
+def stage_peak_rss_mb(bundle: Path, stage: str, precision: str, threads: int = THREADS) -> float:
+    """Peak RSS of a process that opens one stage at ``precision`` and runs it once: what that
+    stage's actor needs (Python, numpy, ONNX Runtime and the model), measured, not estimated."""
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "edgevla.deploy.inference.stage_memory", str(bundle),
+                          stage, precision, str(threads)], capture_output=True, text=True,
+                         timeout=1800, check=True)
+    return float(json.loads(out.stdout.strip().splitlines()[-1])["peak_rss_mb"])
+
+
+def _memory_rows(bundle: Path, choice: dict[str, str], rows: list, summary: dict, prefix: str) -> None:
+    total = 0.0
+    for stage, prec in choice.items():
+        mb = stage_peak_rss_mb(bundle, stage, prec)
+        total += mb
+        rows.append({"policy": prefix, "stage": stage, "backend": "onnxruntime", "precision": prec,
+                     "peak_rss_mb": round(mb, 1), "note": "peak RSS of the stage's process"})
+        summary[f"{prefix}_{stage}_peak_rss_mb"] = round(mb, 1)
+    summary[f"{prefix}_stages_peak_rss_mb"] = round(total, 1)
+
+
+def run(quick: bool = False, size: str = "small"):
+    if size == "base":
+        return run_base(quick)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     # torch runs with lerobot's defaults: OMP_WAIT_POLICY is left as the caller set it (unset:
     # libgomp spins briefly, then sleeps). Forcing PASSIVE made lerobot's SmolVLA chunk 2x slower
@@ -386,3 +423,68 @@ def run(quick: bool = False):
         r["backend"] = {"onnxruntime": "ort"}.get(r["backend"], r["backend"])
     return BenchResult(title="inference: lerobot eager vs ONNX fp32 vs selective quantization",
                        rows=rows, summary=summary, columns=cols, notes=notes)
+
+
+def run_base(quick: bool = False):
+    """SmolVLA at smolvla_base's size: export, quantize, time and measure memory (no ACT)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    torch.set_num_threads(THREADS)
+    rows: list[dict[str, Any]] = []
+    summary: dict[str, Any] = {"threads": THREADS, "size": "base", "ort_allow_spinning": SPINNING}
+    reps = 2 if quick else 3
+    with tempfile.TemporaryDirectory(prefix="edgevla-bench-base-") as tmp:
+        root = Path(tmp)
+        with console.status("building smolvla_base-shaped SmolVLA"):
+            policy, desc = _base_policy(root)
+        summary["smolvla_base_params_m"] = round(sum(p.numel() for p in policy.parameters()) / 1e6, 1)
+        stats = sl.tiny_stats(policy)
+        bundle = root / "smolvla"
+        with console.status("exporting (fp32 ONNX, then int8/int4 variants)") as st:
+            t0 = time.perf_counter()
+            m = export_bundle(policy, bundle, stats=stats, samples=synthetic_samples(policy, 4),
+                              model_id="bench-smolvla-base", litert=False,
+                              variants={"vision": ("fp32", "int8", "int4"),
+                                        "prefill": ("fp32", "int8", "int4"),
+                                        "denoise": ("fp32", "int8")},
+                              progress=lambda s: st.update(s))
+            summary["smolvla_base_export_s"] = round(time.perf_counter() - t0, 1)
+        for s_name, spec in m.stages.items():
+            for key, var in spec.variants.items():
+                summary[f"smolvla_base_{s_name}_{key}_mb"] = round(var.size_bytes / 1e6, 1)
+        samples = synthetic_samples(policy, 2 if quick else 3, seed=99)
+        with console.status("timing smolvla base"):
+            bench = _PolicyBench(policy, stats, bundle, samples, reps, rows)
+            bench.time_stages()
+            bench.stage_errors()
+            results = bench.time_end_to_end()
+        _summarise("smolvla", results, summary)
+        if "vis+pre-int4" in results:
+            summary["quant_vis_pre_int4_action_error"] = results["vis+pre-int4"][2]
+        for k in [k for k in summary if k.startswith("smolvla_") and not k.startswith("smolvla_base")]:
+            summary[k.replace("smolvla_", "smolvla_base_", 1)] = summary.pop(k)
+        del policy
+        with console.status("peak RSS per stage"):
+            _memory_rows(bundle, {s: m.stages[s].default for s in ("vision", "prefill", "denoise")},
+                         rows, summary, "smolvla_base")
+    notes = [
+        f"config: {desc}; random weights; torch and ONNX Runtime both at {THREADS} threads; "
+        f"{reps} rounds, variants timed round-robin (median; speedup = median of paired ratios)",
+        "speedups vs lerobot's predict_action_chunk alone; action errors vs the fp32 pipeline on "
+        "the same noise, as max |error| / joint range (quant_action_error 0.02 = 2%)",
+        "peak RSS: each default-precision stage opened and run once in its own process, as its "
+        "actor would (Python + numpy + ONNX Runtime + the model)",
+        "targets: smolvla_base_speedup_vs_eager >= 3 with quant_action_error <= 0.02; "
+        "denoise_quant_action_error reported and larger",
+    ]
+    cols = ["policy", "stage", "backend", "precision", "latency_ms", "speedup_vs_eager", "cpu_ms",
+            "size_mb", "out_rel_err", "action_err_pct_range", "peak_rss_mb", "note"]
+    for r in rows:
+        r["stage"] = {"end-to-end": "e2e"}.get(r["stage"], r["stage"])
+        r["backend"] = {"onnxruntime": "ort"}.get(r["backend"], r["backend"])
+    return BenchResult(title="inference at smolvla_base size: lerobot eager vs ONNX fp32 vs "
+                             "selective quantization", rows=rows, summary=summary, columns=cols,
+                       notes=notes)

@@ -19,7 +19,8 @@ import numpy as np
 from edgevla.deploy.bundle.cameras import image_key
 from edgevla.deploy.bundle.manifest import Manifest, Normalization, StageFile, StageSpec, load_manifest
 from edgevla.deploy.bundle.state_layout import layout_name
-from edgevla.deploy.export import litert as litert_export
+from edgevla.deploy.export import smolvla_base
+from edgevla.deploy.export.litert_vision import add_litert_vision
 from edgevla.deploy.export.quantize import quantize_stage
 from edgevla.deploy.inference.pipeline import StageModel
 from edgevla.firmware_bridge.servos.joint_units import SO101_JOINTS, UNIT_SETS
@@ -176,8 +177,8 @@ def export_bundle(policy, out_dir: str | Path, *, stats: dict | None = None,
     _quantize_variants(out_dir, specs, stages, wanted, calib, say)
     for s in wanted:
         stages[s].default = chosen[s]
-    if litert and kind == "act":
-        _add_litert_vision(policy, out_dir, stages, say)
+    if litert:
+        add_litert_vision(policy, kind, layout, out_dir, stages, calib["vision"], say)
     for spec in stages.values():
         for var in spec.variants.values():
             var.size_bytes = sum((out_dir / f).stat().st_size for f in (var.file, var.prep) if f)
@@ -223,21 +224,6 @@ def _quantize_variants(out_dir: Path, specs: dict[str, dict], stages: dict[str, 
             stages[s].variants[p] = StageFile(file=dst.name, backend="onnxruntime", precision=concrete,
                                               prep=specs[s].get("prep"))
             say(f"quantized {s} -> {p} ({concrete})")
-
-
-def _add_litert_vision(policy, out_dir: Path, stages: dict[str, StageSpec],
-                       say: Callable[[str], None]) -> None:
-    """ACT's vision stage as a LiteRT variant too, where the converter can take it."""
-    import torch
-
-    try:
-        with torch.no_grad():
-            path = litert_export.export_act_vision(policy, out_dir / "vision.tflite")
-        stages["vision"].variants["litert-fp32"] = StageFile(file=path.name, backend="litert",
-                                                             precision="fp32")
-        say("converted vision -> LiteRT")
-    except litert_export.Unsupported as exc:
-        say(f"LiteRT vision skipped: {exc}")
 
 
 def joint_units_for_export(units: str | None, dataset: str | Path | None) -> tuple[list[str], list[str]]:
@@ -295,8 +281,14 @@ def _calibration_feeds(bundle_dir: Path, samples: list[Sample]) -> dict[str, lis
 # lerobot checkpoints
 # --------------------------------------------------------------------------------------------
 
-def load_policy(ckpt: str | Path):
-    """A lerobot ``pretrained_model`` folder -> (policy, dataset stats or None)."""
+def load_policy(ckpt: str | Path, vlm: str | Path | None = None, stand_in_tokenizer: bool = False):
+    """A lerobot ``pretrained_model`` folder -> (policy, dataset stats or None).
+
+    SmolVLA's backbone files (config, processor, tokenizer) come from ``vlm`` if given, else the
+    checkpoint's ``vlm_model_name`` when it is a folder; a fine-tuned ``smolvla_base`` names the
+    hub repo instead, which is then taken from the local Hugging Face cache, or with
+    ``stand_in_tokenizer`` built from the shipped sizes (`smolvla_base.py`: the task's token ids
+    are then not the real ones, so that is for measuring, not for the robot)."""
 
     ensure_torchvision()
     # draccus resolves `"type": "act"` only for config classes already imported (registered)
@@ -317,15 +309,33 @@ def load_policy(ckpt: str | Path):
     elif cfg.type == "smolvla":
         from lerobot.policies.smolvla.modeling_smolvla import SmolVLAPolicy as cls
 
-        if not Path(cfg.vlm_model_name).is_dir():
-            raise FileNotFoundError(f"{ckpt}/config.json: vlm_model_name {cfg.vlm_model_name!r} must "
-                                    f"be a local folder (no hub access on this machine)")
+        cfg.vlm_model_name = str(_vlm_folder(ckpt, cfg.vlm_model_name, vlm, stand_in_tokenizer))
         cfg.load_vlm_weights = False
     else:
         raise ValueError(f"{ckpt}/config.json: policy type {cfg.type!r} is not exportable "
                          f"(act, smolvla)")
     policy = cls.from_pretrained(str(ckpt), config=cfg).eval()
     return policy, read_stats(ckpt)
+
+
+def _vlm_folder(ckpt: Path, name: str, vlm: str | Path | None, stand_in: bool) -> Path:
+    if vlm is not None:
+        if not (Path(vlm) / "config.json").is_file():
+            raise FileNotFoundError(f"--vlm {vlm}: not a backbone folder (no config.json)")
+        return Path(vlm)
+    if Path(name).is_dir():
+        return Path(name)
+    if name == smolvla_base.HUB_NAME:
+        cached = smolvla_base.cached_hub_vlm(name)
+        if cached is not None:
+            return cached
+        if stand_in:
+            return smolvla_base.write_base_smolvlm(smolvla_base.stand_in_folder())
+    raise FileNotFoundError(
+        f"{ckpt}/config.json: vlm_model_name {name!r} is neither a local folder nor in the local "
+        f"Hugging Face cache (no hub access here). Give its files with --vlm DIR (config.json, "
+        f"processor and tokenizer files of {name}), or --stand-in-tokenizer to export with a "
+        f"stand-in tokenizer of the same size (task token ids not the real ones: for timing only)")
 
 
 def read_stats(ckpt: Path) -> dict[str, dict[str, np.ndarray]] | None:

@@ -183,7 +183,8 @@ def _litert_interpreter_module():
 class LiteRTBackend:
     """LiteRT interpreter; optional external delegate (e.g. the i.MX 95 NPU) loaded by path."""
 
-    def __init__(self, path: str | Path, options: BackendOptions) -> None:
+    def __init__(self, path: str | Path, options: BackendOptions,
+                 names: tuple[list[str], list[str]] | None = None) -> None:
         interp_mod = _litert_interpreter_module()
         delegates = []
         if options.delegate:
@@ -200,19 +201,46 @@ class LiteRTBackend:
         self._outputs = self.interpreter.get_output_details()
         self.input_names = [_clean(d["name"]) for d in self._inputs]
         self.output_names = [_clean(d["name"]) for d in self._outputs]
+        # A converter names tensors by position (args_0, output_0): the stage's own names, in
+        # the same order, are taken when the counts agree.
+        if names is not None:
+            if len(names[0]) == len(self.input_names):
+                self.input_names = list(names[0])
+            if len(names[1]) == len(self.output_names):
+                self.output_names = list(names[1])
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         for name, det in zip(self.input_names, self._inputs):
             if name not in feeds:
                 raise KeyError(f"{self.path}: missing input {name!r} (have {sorted(feeds)})")
-            arr = np.ascontiguousarray(feeds[name], dtype=det["dtype"])
+            arr = _to_tensor(feeds[name], det)
             if tuple(arr.shape) != tuple(det["shape"]):
                 raise ValueError(f"{self.path}: input {name!r} has shape {arr.shape}, "
                                  f"the model takes {tuple(det['shape'])}")
             self.interpreter.set_tensor(det["index"], arr)
         self.interpreter.invoke()
-        return {name: self.interpreter.get_tensor(det["index"]).copy()
+        return {name: _from_tensor(self.interpreter.get_tensor(det["index"]), det)
                 for name, det in zip(self.output_names, self._outputs)}
+
+
+def _to_tensor(x: np.ndarray, det: dict) -> np.ndarray:
+    """A float feed for the model's input: quantized with the tensor's scale and zero point
+    where the model is full-integer (its input is int8), as an NPU model takes it."""
+    dtype = np.dtype(det["dtype"])
+    scale, zero = det.get("quantization", (0.0, 0))
+    if dtype.kind == "i" and scale and np.asarray(x).dtype.kind == "f":
+        info = np.iinfo(dtype)
+        q = np.rint(np.asarray(x, np.float32) / np.float32(scale)) + zero
+        return np.ascontiguousarray(np.clip(q, info.min, info.max).astype(dtype))
+    return np.ascontiguousarray(x, dtype=dtype)
+
+
+def _from_tensor(t: np.ndarray, det: dict) -> np.ndarray:
+    """The model's output as float32 (dequantized where it is int8)."""
+    scale, zero = det.get("quantization", (0.0, 0))
+    if t.dtype.kind == "i" and scale:
+        return ((t.astype(np.float32) - np.float32(zero)) * np.float32(scale))
+    return t.copy()
 
 
 def _clean(name: str) -> str:
@@ -221,9 +249,11 @@ def _clean(name: str) -> str:
 
 
 def open_backend(path: str | Path, options: BackendOptions | None = None,
-                 prep: str | Path | None = None) -> InferenceBackend:
+                 prep: str | Path | None = None,
+                 names: tuple[list[str], list[str]] | None = None) -> InferenceBackend:
     """A backend for one stage file; with ``prep`` (a split graph's constant-per-chunk part,
-    ONNX Runtime only) a `ChainedBackend` of both."""
+    ONNX Runtime only) a `ChainedBackend` of both. ``names``: the stage's input and output
+    names, for a LiteRT model whose converter named them by position."""
     options = options or BackendOptions()
     if prep is not None:
         return ChainedBackend(open_backend(prep, options), open_backend(path, options))
@@ -238,4 +268,4 @@ def open_backend(path: str | Path, options: BackendOptions | None = None,
                              f"(expected .onnx or .tflite)")
     if kind == "onnxruntime":
         return OnnxRuntimeBackend(path, options)
-    return LiteRTBackend(path, options)
+    return LiteRTBackend(path, options, names)

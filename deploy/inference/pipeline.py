@@ -13,9 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from edgevla.deploy.inference.backends import (BackendOptions, InferenceBackend, bind_constants,
-                                     open_backend)
 from edgevla.deploy.bundle.manifest import Manifest, load_manifest
+from edgevla.deploy.inference.backends import BackendOptions, InferenceBackend, bind_constants, open_backend
 
 
 @dataclass
@@ -62,7 +61,9 @@ class StageModel:
             if var.backend != "onnxruntime" and opts.backend == "auto":
                 opts = BackendOptions(**{**opts.__dict__, "backend": var.backend})
             prep = self.dir / var.prep if var.prep and var.backend == "onnxruntime" else None
-            self.backends[s] = open_backend(self.dir / var.file, opts, prep=prep)
+            spec = m.stages[s]
+            self.backends[s] = open_backend(self.dir / var.file, opts, prep=prep,
+                                            names=(list(spec.inputs), list(spec.outputs)))
             self.files[s] = var.file
         self.num_steps = int(m.extra.get("num_steps", 10))
 

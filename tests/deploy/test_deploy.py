@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis_budget import examples
 
+from edgevla.deploy.bundle.manifest import BundleError, Normalization, load_manifest, write_board_bundle
 from edgevla.deploy.inference.backends import BackendOptions, open_backend
-from edgevla.deploy.bundle.manifest import (BundleError, Normalization, load_manifest, write_board_bundle)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -140,7 +140,8 @@ def test_onnxruntime_options_and_litert_delegate_path(act_bundle, tmp_path):
     with pytest.raises(KeyError, match="missing inputs"):
         pinned.run({"state": x["state"]})
     tfl = act_bundle / m.stages["vision"].pick(backend="litert").file
-    lite = open_backend(tfl, BackendOptions(threads=1))
+    assert open_backend(tfl, BackendOptions(threads=1)).input_names == ["args_0"]  # the converter's
+    lite = open_backend(tfl, BackendOptions(threads=1), names=(["images"], ["cam_tokens"]))
     assert lite.input_names == ["images"] and lite.output_names == ["cam_tokens"]
     with pytest.raises(ValueError, match="shape"):
         lite.run({"images": np.zeros((1, 3, 64, 64), np.float32)})

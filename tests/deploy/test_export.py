@@ -54,9 +54,47 @@ def test_composed_pipeline_matches_lerobot(kind, request):
     assert rep.action_max_abs <= ACTION_TOL_FP32_RAD, rep.as_dict()
 
 
+def _needs_litert_env():
+    from edgevla.deploy.export.litert_vision import litert_python
+
+    if litert_python() is None:
+        if os.environ.get("CI"):
+            pytest.fail("no LiteRT conversion environment: `make test` builds it (make litert-env)")
+        pytest.skip("no LiteRT conversion environment (make litert-env)")
+
+
+@pytest.mark.parametrize("kind", ["act", "smolvla"])
+def test_litert_int8_vision_from_the_maintained_converter_matches_onnx(kind, request):
+    """The NPU's model: full-integer int8 (weights, activations, input and output), made by
+    litert-torch + ai-edge-quantizer, against ONNX Runtime's fp32 vision stage."""
+    from edgevla.deploy.inference.pipeline import StageChoice, StageModel
+
+    _needs_litert_env()
+    policy, _, path = request.getfixturevalue(kind)
+    onnx_m = StageModel(path, ("vision",), {"vision": StageChoice("fp32", "onnxruntime")})
+    lite = StageModel(path, ("vision",), {"vision": StageChoice("int8", "litert")})
+    assert lite.files["vision"] == "vision.int8.tflite"
+    interp = lite.backends["vision"].interpreter
+    io = [*interp.get_input_details(), *interp.get_output_details()]
+    assert all(np.dtype(d["dtype"]) == np.int8 and d["quantization"][0] > 0 for d in io)
+    # full-integer: no op computes a float tensor (no DEQUANTIZE / float op on the data path)
+    dtypes = {t["index"]: np.dtype(t["dtype"]) for t in interp.get_tensor_details()}
+    float_ops = sorted({op["op_name"] for op in interp._get_ops_details()
+                        if any(dtypes.get(i) == np.float32 for i in op["outputs"])})
+    assert not float_ops, float_ops
+    for s in _samples(policy, 2, seed=11):
+        imgs = onnx_m.images_tensor(s.frames)
+        ref, got = onnx_m.vision(imgs), lite.vision(imgs)
+        assert got.shape == ref.shape and got.dtype == np.float32
+        rms_rel = np.sqrt(np.mean((got - ref) ** 2)) / np.sqrt(np.mean(ref ** 2))
+        cos = float(np.dot(got.ravel(), ref.ravel()) / np.linalg.norm(got) / np.linalg.norm(ref))
+        assert rms_rel < 0.1 and cos > 0.99, (rms_rel, cos)
+
+
 def test_litert_vision_matches_onnx(act):
     from edgevla.deploy.inference.pipeline import StageChoice, StageModel
 
+    _needs_litert_env()
     policy, _, path = act
     onnx_m = StageModel(path, ("vision",), {"vision": StageChoice("fp32", "onnxruntime")})
     lite = StageModel(path, ("vision",), {"vision": StageChoice(backend="litert")})

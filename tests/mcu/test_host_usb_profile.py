@@ -168,11 +168,16 @@ def test_a_missing_servo_device_is_one_line(tmp_path):
     fw.close()
 
 
-def test_an_overloaded_servo_stops_the_arm_and_shows_in_the_state():
+def _arm_on_usb(torque_off_ms: int) -> tuple[FeetechBusSim, HostFirmware]:
+    """Simulated servos behind a 1 Mbaud serial device, and the host firmware (not started) on it."""
     arm = ServoArm()
     sim = FeetechBusSim.on_pty(range(1, 7), arm.read, arm.write, pace=True).start()
-    fw = HostFirmware(servo="device", servo_device=sim.device_path, watchdog_ms=0,
-                      torque_off_ms=500, enable_at_boot=True)
+    return sim, HostFirmware(servo="device", servo_device=sim.device_path, watchdog_ms=0,
+                             torque_off_ms=torque_off_ms, enable_at_boot=True)
+
+
+def test_an_overloaded_servo_stops_the_arm_and_shows_in_the_state():
+    sim, fw = _arm_on_usb(torque_off_ms=500)
     try:
         fw.start()
         with McuLink(fw.link_port, ping_period_s=0) as link:
@@ -217,10 +222,7 @@ def test_host_bundle_writes_the_usb_graph(tmp_path):
 def test_stopping_the_host_firmware_holds_then_switches_torque_off():
     """What `edgevla stop` does to the host profile's mcu actor: SIGTERM to the firmware, which
     holds the arm for torque_off_ms, switches torque off, and only then exits."""
-    arm = ServoArm()
-    sim = FeetechBusSim.on_pty(range(1, 7), arm.read, arm.write, pace=True).start()
-    fw = HostFirmware(servo="device", servo_device=sim.device_path, watchdog_ms=0,
-                      torque_off_ms=800, enable_at_boot=True)
+    sim, fw = _arm_on_usb(torque_off_ms=800)
     try:
         fw.start()
         assert _wait(lambda: sim.torque, 5.0)
