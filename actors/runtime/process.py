@@ -258,6 +258,7 @@ class ActorProcess:
             "dropped_send": sum(self.counters.dropped_send.values()),
             "bus": self.counters.as_dict(),
             "rss_mb": round(_rss_mb(), 1),
+            "rss_peak_mb": round(_rss_peak_mb(), 1),
             "cpu_s": round(sum(os.times()[:2]), 2),
             # the board runtime must stay torch-free; tests and the summary check this
             "torch_loaded": "torch" in sys.modules,
@@ -360,6 +361,18 @@ def _rss_mb() -> float:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
     except OSError:
         return 0.0
+
+
+def _rss_peak_mb() -> float:
+    """The process's peak resident set so far (VmHWM): what a memory budget has to hold."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024 / 1e6
+    except OSError:
+        pass
+    return 0.0
 
 
 def _plain(obj: Any) -> Any:

@@ -36,6 +36,9 @@ def test_the_smolvla_sim_graph_runs_its_three_stages_to_the_servos(run_base):
         assert run_until(sup, lambda: stat("executor", "accepted_chunks") >= 3, timeout_s=120)
         assert all(r.restarts == 0 for rs in sup.replicas.values() for r in rs)
         assert stat("denoise", "denoise_steps") in range(2, 11)
+        # each actor reports its peak resident set (VmHWM) beside the current one
+        for a in sup.status()["actors"]:
+            assert a["rss_peak_mb"] >= a["rss_mb"] > 0, a["actor"]
         gov = stat("executor", "governor", {})
         assert gov.get("enabled") and "denoise.denoise_steps" in gov.get("knobs", {}), gov
     finally:
