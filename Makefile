@@ -61,7 +61,7 @@ soak: install
 	EDGEVLA_SOAK_S=600 EDGEVLA_SOAK_REPORT=out/soak.json $(PY) -m pytest -q -s tests/system/test_reliability.py $(PYTEST_ARGS)
 	@echo "RSS report: out/soak.json"
 
-bench: install
+bench: install litert-env
 	mkdir -p out/bench
 	for b in bus link executor inference; do $(EDGEVLA) bench $$b --json out/bench/$$b.json || exit 1; done
 

@@ -208,17 +208,18 @@ class _PolicyBench:
                          note=note)
 
     def stage_errors(self) -> None:
-        """Stage output error of every quantized variant (dataset-like inputs)."""
+        """Stage output error of every quantized or LiteRT variant (dataset-like inputs)."""
         m = self.m
-        for key in ("int8", "int4"):
+        for key in ("int8", "int4", "litert-fp32", "litert-int8"):
             prec = {s: key for s in self.stages if key in m.stages[s].variants}
             if not prec:
                 continue
             errs = stage_parity(self.policy, self.bundle, self.samples[:2], prec,
                                 random_inputs=False)
             for r in self.rows:
-                if r["policy"] == self.kind and r["stage"] in prec and r["precision"] == m.stages[
-                        r["stage"]].variants[key].precision and r["backend"] == "onnxruntime":
+                var = m.stages[r["stage"]].variants.get(key) if r["stage"] in prec else None
+                if r["policy"] == self.kind and var is not None and (
+                        r["precision"], r["backend"]) == (var.precision, var.backend):
                     r["out_rel_err"] = round(errs[r["stage"]]["dataset_rel"], 5)
 
     def end_to_end_variants(self) -> dict[str, dict[str, str]]:

@@ -137,8 +137,11 @@ def stage_parity(policy, bundle_dir, samples: list[Sample], precision: dict[str,
     # the stage's input names are the ONNX ones; feeding a stage needs the fp32 stage before it
     m = fp32.manifest
     precision = precision or {}
-    model = StageModel(bundle_dir, choices={s: StageChoice(precision.get(s, "fp32"), "onnxruntime")
-                                            for s in m.stages}) if precision else fp32
+    # a variant key names its own backend (litert-int8); a precision alone means ONNX Runtime
+    model = StageModel(bundle_dir, choices={
+        s: StageChoice(precision.get(s, "fp32"),
+                       None if precision.get(s) in m.stages[s].variants else "onnxruntime")
+        for s in m.stages}) if precision else fp32
     g = torch.Generator().manual_seed(1)
     out: dict[str, dict[str, float]] = {}
 
