@@ -205,6 +205,7 @@ def test_a_degrees_bundle_without_calibration_is_refused(degrees_bundle):
         VisionActor("vision").setup({"model": str(degrees_bundle)})
 
 
+@pytest.mark.timing
 def test_degrees_policy_runs_through_the_sim_graph_to_the_servos(degrees_bundle, run_base):
     from runtime_helpers import run_until
 
