@@ -29,7 +29,8 @@ def add_parser(sub) -> None:
                "  edgevla export --policy outputs/train/act/checkpoints/last/pretrained_model "
                "--out models/act\n"
                "  edgevla export --policy CKPT --precision vision=int8,prefill=int4,denoise=fp32\n"
-               "  edgevla export --tiny smolvla --out /tmp/tiny   # random weights, no checkpoint")
+               "  edgevla export --tiny smolvla --out /tmp/tiny   # random weights, no checkpoint\n"
+               "  edgevla export --smolvla-base --no-litert   # smolvla_base's size, random weights")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--policy", metavar="CKPT", help="lerobot pretrained_model folder")
     src.add_argument("--tiny", choices=("act", "smolvla"),
@@ -199,7 +200,7 @@ def _bundle(args) -> int:
                                  tarball=not args.no_tar, denoise_steps=args.denoise_steps,
                                  calibration=args.calibration, servo_device=args.servo_device)
     except (BundleError, FileNotFoundError) as exc:
-        print(f"edgevla bundle: {exc}")
+        print(f"edgevla bundle: {exc}", file=sys.stderr)
         return 2
     print(f"board bundle written to {out}" + ("" if args.no_tar else f" and {out}.tar.gz"))
     if args.target == "host":

@@ -62,7 +62,7 @@ def add_parser(sub) -> None:
     p.add_argument("--size", choices=("small", "base"),
                    help="inference only: small configs (default) or SmolVLA at smolvla_base's "
                         "published size (~450M parameters; export, quantization and timing take "
-                        "about half an hour on 2 cores)")
+                        "about 8 minutes on 2 cores)")
     p.set_defaults(func=_cmd_bench)
 
 

@@ -247,7 +247,15 @@ def test_cli_export_from_checkpoint_then_bundle(tmp_path, capsys):
     assert "no-dataset: not a LeRobot dataset" in capsys.readouterr().err
     assert main(["bundle", "--model", str(out), "--out", str(tmp_path / "board"), "--no-tar"]) == 0
     assert (tmp_path / "board" / "graph.yaml").is_file()
+    capsys.readouterr()
     assert main(["bundle", "--model", str(tmp_path), "--out", str(tmp_path / "b2")]) == 2
+    assert "edgevla bundle:" in capsys.readouterr().err  # one line on stderr, exit 2
+    # a model in LeRobot units needs the arm's calibration file
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["joint_units"] = ["degrees"] * 5 + ["range_0_100"]
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    assert main(["bundle", "--model", str(out), "--out", str(tmp_path / "b3"), "--no-tar"]) == 2
+    assert "--calibration" in capsys.readouterr().err and not (tmp_path / "b3").exists()
 
 
 def test_preprocess_image_resizes_and_scales():
