@@ -1,0 +1,84 @@
+"""Real-time chunking's guidance (`deploy/inference/rtc.py`) against lerobot 0.4.4's
+``RTCProcessor`` in PyTorch, on random inputs, for each prefix schedule."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgevla.deploy.inference.rtc import SCHEDULES, guidance_weight, guided_velocity, prefix_weights
+
+pytestmark = pytest.mark.train
+
+
+def _lerobot(schedule: str, max_weight: float = 10.0, horizon: int = 10):
+    pytest.importorskip("lerobot")
+    from edgevla.training.torch_setup import ensure_torchvision
+
+    ensure_torchvision()
+    from lerobot.configs.types import RTCAttentionSchedule
+    from lerobot.policies.rtc.configuration_rtc import RTCConfig
+    from lerobot.policies.rtc.modeling_rtc import RTCProcessor
+
+    return RTCProcessor(RTCConfig(enabled=True, prefix_attention_schedule=RTCAttentionSchedule[schedule.upper()],
+                                  max_guidance_weight=max_weight, execution_horizon=horizon))
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES)
+def test_prefix_weights_are_lerobots(schedule):
+    rtc = _lerobot(schedule)
+    for delay, horizon, total in [(0, 10, 50), (3, 10, 50), (10, 10, 50), (12, 10, 50), (5, 60, 50),
+                                  (0, 0, 8), (4, 20, 20), (49, 50, 50), (60, 70, 50)]:
+        ref = rtc.get_prefix_weights(delay, horizon, total).numpy()
+        got = prefix_weights(schedule, delay, horizon, total)
+        assert got.shape == (total,) and np.allclose(got, ref, atol=1e-7), (delay, horizon, total)
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES)
+def test_guided_velocity_is_lerobots_denoise_step(schedule):
+    import torch
+
+    rng = np.random.default_rng(7)
+    lin = torch.nn.Sequential(torch.nn.Linear(6, 32), torch.nn.Tanh(), torch.nn.Linear(32, 6)).double()
+
+    def velocity(x):  # any smooth velocity field: the guidance must not care which
+        return lin(x.double()).float()
+
+    for time in (1.0, 0.9, 0.55, 0.1, 0.0):
+        for delay, horizon, prev_len in [(4, 10, 30), (0, 10, 50), (8, 25, 20), (12, 10, 50)]:
+            rtc = _lerobot(schedule, max_weight=5.0, horizon=horizon)
+            x = rng.standard_normal((50, 6)).astype(np.float32)
+            prev = rng.standard_normal((prev_len, 6)).astype(np.float32)
+            ref = rtc.denoise_step(torch.from_numpy(x), torch.from_numpy(prev), delay, time,
+                                   lambda xt: velocity(xt)).detach().numpy()
+            with torch.no_grad():
+                v = velocity(torch.from_numpy(x)).numpy()
+            got = guided_velocity(x, v, prev, delay, time, horizon, schedule, max_weight=5.0)
+            assert np.allclose(got, ref, rtol=1e-5, atol=1e-5), (time, delay, horizon)
+
+
+def test_guidance_weight_limits_and_no_commitment():
+    assert guidance_weight(1.0, 5.0) == 5.0 and guidance_weight(0.0, 5.0) == 0.0
+    # tau = 1 - time: (1 - tau) / tau * (tau^2 + (1 - tau)^2) / (1 - tau)^2, clipped
+    assert guidance_weight(0.6, 100.0) == pytest.approx(0.6 / 0.4 * (0.16 + 0.36) / 0.36)
+    assert guidance_weight(0.3, 2.0) == 2.0
+    x = np.ones((4, 2), np.float32)
+    assert guided_velocity(x, x, None, 2, 0.5, 4) is x
+    with pytest.raises(ValueError, match="schedule"):
+        prefix_weights("cosine", 1, 2, 4)
+
+
+def test_the_full_correction_takes_the_velocitys_jacobian():
+    """With a vjp the correction is the paper's: err - time * J^T err. For v(x) = a x the
+    Jacobian is a I, so the correction is err * (1 - time * a)."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((10, 3)).astype(np.float32)
+    prev = rng.standard_normal((10, 3)).astype(np.float32)
+    a, time = 0.7, 0.4
+    v = a * x
+    lerobot_like = guided_velocity(x, v, prev, 3, time, 10, "ones", 100.0)
+    full = guided_velocity(x, v, prev, 3, time, 10, "ones", 100.0, vjp=lambda e: a * e)
+    w = guidance_weight(time, 100.0)
+    err = (prev - (x - time * v)) * prefix_weights("ones", 3, 10, 10)[:, None]
+    assert np.allclose(lerobot_like, v - w * err, atol=1e-5)
+    assert np.allclose(full, v - w * err * (1 - time * a), atol=1e-5)
