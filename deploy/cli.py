@@ -112,7 +112,7 @@ def _export(args) -> int:
     try:
         samples = (exporter.samples_from_dataset(args.dataset, policy, args.samples) if args.dataset
                    else exporter.synthetic_samples(policy, args.samples))
-        joints = exporter.joint_units_for_export(args.units, args.dataset)
+        joints = exporter.joint_units_for_export(args.units, args.dataset, args.policy)
     except (FileNotFoundError, ValueError) as exc:
         print(f"edgevla export: {exc}", file=sys.stderr)
         return 2

@@ -226,12 +226,14 @@ def _quantize_variants(out_dir: Path, specs: dict[str, dict], stages: dict[str, 
             say(f"quantized {s} -> {p} ({concrete})")
 
 
-def joint_units_for_export(units: str | None, dataset: str | Path | None) -> tuple[list[str], list[str]]:
+def joint_units_for_export(units: str | None, dataset: str | Path | None,
+                           checkpoint: str | Path | None = None) -> tuple[list[str], list[str]]:
     """The joint names and units a bundle declares: ``units`` (a set of `UNIT_SETS`) if given,
     else what the dataset's ``info.json`` records (``edgevla.joints``, written by `dataset
-    record`). A LeRobot SO-100/SO-101 dataset does not record its units (the follower's
-    ``use_degrees`` decides them), so for one of those ``units`` must be given (ValueError)."""
-    recorded = None
+    record`), else what the checkpoint's ``edgevla.json`` says its training data was in. A
+    LeRobot SO-100/SO-101 dataset does not record its units (the follower's ``use_degrees``
+    decides them), so for one of those ``units`` must be given (ValueError)."""
+    recorded = _checkpoint_joints(checkpoint) if dataset is None and units is None else None
     if dataset is not None:
         info_path = Path(dataset) / "meta" / "info.json"
         try:
@@ -255,6 +257,16 @@ def joint_units_for_export(units: str | None, dataset: str | Path | None) -> tup
     if recorded is not None:
         return list(recorded["names"]), list(recorded["units"])
     return list(SO101_JOINTS), list(UNIT_SETS["radians"])
+
+
+def _checkpoint_joints(checkpoint: str | Path | None) -> dict | None:
+    if checkpoint is None:
+        return None
+    try:
+        meta = resolve_pretrained_dir(checkpoint) / "edgevla.json"
+        return json.loads(meta.read_text()).get("joints") if meta.is_file() else None
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
 
 
 def _calibration_feeds(bundle_dir: Path, samples: list[Sample]) -> dict[str, list[dict]]:

@@ -100,6 +100,8 @@ def degrees_bundle(recorded_pair, tmp_path_factory):
           progress=False)
     policy, stats = exporter.load_policy(str(out / "checkpoints" / "last" / "pretrained_model"))
     joints = exporter.joint_units_for_export(None, deg_root)
+    # the checkpoint says what its data was in: export without --dataset or --units finds it
+    assert exporter.joint_units_for_export(None, None, out) == joints
     bundle = out.parent / "bundle"
     exporter.export_bundle(policy, bundle, stats=stats, fps=FPS, litert=False, joints=joints,
                            variants={"vision": ("fp32",), "decoder": ("fp32",)},
@@ -196,6 +198,25 @@ def _lerobot_bus(calibration_file: Path):
                            motors=motors, apply_drive_mode=True,
                            model_resolution_table={"sts3215": 4096},
                            _id_to_name=lambda i: by_id[i], _id_to_model=lambda i: "sts3215")
+
+
+def test_eval_runs_a_degrees_policy_on_the_sim_in_radians(degrees_bundle, recorded_pair):
+    """`edgevla eval` feeds the sim's radians: the checkpoint and its bundle both convert through
+    the sim arm's calibration, and agree."""
+    from edgevla.training.eval.chunk_policies import BundlePolicy, TorchPolicy
+    from edgevla.training.sim.calibration import SIM_CALIBRATION_FILE
+
+    ckpt = degrees_bundle.parent / "act"
+    state = _columns(recorded_pair[0], "observation.state")[20]
+    rng = np.random.default_rng(3)  # the frames `_stage_chunk` gives the stage actors
+    images = {c: rng.integers(0, 255, (32, 32, 3), dtype=np.uint8) for c in ("top", "gripper", "left")}
+    torch_chunk = TorchPolicy(ckpt).predict(images, state[:6], state[6:])
+    bundle_chunk = BundlePolicy(degrees_bundle).predict(images, state[:6], state[6:])
+    _, _, actors_chunk = _stage_chunk(degrees_bundle, SIM_CALIBRATION_FILE, state)
+    assert np.abs(torch_chunk).max() < 2 * np.pi  # radians, not degrees
+    # the same conversions as the stage actors (checked against lerobot's above)
+    assert np.allclose(bundle_chunk, actors_chunk.actions, atol=1e-4)
+    assert np.allclose(torch_chunk, bundle_chunk, atol=1e-3)
 
 
 def test_a_degrees_bundle_without_calibration_is_refused(degrees_bundle):

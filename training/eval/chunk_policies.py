@@ -13,7 +13,9 @@ from edgevla.deploy.bundle.cameras import image_key
 from edgevla.deploy.bundle.model_path import is_bundle
 from edgevla.deploy.bundle.state_layout import policy_state
 from edgevla.deploy.inference.pipeline import StageModel
+from edgevla.firmware_bridge.servos.joint_units import JointUnits, joint_map
 from edgevla.training.learn.checkpoints import load_policy, resolve_pretrained_dir
+from edgevla.training.sim.calibration import SIM_CALIBRATION_FILE
 
 
 class ChunkPolicy(Protocol):
@@ -30,6 +32,27 @@ class ChunkPolicy(Protocol):
                 goal: np.ndarray | None = None) -> np.ndarray:
         """HxWx3 uint8 frames by camera name + (6,) measured joints + (6,) servo goal ->
         (chunk_size, 6) joint targets. A positions-only model ignores the goal."""
+
+
+class _SimUnits:
+    """A policy in LeRobot's SO-101 units run on the sim: its state in and its chunk out go
+    through the sim arm's calibration file, as a real arm's would through its own."""
+
+    def __init__(self, names: list[str], units: list[str]) -> None:
+        identity = all(u == "radians" for u in units)
+        self.map: JointUnits | None = None if identity else joint_map(
+            units, names, SIM_CALIBRATION_FILE, where="eval")
+
+    def state(self, joints: np.ndarray, goal: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+        if self.map is None:
+            return joints, goal
+        return (self.map.from_servo_radians(joints),
+                None if goal is None else self.map.from_servo_radians(goal))
+
+    def chunk(self, actions: np.ndarray) -> np.ndarray:
+        if self.map is None:
+            return actions
+        return np.stack([self.map.to_servo_radians(a) for a in actions]).astype(np.float32)
 
 
 class TorchPolicy:
@@ -53,11 +76,13 @@ class TorchPolicy:
         self.fps = int(info.get("fps", 30))
         self.task = str(info.get("task", "put the tea bag in the mug"))
         self.state_dim = int(cfg.robot_state_feature.shape[0])
+        joints = info.get("joints") or {}
+        self.units = _SimUnits(joints.get("names", []), joints.get("units", []))
 
     def predict(self, images: dict[str, np.ndarray], joints: np.ndarray,
                 goal: np.ndarray | None = None) -> np.ndarray:
         torch = self._torch
-        state = policy_state(joints, goal, self.state_dim)
+        state = policy_state(*self.units.state(joints, goal), self.state_dim)
         batch: dict[str, Any] = {
             image_key(cam): torch.from_numpy(np.ascontiguousarray(img))
             .permute(2, 0, 1)
@@ -70,7 +95,7 @@ class TorchPolicy:
         batch["task"] = [self.task]
         with torch.inference_mode():
             chunk = self.post(self.policy.predict_action_chunk(self.pre(batch)))
-        return chunk[0].numpy().astype(np.float32)
+        return self.units.chunk(chunk[0].numpy().astype(np.float32))
 
 
 class BundlePolicy:
@@ -91,11 +116,12 @@ class BundlePolicy:
         self.fps = int(round(m.fps))
         self.state_dim = int(m.state_dim)
         self._rng = np.random.default_rng(rng_seed)
+        self.units = _SimUnits(m.joint_names, m.joint_units)
 
     def predict(self, images: dict[str, np.ndarray], joints: np.ndarray,
                 goal: np.ndarray | None = None) -> np.ndarray:
-        state = policy_state(joints, goal, self.state_dim)
-        return np.asarray(self.model.predict(images, state, rng=self._rng), np.float32)
+        state = policy_state(*self.units.state(joints, goal), self.state_dim)
+        return self.units.chunk(np.asarray(self.model.predict(images, state, rng=self._rng), np.float32))
 
 
 def open_policy(path: str | Path) -> ChunkPolicy:

@@ -161,8 +161,12 @@ def _warn_about_dataset(cfg: TrainConfig, meta) -> None:
 def _run_info(cfg: TrainConfig, meta) -> dict[str, Any]:
     """What each checkpoint's edgevla.json tells a runtime: control rate, task string, source."""
     tasks = list(getattr(meta, "tasks", None).index) if getattr(meta, "tasks", None) is not None else []
-    return {"policy": cfg.policy, "fps": int(meta.fps), "image_hw": list(dataset_image_hw(meta)),
+    info = {"policy": cfg.policy, "fps": int(meta.fps), "image_hw": list(dataset_image_hw(meta)),
             "task": tasks[0] if tasks else "put the tea bag in the mug", "dataset": str(cfg.dataset)}
+    joints = (getattr(meta, "info", None) or {}).get("edgevla", {}).get("joints")
+    if joints:  # the units the policy speaks: what export and eval convert through
+        info["joints"] = {k: joints[k] for k in ("set", "names", "units") if k in joints}
+    return info
 
 
 def _restore(run: _Run, ckpt: Path) -> None:
