@@ -19,13 +19,13 @@ help:
 	@echo "make test-under-load - the timing-sensitive tests 10 times beside 2 CPU hogs (log: out/test-under-load.log)"
 	@echo "make compare-modes - the sim demo in async and in sync mode: idle fraction, task time, success"
 	@echo "make bench  - every benchmark, full size, JSON under out/bench/"
-	@echo "make litert-env - the LiteRT conversion environment (.venv-litert; make test and make bench build it)"
+	@echo "make litert-env - the LiteRT conversion environment (~/.cache/edgevla/venv-litert; make test and make bench build it)"
 	@echo "make train-default - record the dataset and train the shipped default ACT model"
 
 install:
 	@bash scripts/install.sh
 
-# The LiteRT conversion environment (.venv-litert): litert-torch's pins clash with the project's.
+# The LiteRT conversion environment (in the user cache, outside the checkout): its pins clash with the project's.
 litert-env:
 	@bash scripts/install_litert.sh
 

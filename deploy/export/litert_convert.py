@@ -1,10 +1,10 @@
 """PyTorch -> LiteRT with the maintained converter, run inside the conversion environment.
 
-``.venv-litert/bin/python deploy/export/litert_convert.py PT2 EXAMPLE.npy CALIB.npy OUT_FP32 OUT_INT8``
+``VENV/bin/python deploy/export/litert_convert.py PT2 EXAMPLE.npy CALIB.npy OUT_FP32 OUT_INT8``
 
 This file is a script, not a module of the project's environment: litert-torch and
 ai-edge-quantizer live in their own environment (``make litert-env``; their pins clash with the
-project's), where edgevla is not installed. The exporter hands over a ``torch.export`` program
+project's; `litert_vision.litert_venv` says where it is), where edgevla is not installed. The exporter hands over a ``torch.export`` program
 (``.pt2``: runs without lerobot) and numpy arrays, and reads back two ``.tflite`` files:
 
 - fp32: ``litert_torch.convert`` of the program (batch-norms folded, NCHW kept at the interface);

@@ -18,16 +18,21 @@ from typing import Any, Callable
 import numpy as np
 
 from edgevla.deploy.bundle.manifest import StageFile, StageSpec
+from edgevla.deploy.export.user_cache import user_cache_dir
 
 CONVERT_SCRIPT = Path(__file__).resolve().parent / "litert_convert.py"
-REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def litert_venv() -> Path:
+    """The conversion environment (``make litert-env`` builds it): ``EDGEVLA_LITERT_VENV``, else
+    ``venv-litert`` in the user's cache (`user_cache.py`), outside the checkout."""
+    env = os.environ.get("EDGEVLA_LITERT_VENV")
+    return Path(env) if env else user_cache_dir() / "venv-litert"
 
 
 def litert_python() -> Path | None:
-    """The conversion environment's interpreter: ``EDGEVLA_LITERT_PYTHON``, else the checkout's
-    ``.venv-litert``; None when there is none."""
-    env = os.environ.get("EDGEVLA_LITERT_PYTHON")
-    path = Path(env) if env else REPO_ROOT / ".venv-litert" / "bin" / "python"
+    """The conversion environment's interpreter; None when it is not built."""
+    path = litert_venv() / "bin" / "python"
     return path if path.is_file() else None
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from edgevla.deploy.bundle.cameras import CAMERAS, image_key
+from edgevla.deploy.export.user_cache import user_cache_dir
 from edgevla.training.torch_setup import ensure_torchvision
 
 CONFIG_FILE = Path(__file__).resolve().parent / "configs" / "smolvla_base.json"
@@ -88,10 +89,7 @@ def write_base_smolvlm(folder: str | Path) -> Path:
 
 def stand_in_folder() -> Path:
     """Where the stand-in backbone is written: the user's cache, never the checkpoint's folder."""
-    import os
-
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "edgevla" / \
-        "smolvlm2-500m-stand-in"
+    return user_cache_dir() / "smolvlm2-500m-stand-in"
 
 
 def cached_hub_vlm(name: str = HUB_NAME) -> Path | None:
