@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
-from edgevla.actors.runtime.graph import parse_graph
+from edgevla.actors.runtime.graph import GraphConfig, RestartPolicy, parse_graph
 from edgevla.actors.runtime.supervisor import Supervisor
+
+
+def with_model(graph: GraphConfig, model: str, restart: RestartPolicy, **params: Any) -> GraphConfig:
+    """``graph`` with every model stage pointed at ``model`` (and given ``params``), every actor
+    restarting by ``restart``: a shipped graph run on a bundle a test made."""
+    actors = {}
+    for name, a in graph.actors.items():
+        p = dict(a.params)
+        if "model" in p:
+            p.update(model=str(model), **params)
+        actors[name] = replace(a, params=p, restart=restart)
+    return replace(graph, actors=actors)
 
 
 def start_graph(yaml_text: str, run_base: str) -> Supervisor:

@@ -27,7 +27,7 @@ from edgevla.actors.runtime.supervisor import Supervisor
 from edgevla.actors.wire import endpoints as ep
 from edgevla.actors.wire.bus import Publisher
 
-from runtime_helpers import run_for, run_until
+from runtime_helpers import run_for, run_until, with_model
 
 ROOT = Path(__file__).resolve().parents[2]
 CAMERAS = ("cam/top", "cam/gripper", "cam/left")
@@ -53,14 +53,9 @@ def model_bundle(tmp_path_factory) -> Path:
 
 
 def sim_graph(model: Path, recording: Path):
-    g = load_graph(ROOT / "graphs" / "sim.yaml")
     fast = RestartPolicy(policy="on-failure", max_restarts=10, backoff_s=0.1, backoff_max_s=1.0)
-    actors = {}
-    for name, a in g.actors.items():
-        params = dict(a.params)
-        if "model" in params:
-            params["model"] = str(model)
-        actors[name] = replace(a, params=params, restart=fast)
+    g = with_model(load_graph(ROOT / "graphs" / "sim.yaml"), model, fast)
+    actors = dict(g.actors)
     actors["recorder"] = ActorConfig(
         name="recorder", kind="recorder", inputs={"*": "*"}, rate_hz=20.0, heartbeat_timeout_s=5,
         restart=RestartPolicy(policy="always", max_restarts=20, backoff_s=0.1),

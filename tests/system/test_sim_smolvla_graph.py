@@ -4,11 +4,10 @@ is made for the base-size one, `edgevla export --smolvla-base`)."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from runtime_helpers import run_until
+from runtime_helpers import run_until, with_model
 
 pytestmark = [pytest.mark.train, pytest.mark.timing, pytest.mark.timeout(300)]
 
@@ -21,13 +20,10 @@ def test_the_smolvla_sim_graph_runs_its_three_stages_to_the_servos(run_base):
     from edgevla.deploy.export.smolvla_local import tiny_bundle
 
     _, bundle = tiny_bundle("smolvla")
-    g = load_graph(ROOT / "graphs" / "sim_smolvla.yaml")
     fast = RestartPolicy(policy="on-failure", max_restarts=3, backoff_s=0.1, backoff_max_s=1.0)
-    actors = {n: replace(a, restart=fast, params={**a.params, **({"model": str(bundle)}
-                                                                 if "model" in a.params else {})})
-              for n, a in g.actors.items()}
-    assert {"vision", "prefill", "denoise"} <= set(actors)
-    sup = Supervisor(replace(g, actors=actors), base_dir=run_base)
+    g = with_model(load_graph(ROOT / "graphs" / "sim_smolvla.yaml"), bundle, fast)
+    assert {"vision", "prefill", "denoise"} <= set(g.actors)
+    sup = Supervisor(g, base_dir=run_base)
     sup.start()
     try:
         def stat(actor, key, default=0):

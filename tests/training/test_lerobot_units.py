@@ -9,7 +9,6 @@ must turn its degrees into the counts lerobot's own `MotorsBus._unnormalize` giv
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -228,21 +227,16 @@ def test_a_degrees_bundle_without_calibration_is_refused(degrees_bundle):
 
 @pytest.mark.timing
 def test_degrees_policy_runs_through_the_sim_graph_to_the_servos(degrees_bundle, run_base):
-    from runtime_helpers import run_until
+    from runtime_helpers import run_until, with_model
 
     from edgevla.actors.runtime.graph import RestartPolicy, load_graph
     from edgevla.actors.runtime.supervisor import Supervisor
     from edgevla.training.sim.calibration import SIM_CALIBRATION_FILE
 
-    g = load_graph(ROOT / "graphs" / "sim.yaml")
     fast = RestartPolicy(policy="on-failure", max_restarts=3, backoff_s=0.1, backoff_max_s=1.0)
-    actors = {}
-    for name, a in g.actors.items():
-        params = dict(a.params)
-        if "model" in params:
-            params.update(model=str(degrees_bundle), calibration=str(SIM_CALIBRATION_FILE))
-        actors[name] = replace(a, params=params, restart=fast)
-    sup = Supervisor(replace(g, actors=actors), base_dir=run_base)
+    g = with_model(load_graph(ROOT / "graphs" / "sim.yaml"), degrees_bundle, fast,
+                   calibration=str(SIM_CALIBRATION_FILE))
+    sup = Supervisor(g, base_dir=run_base)
     sup.start()
     try:
         def stat(actor, key):
