@@ -9,7 +9,7 @@ export HF_HOME := $(CURDIR)/.cache/hf
 export HF_LEROBOT_HOME := $(CURDIR)/.cache/lerobot
 PYTEST_ARGS ?=
 
-.PHONY: install litert-env test test-under-load mutation demo compare-modes soak bench firmware train-default freeze clean help
+.PHONY: install litert-env test test-under-load mutation demo compare-modes soak bench firmware train-default smolvla freeze clean help
 
 help:
 	@echo "make demo   - install, then run the sim profile (full actor graph, default model, M7 host firmware) and print a summary"
@@ -21,6 +21,7 @@ help:
 	@echo "make bench  - every benchmark, full size, JSON under out/bench/"
 	@echo "make litert-env - the LiteRT conversion environment (~/.cache/edgevla/venv-litert; make test and make bench build it)"
 	@echo "make train-default - record the dataset and train the shipped default ACT model"
+	@echo "make smolvla - record a dataset and train the shipped small SmolVLA (models/smolvla: bench rtc, graphs/sim_rtc.yaml)"
 
 install:
 	@bash scripts/install.sh
@@ -64,10 +65,23 @@ soak: install
 
 bench: install litert-env
 	mkdir -p out/bench
-	for b in bus link executor inference; do $(EDGEVLA) bench $$b --json out/bench/$$b.json || exit 1; done
+	for b in bus link executor inference rtc; do $(EDGEVLA) bench $$b --json out/bench/$$b.json || exit 1; done
 
 train-default: install
 	$(EDGEVLA) train-default --out models/default
+
+# The shipped small SmolVLA (tiny VLM, chunk 50 at 30 fps): 40 protocol episodes, 10000 steps at
+# batch 16 (about 30 min on 2 cores; resumes from out/smolvla/run), exported to models/smolvla/bundle
+# (vision and prefill int8, denoise fp32).
+SMOLVLA_STEPS ?= 10000
+smolvla: install
+	[ -f out/smolvla/dataset/meta/info.json ] || $(EDGEVLA) dataset record --out out/smolvla/dataset \
+	  --only-clusters 0,1,2,3,4,5,7,8,9,10 --per-cluster 4
+	$(EDGEVLA) train --policy smolvla --dataset out/smolvla/dataset --out out/smolvla/run \
+	  --steps $(SMOLVLA_STEPS) --batch-size 16 --save-every 1000 \
+	  $$([ -d out/smolvla/run/checkpoints/last ] && echo --resume)
+	$(EDGEVLA) export --policy out/smolvla/run/checkpoints/last/pretrained_model \
+	  --out models/smolvla/bundle --dataset out/smolvla/dataset --no-litert
 
 freeze:
 	@{ head -2 constraints.txt; echo "# Exact versions resolved on the reference machine (pip freeze), regenerate with: make freeze"; \

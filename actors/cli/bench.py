@@ -22,6 +22,7 @@ BENCHES: dict[str, str] = {
     "executor": "edgevla.actors.bench.executor:run",
     "inference": "edgevla.deploy.export.bench_inference:run",
     "recorder": "edgevla.actors.bench.recorder:run",
+    "rtc": "edgevla.actors.bench.rtc:run",
     "train-step": "edgevla.training.learn.bench_step:run",
 }
 

@@ -1,4 +1,4 @@
-"""`edgevla run | check | status | scale | restart | stop`: start a graph and talk to it."""
+"""`edgevla run | check | status | scale | set | restart | stop`: start a graph and talk to it."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import json
 import sys
 from dataclasses import replace
 from pathlib import Path
+
+import yaml
 
 from edgevla.actors.console.dashboard import status_table
 from edgevla.actors.console.output_files import write_json_whole
@@ -131,6 +133,25 @@ def _cmd_scale(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_set(args: argparse.Namespace) -> int:
+    try:  # the value as a graph file would write it: true, 0.5, exp, [1, 2]
+        value = yaml.safe_load(args.value)
+    except yaml.YAMLError:
+        value = args.value
+    try:
+        reply = supervisor_request({"cmd": SupervisorCommand.SET_PARAM, "actor": args.actor,
+                                    "name": args.name, "value": value}, run_dir=args.run_dir)
+    except (FileNotFoundError, TimeoutError) as exc:
+        print(f"edgevla: {exc}", file=sys.stderr)
+        return 1
+    if not reply.get("ok"):  # a refused name or value: the actor's own one line
+        errors = reply.get("errors") or [reply.get("error", "refused")]
+        print(f"edgevla set: {'; '.join(map(str, errors))}", file=sys.stderr)
+        return 2
+    print(json.dumps(reply))
+    return 0
+
+
 def _cmd_simple(cmd: SupervisorCommand):
     def handler(args: argparse.Namespace) -> int:
         payload = {"cmd": cmd}
@@ -204,3 +225,13 @@ def add_parser(sub) -> None:
     p.add_argument("--replicas", type=int, help="new number of processes (<= max_replicas)")
     p.add_argument("--run-dir", help="run directory or run name (default: the newest live run)")
     p.set_defaults(func=_cmd_scale)
+
+    p = sub.add_parser("set", help="change one runtime parameter of an actor (every replica)",
+                       description="Set a runtime parameter of a running actor, e.g. "
+                                   "`edgevla set denoise rtc false`, `edgevla set executor "
+                                   "crossfade_ms 50`. VALUE is read as YAML (true, 0.5, exp).")
+    p.add_argument("actor")
+    p.add_argument("name", help="parameter name (an actor's error lists the ones it has)")
+    p.add_argument("value")
+    p.add_argument("--run-dir", help="run directory or run name (default: the newest live run)")
+    p.set_defaults(func=_cmd_set)

@@ -40,6 +40,10 @@ Graph params (all optional)::
     calibration: follower.json     # the arm's LeRobot calibration: the M7's position limits
                                    # become each joint's calibrated range (sent at link-up)
     governor: {enabled: true, high: 0.8, low: 0.5, cooldown_ms: 1000, knobs: [...]}
+    rtc: false                     # true: each request carries the commitment (real-time
+                                   # chunking, `Commitment`): the targets from 100 ms before the
+                                   # request to the end of coverage, at the newest chunk's dt,
+                                   # and the expected delay; the denoise stage guides towards it
 """
 
 from __future__ import annotations
@@ -56,12 +60,17 @@ from edgevla.actors.executor.request_policy import RequestConfig, RequestPolicy
 from edgevla.actors.runtime.actor import Actor, Outputs
 from edgevla.actors.wire.clock import Clock
 from edgevla.actors.wire.control import GovernorCommand
-from edgevla.actors.wire.messages import ActionChunk, Command, JointCommand, Message, Request, RobotState
+from edgevla.actors.wire.messages import (ActionChunk, Command, Commitment, JointCommand, Message, Request,
+                                          RobotState)
 from edgevla.firmware_bridge.link.codec import MODE_NAMES, faults_str
 from edgevla.firmware_bridge.link.connection import McuLink
 from edgevla.firmware_bridge.servos.joint_units import SO101_JOINTS, JointUnits, load_calibration
 
 log = logging.getLogger("edgevla.executor")
+
+# A commitment starts this long before its request: the observation the request gets may have
+# been captured up to a camera period earlier, and the new chunk starts at that capture.
+COMMIT_LOOKBACK_NS = 100_000_000
 
 KNOWN_PARAMS = frozenset({
     "strategy", "crossfade_ms", "crossfade_shape", "ensemble_m", "link_latency_ms",
@@ -69,7 +78,7 @@ KNOWN_PARAMS = frozenset({
     "request_timeout_ms", "request_startup_period_ms", "request_latency_margin",
     "request_min_left_ms", "joint_min", "joint_max", "calibration",
     "max_velocity_rad_s", "max_accel_rad_s2", "hold_decel_rad_s2", "rate_hz", "mcu_port",
-    "governor", "chunk_timing", "rebase_when_idle",
+    "governor", "chunk_timing", "rebase_when_idle", "rtc",
 })
 # changeable at run time through set_param (edgevla's control channel / the governor)
 RUNTIME_PARAMS = KNOWN_PARAMS - {"mcu_port", "governor", "joint_min", "joint_max", "calibration"}
@@ -111,6 +120,8 @@ class ExecutorActor(Actor):
         self._request_seq = 0
         self._control_seq = 0
         self._chunk_horizon_ns = 0
+        self._chunk_dt_ns = 0
+        self.commitments_sent = 0
         self._request_log: deque[tuple[int, int]] = deque(maxlen=32)  # (t_request, left)
         self.commands_sent = 0
         self.waypoints_forwarded = 0
@@ -225,6 +236,7 @@ class ExecutorActor(Actor):
                       chunk.seq, chunk.obs_seq, r.reason, r.horizon_left_ns / 1e6)
             return None
         self._chunk_horizon_ns = int(np.asarray(chunk.actions).shape[0]) * int(chunk.dt_ns)
+        self._chunk_dt_ns = int(chunk.dt_ns)
         if chunk.t_pub_ns <= 0 or chunk.t_capture_ns <= 0:
             return None
         latency = chunk.t_pub_ns - chunk.t_capture_ns
@@ -261,8 +273,27 @@ class ExecutorActor(Actor):
             return None
         self._request_seq += 1
         self._request_log.append((now, d.horizon_left_ns))
-        return Request(seq=self._request_seq, t_pub_ns=now, producer=self.name,
-                       reason=d.reason, horizon_left_ns=d.horizon_left_ns)
+        request = Request(seq=self._request_seq, t_pub_ns=now, producer=self.name,
+                          reason=d.reason, horizon_left_ns=d.horizon_left_ns)
+        commitment = self._commitment(now) if self.core.cfg.rtc else None
+        if commitment is not None:
+            request.commit(commitment)
+            self.commitments_sent += 1
+        return request
+
+    def _commitment(self, now: int) -> Commitment | None:
+        """What the executor will command from just before ``now`` on, if no newer chunk comes."""
+        dt = self._chunk_dt_ns
+        if dt <= 0 or self._chunk_horizon_ns <= 0:
+            return None
+        t0 = now + self.core.cfg.link_latency_ns - COMMIT_LOOKBACK_NS
+        n = (COMMIT_LOOKBACK_NS + self._chunk_horizon_ns) // dt + 1
+        actions = self.core.planned(t0, dt, n)
+        if actions is None:
+            return None
+        latency = self.requests.latency_estimate_ns
+        delay = (latency if latency is not None else 0) + self.core.cfg.link_latency_ns
+        return Commitment(actions, t0, dt, int(delay))
 
     def _forward(self, cmd: JointCommand) -> None:
         if self.link is None:
@@ -289,6 +320,7 @@ class ExecutorActor(Actor):
         s.update(self.requests.stats())
         s["strategy"] = self.core.cfg.blend.strategy
         s["commands_sent"] = self.commands_sent
+        s["commitments_sent"] = self.commitments_sent
         s["inference_latency_ms_last"] = self.latency_ms_last
         s["governor"] = self.governor.stats()
         s["mcu"] = {"port": self._params.get("mcu_port"), "forwarded": self.waypoints_forwarded,

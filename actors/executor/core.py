@@ -98,6 +98,7 @@ class ExecutorConfig:
     blend: BlendConfig = field(default_factory=BlendConfig)
     limits: SafetyLimits = field(default_factory=SafetyLimits)
     rebase_when_idle: bool = True
+    rtc: bool = False  # requests carry the commitment (the actor's concern; validated here)
 
     def __post_init__(self) -> None:
         if not (self.rate_hz > 0 and math.isfinite(self.rate_hz)):
@@ -136,6 +137,7 @@ class ExecutorConfig:
                    min_horizon_ms=float(p.get("min_horizon_ms", 20.0)),
                    max_chunks=int(p.get("max_chunks", 8)),
                    rebase_when_idle=_flag(p, "rebase_when_idle", True),
+                   rtc=_flag(p, "rtc", False),
                    blend=blend_cfg,
                    limits=SafetyLimits.from_params(p))
 
@@ -289,6 +291,30 @@ class ExecutorCore:
             del self.chunks[:excess]
             self.evicted_chunks += excess
         return Accepted(True, "accepted", skipped, left)
+
+    def planned(self, t0_ns: int, dt_ns: int, max_n: int) -> np.ndarray | None:
+        """The blended targets this store gives at ``t0_ns + i * dt_ns`` (before the safety
+        layer): what the executor will command if no newer chunk arrives. From ``t0_ns`` to the
+        end of coverage, at most ``max_n`` of them; a time no chunk covers any more (already
+        evicted) takes the first covered target. None when nothing covers ``t0_ns`` or later."""
+        end = self.coverage_end_ns()
+        if end is None or int(dt_ns) <= 0:
+            return None
+        n = min(int(max_n), max(0, -(-(end - int(t0_ns)) // int(dt_ns))))
+        out: list[np.ndarray] = []
+        missing = 0
+        for i in range(n):
+            t = int(t0_ns) + i * int(dt_ns)
+            covering = self._covering(t)
+            if covering:
+                out.append(self._blend(covering, t))
+            elif out:
+                break  # a gap: nothing after it is committed
+            else:
+                missing += 1
+        if not out:
+            return None
+        return np.stack([out[0]] * missing + out).astype(np.float32)
 
     def _drop(self, reason: str, left: int = 0) -> Accepted:
         self.dropped[reason] += 1

@@ -11,6 +11,9 @@ Params (graph ``params:``):
   threads, cpu_affinity, opt_level, allow_spinning, delegate, delegate_options: backend options
   denoise_steps (denoise/policy): flow-matching steps, also settable at run time (set_param)
   seed (denoise/policy): noise generator seed
+  rtc, rtc_schedule, rtc_max_guidance, rtc_horizon (denoise/policy): real-time chunking, the
+                denoiser guided towards what the executor committed to (its requests carry it;
+                `actors/kinds/stage_guidance.py`); each also settable at run time
   calibration:  the arm's LeRobot calibration JSON; needed when the bundle's joints are in
                 LeRobot units (degrees, range_m100_100, range_0_100). The graph's topics carry
                 servo radians (count 2048 = 0 rad); states are converted into the model's units
@@ -23,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from edgevla.actors.kinds.stage_guidance import StageGuidance
 from edgevla.actors.runtime.actor import Actor, Outputs
 from edgevla.actors.wire.clock import Clock
 from edgevla.actors.wire.messages import ActionChunk, Features, Frame, Message, Prefix, RobotState
@@ -33,12 +37,13 @@ from edgevla.deploy.bundle.model_path import stage_model
 from edgevla.deploy.bundle.state_layout import policy_state
 from edgevla.deploy.inference.backends import BackendOptions
 from edgevla.deploy.inference.pipeline import StageChoice, StageModel
+from edgevla.deploy.inference.rtc import PARAMS as RTC_PARAMS
 from edgevla.firmware_bridge.servos.joint_units import JointUnits, joint_map
 
 _BACKEND_KEYS = ("threads", "inter_op_threads", "cpu_affinity", "opt_level", "allow_spinning",
                  "delegate", "delegate_options")
 _COMMON_KEYS = {"model", "precision", "backend", "graph_dir", "seed", "denoise_steps",
-                "simulated_latency_ms", "calibration", *_BACKEND_KEYS}
+                "simulated_latency_ms", "calibration", *_BACKEND_KEYS, *RTC_PARAMS}
 
 
 def _latency_ns(value: Any, actor: str) -> int:
@@ -96,6 +101,10 @@ class _StageActor(Actor):
             raise ValueError(f"{self.name}: params.denoise_steps must be >= 1, got {self.steps}")
         self.rng = np.random.default_rng(params.get("seed"))
         self.simulated_latency_ns = _latency_ns(params.get("simulated_latency_ms", 0), self.name)
+        self.rtc = StageGuidance(params, self.manifest, self.joints, self.name)
+        if self.rtc.params and "denoise" not in self.model.backends:
+            raise ValueError(f"{self.name}: params {sorted(self.rtc.params)} guide the denoise "
+                             f"stage, which this actor does not run")
         self.runs = 0
         self.skipped = 0
         self.overwritten = 0  # results dropped: a borrowed frame's slot was reused meanwhile
@@ -130,7 +139,10 @@ class _StageActor(Actor):
                 raise ValueError(f"{self.name}: denoise_steps must be >= 1, got {value!r}")
             self.steps = v
             return
-        has = "simulated_latency_ms" + (", denoise_steps" if "denoise" in self.model.backends else "")
+        if "denoise" in self.model.backends and self.rtc.set_param(name, value):
+            return
+        has = "simulated_latency_ms" + (", denoise_steps, " + ", ".join(RTC_PARAMS)
+                                        if "denoise" in self.model.backends else "")
         raise KeyError(f"{self.name}: no runtime parameter {name!r} (has: {has})")
 
     def stats(self) -> dict[str, Any]:
@@ -142,6 +154,7 @@ class _StageActor(Actor):
             out["states_without_goal"] = obs.without_goal
         if "denoise" in self.model.backends:
             out["denoise_steps"] = self.steps
+            out["rtc"] = self.rtc.stats()
         return out
 
 
@@ -250,18 +263,20 @@ class PrefillActor(_StageActor):
 class DenoiseActor(_StageActor):
     """Prefix -> ActionChunk: ``denoise_steps`` flow-matching steps from fresh noise."""
 
-    inputs = ("prefix",)
+    inputs = ("prefix", "request")  # request: the executor's, for its commitment (RTC)
     outputs = ("chunks",)
     trigger = "prefix"
     stage_names = ("denoise",)
     policies = ("smolvla",)
 
     def step(self, clock: Clock, inputs: dict[str, Message]) -> Outputs | None:
+        self.rtc.observe(inputs.get("request"))
         p = inputs.get("prefix")
         if not isinstance(p, Prefix):
             return None
         noise = self.model.sample_noise(self.rng)
-        actions = self._timed(clock, "denoise", self.model.denoise, p.tensors, noise, self.steps)
+        actions = self._timed(clock, "denoise", self.model.denoise, p.tensors, noise, self.steps,
+                              self.rtc.guide_for(p.t_capture_ns))
         self.runs += 1
         return {"chunks": self._chunk(clock, self.model.unnormalize_actions(actions), p.t_capture_ns,
                                       p.seq)}
@@ -303,6 +318,7 @@ class PolicyActor(_StageActor):
         self.obs.update(inputs)
         if "request" not in inputs:
             return None
+        self.rtc.observe(inputs["request"])
         if not self.obs.ready():
             self.skipped += 1
             return None
@@ -317,6 +333,6 @@ class PolicyActor(_StageActor):
         else:
             prefix = self._timed(clock, "prefill", m.prefill, feats)
             actions = self._timed(clock, "denoise", m.denoise, prefix, m.sample_noise(self.rng),
-                                  self.steps)
+                                  self.steps, self.rtc.guide_for(t_cap))
         self.runs += 1
         return {"chunks": self._chunk(clock, m.unnormalize_actions(actions), t_cap, seq)}

@@ -283,7 +283,9 @@ class ActorProcess:
             try:
                 self.actor.set_param(str(req.get("name")), req.get("value"))
             except (KeyError, ValueError, TypeError) as exc:
-                return {"ok": False, "error": str(exc)}
+                # a KeyError's str() quotes its message: the actor's line as it was written
+                text = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+                return {"ok": False, "error": str(text)}
             return {"ok": True}
         if cmd == ActorCommand.STOP:
             self.stop_requested = True

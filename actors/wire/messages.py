@@ -98,13 +98,55 @@ class JointCommand(Message):
     chunk_seq: int = -1
 
 
+@dataclass(frozen=True)
+class Commitment:
+    """What the executor will command whatever the next chunk says (real-time chunking).
+
+    ``actions[i]`` (servo radians, the bus's joint units) runs at ``t0_ns + i * dt_ns`` on the
+    executor's clock; ``delay_ns`` is the executor's expected capture -> first-executable-action
+    delay of the chunk this request asks for (the slowest recent one plus the link latency,
+    RTC's Algorithm 1). On the wire: `Request.committed` and `Request.committed_timing`.
+    """
+
+    actions: np.ndarray  # [n, D] float32
+    t0_ns: int
+    dt_ns: int
+    delay_ns: int
+
+    @property
+    def end_ns(self) -> int:
+        """Time of the last committed action."""
+        return self.t0_ns + (len(self.actions) - 1) * self.dt_ns
+
+
 @dataclass(kw_only=True)
 class Request(Message):
-    """The executor asks upstream for a new observation/inference, and says why."""
+    """The executor asks upstream for a new observation/inference, and says why; with real-time
+    chunking on, it also says what it has committed to (`commitment`)."""
 
     SCHEMA: ClassVar[str] = "request"
     reason: str = ""
     horizon_left_ns: int = 0
+    committed: np.ndarray | None = None  # Commitment.actions
+    committed_timing: np.ndarray | None = None  # int64 [t0_ns, dt_ns, delay_ns]
+
+    @property
+    def commitment(self) -> Commitment | None:
+        """The commitment this request carries; None without one or when it is malformed
+        (a guidance built on a wrong shape would steer the arm, so it is ignored instead)."""
+        a, t = self.committed, self.committed_timing
+        if a is None or t is None or a.ndim != 2 or len(a) < 1 or t.shape != (3,):
+            return None
+        t0, dt, delay = (int(x) for x in t)
+        if dt <= 0 or delay < 0 or not np.all(np.isfinite(a)):
+            return None
+        return Commitment(np.asarray(a, np.float32), t0, dt, delay)
+
+    def commit(self, c: Commitment) -> "Request":
+        """This request carrying ``c``."""
+        self.committed = np.ascontiguousarray(c.actions, np.float32)
+        self.committed_timing = np.array([c.t0_ns, c.dt_ns, c.delay_ns], np.int64)
+        return self
 
 
 @dataclass(kw_only=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -125,8 +125,13 @@ class StageModel:
             "state": features["state"][None].astype(np.float32)})
 
     def denoise(self, prefix: dict[str, np.ndarray], noise: np.ndarray,
-                steps: int | None = None) -> np.ndarray:
-        """SmolVLA: Euler-integrate the flow from t=1 to 0 in ``steps`` calls -> [H, A] normalised."""
+                steps: int | None = None,
+                guide: Callable[[np.ndarray, np.ndarray, float], np.ndarray] | None = None
+                ) -> np.ndarray:
+        """SmolVLA: Euler-integrate the flow from t=1 to 0 in ``steps`` calls -> [H, A] normalised.
+
+        ``guide(x_t, v_t, time)`` replaces each step's velocity (real-time chunking's guidance,
+        `edgevla.deploy.inference.rtc`)."""
         steps = int(steps or self.num_steps)
         if steps < 1:
             raise ValueError(f"denoise steps must be >= 1, got {steps}")
@@ -138,7 +143,10 @@ class StageModel:
         x = noise.astype(np.float32)
         dt = -1.0 / steps
         for i in range(steps):
-            v = step({"x_t": x, "timestep": np.array([1.0 + i * dt], np.float32)})["v_t"]
+            time = np.float32(1.0 + i * dt)
+            v = step({"x_t": x, "timestep": np.array([time], np.float32)})["v_t"]
+            if guide is not None:
+                v = guide(x, v, float(time))
             x = x + np.float32(dt) * v
         return x[0, :, : self.manifest.action_dim]
 

@@ -21,10 +21,62 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 SCHEDULES = ("zeros", "ones", "linear", "exp")
+PARAMS = ("rtc", "rtc_schedule", "rtc_max_guidance", "rtc_horizon")
+
+
+@dataclass(frozen=True)
+class RtcSettings:
+    """The denoise stage's guidance settings (graph params, each settable at run time).
+
+    ``horizon``: RTC's execution horizon in policy steps, where the prefix weights reach 0;
+    None: as far as the commitment reaches. Defaults are lerobot's ``RTCConfig`` (linear
+    schedule, maximum guidance weight 10)."""
+
+    enabled: bool = False
+    schedule: str = "linear"
+    max_guidance: float = 10.0
+    horizon: int | None = None
+
+    @classmethod
+    def from_params(cls, p: dict[str, Any], where: str) -> "RtcSettings":
+        enabled = p.get("rtc", False)
+        if type(enabled) is not bool:
+            raise ValueError(f"{where}: params.rtc must be true or false, got {enabled!r}")
+        schedule = p.get("rtc_schedule", "linear")
+        if schedule not in SCHEDULES:
+            raise ValueError(f"{where}: params.rtc_schedule must be one of {', '.join(SCHEDULES)}, "
+                             f"got {schedule!r}")
+        try:
+            beta = float(p.get("rtc_max_guidance", 10.0))
+        except (TypeError, ValueError):
+            beta = -1.0
+        if not (beta >= 0 and math.isfinite(beta)):
+            raise ValueError(f"{where}: params.rtc_max_guidance must be a number >= 0, "
+                             f"got {p.get('rtc_max_guidance')!r}")
+        horizon = p.get("rtc_horizon")
+        if horizon is not None and (type(horizon) is not int or horizon < 1):
+            raise ValueError(f"{where}: params.rtc_horizon must be a whole number of steps >= 1 "
+                             f"or null, got {horizon!r}")
+        return cls(enabled, str(schedule), beta, horizon)
+
+
+def committed_at(actions: np.ndarray, t0_ns: int, dt_ns: int, times_ns: np.ndarray) -> np.ndarray:
+    """The committed trajectory (``actions[i]`` at ``t0_ns + i * dt_ns``) linearly interpolated
+    at ``times_ns``, as far as it reaches ([k, D], k <= len(times_ns)); a time before its start
+    takes the first action."""
+    a = np.asarray(actions, np.float64)
+    x = (np.asarray(times_ns, np.int64) - int(t0_ns)) / float(dt_ns)
+    x = np.maximum(x[x <= len(a) - 1 + 1e-9], 0.0)
+    i = np.minimum(np.floor(x).astype(np.int64), len(a) - 1)
+    j = np.minimum(i + 1, len(a) - 1)
+    f = (x - i)[:, None]
+    return (a[i] * (1.0 - f) + a[j] * f).astype(np.float32)
 
 
 def prefix_weights(schedule: str, delay: int, horizon: int, total: int) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""The CLI against a real supervisor process: status, scale, stop; no orphans on SIGKILL."""
+"""The CLI against a real supervisor process: status, scale, set, stop; no orphans on SIGKILL."""
 
 from __future__ import annotations
 
@@ -81,6 +81,11 @@ def test_status_scale_stop(env):
         assert r.returncode == 0 and json.loads(r.stdout)["rate_hz"] == 5
         r = edgevla("scale", "nope", "--hz", "5", env=env)
         assert r.returncode == 1 and "no actor 'nope'" in r.stderr
+        r = edgevla("set", "stage", "work_ms", "2.5", env=env)
+        assert r.returncode == 0 and json.loads(r.stdout)["ok"], r.stdout + r.stderr
+        r = edgevla("set", "stage", "nope", "true", env=env)
+        assert r.returncode == 2
+        assert r.stderr == "edgevla set: stage: no runtime parameter 'nope' (has: work_ms)\n"
         r = edgevla("restart", "stage", env=env)
         assert r.returncode == 0
         r = edgevla("stop", env=env)

@@ -82,3 +82,55 @@ def test_the_full_correction_takes_the_velocitys_jacobian():
     err = (prev - (x - time * v)) * prefix_weights("ones", 3, 10, 10)[:, None]
     assert np.allclose(lerobot_like, v - w * err, atol=1e-5)
     assert np.allclose(full, v - w * err * (1 - time * a), atol=1e-5)
+
+
+@pytest.mark.parametrize("schedule", ["linear", "exp"])
+def test_guided_onnx_denoising_is_lerobots_rtc_sampling(smolvla, schedule):
+    """The board's path (ONNX stages, numpy guidance, `StageModel.denoise`) against lerobot's
+    SmolVLA with its RTC processor on (`sample_actions` with an inference delay and a previous
+    chunk), same observation, noise and previous chunk: the same normalised actions."""
+    import dataclasses
+
+    import torch
+
+    from edgevla.deploy.export.exporter import synthetic_samples
+    from edgevla.deploy.export.parity import _processors
+    from edgevla.deploy.inference.pipeline import StageChoice, StageModel
+
+    policy, stats, path = smolvla
+    model = StageModel(path, choices={s: StageChoice("fp32", "onnxruntime") for s in ("vision", "prefill", "denoise")})
+    m = model.manifest
+    smp = synthetic_samples(policy, 1, seed=3)[0]
+    rng = np.random.default_rng(11)
+    noise = model.sample_noise(rng)
+    prev = rng.standard_normal((m.chunk_size - 3, m.action_dim)).astype(np.float32)
+    delay, horizon, beta = 4, m.chunk_size - 5, 5.0
+
+    def guide(x, v, time):
+        return guided_velocity(x, v, prev, delay, time, horizon, schedule, beta)
+
+    prefix = model.prefill(model.features(smp.frames, smp.state))
+    ours = model.denoise(prefix, noise, None, guide)
+    plain = model.denoise(prefix, noise)
+
+    rtc = _lerobot(schedule, max_weight=beta, horizon=horizon)
+    saved = (policy.config.rtc_config, policy.model.rtc_processor)
+    try:
+        policy.config.rtc_config = dataclasses.replace(rtc.rtc_config)
+        policy.init_rtc_processor()
+        pre, _ = _processors(policy, stats)
+        batch = {f"observation.images.{c}": torch.from_numpy(smp.frames[c]).permute(2, 0, 1).float() / 255
+                 for c in m.cameras}
+        batch["observation.state"] = torch.from_numpy(np.asarray(smp.state, np.float32))
+        batch["task"] = m.extra.get("task", "")
+        policy.reset()
+        ref = policy.predict_action_chunk(pre(batch), noise=torch.from_numpy(noise), inference_delay=delay,
+                                          prev_chunk_left_over=torch.from_numpy(prev)[None],
+                                          execution_horizon=horizon)[0].detach().numpy()
+    finally:
+        policy.config.rtc_config = saved[0]
+        policy.init_rtc_processor()
+    assert ref.shape == ours.shape
+    assert np.max(np.abs(ours - ref)) < 1e-3, np.max(np.abs(ours - ref))
+    # and the guidance did something: the first actions moved to the previous chunk
+    assert np.mean(np.abs(ours[:delay] - prev[:delay])) < 0.2 * np.mean(np.abs(plain[:delay] - prev[:delay]))
