@@ -81,7 +81,7 @@ smolvla: install
 	  --steps $(SMOLVLA_STEPS) --batch-size 16 --save-every 1000 \
 	  $$([ -d out/smolvla/run/checkpoints/last ] && echo --resume)
 	$(EDGEVLA) export --policy out/smolvla/run/checkpoints/last/pretrained_model \
-	  --out models/smolvla/bundle --dataset out/smolvla/dataset --no-litert
+	  --out models/smolvla/bundle --dataset out/smolvla/dataset --no-litert --rtc-vjp
 
 freeze:
 	@{ head -2 constraints.txt; echo "# Exact versions resolved on the reference machine (pip freeze), regenerate with: make freeze"; \

@@ -67,6 +67,10 @@ def add_parser(sub) -> None:
     p.add_argument("--portable-onnx", action="store_true",
                    help="SmolVLA: standard ONNX ops only in prefill/denoise (default: RoPE and "
                         "attention as ONNX Runtime contrib nodes, faster, ONNX Runtime only)")
+    p.add_argument("--rtc-vjp", action="store_true",
+                   help="SmolVLA: also export the denoise step's vector-Jacobian product "
+                        "(denoise_vjp.onnx), for real-time chunking's full correction "
+                        "(denoise param rtc_correction: full)")
     p.set_defaults(func=_export)
 
     b = sub.add_parser(
@@ -120,7 +124,8 @@ def _export(args) -> int:
         manifest = exporter.export_bundle(
             policy, out, stats=stats, precision=precision, fps=args.fps, task=args.task,
             samples=samples, litert=not args.no_litert, model_id=model_id,
-            progress=lambda s: st.update(s), portable_onnx=args.portable_onnx, joints=joints)
+            progress=lambda s: st.update(s), portable_onnx=args.portable_onnx, joints=joints,
+            rtc_vjp=args.rtc_vjp)
     table = Table(title=f"{kind} bundle -> {out}")
     for c in ("stage", "variant", "backend", "precision", "MB", "default", "err vs torch (rel)"):
         table.add_column(c)

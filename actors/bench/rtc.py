@@ -13,7 +13,9 @@ inference delay simulated at 0-50 % of the chunk's horizon (`rtc_runs`). Per del
   same prefixes, interleaved (same threads, same machine state).
 
 Methods: ``rtc`` (guided, the executor switches with no crossfade: ``latest``),
-``rtc+crossfade`` (guided, 100 ms crossfade), ``crossfade`` (unguided, 200 ms minjerk, the
+``rtc+crossfade`` (guided, 100 ms crossfade), ``rtc-full`` (as ``rtc`` with the paper's
+correction through the denoise step's vector-Jacobian product, when the bundle has the graph),
+``crossfade`` (unguided, 200 ms minjerk, the
 executor's default), ``weighted_average`` (unguided, LeRobot async's aggregate 0.3 old / 0.7 new).
 Summary: the ratios at 30 % delay (``rtc_disagreement_ratio_at_30pct`` = rtc / crossfade, target
 <= 0.25; ``rtc_seam_jump_vs_crossfade_at_30pct``, target <= 1) and the latency overhead.
@@ -21,6 +23,7 @@ Summary: the ratios at 30 % delay (``rtc_disagreement_ratio_at_30pct`` = rtc / c
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from pathlib import Path
@@ -66,27 +69,37 @@ def _row(pct: int, delay_s: float, method: Method, recs: list[RunRecord], fps: f
 
 
 def _latency_cost(bundle: Path, n: int) -> dict[str, float]:
-    """Denoise wall time per chunk, guided vs not, on the same prefixes, interleaved."""
+    """Denoise wall time per chunk, guided (each correction) vs not, same prefix, interleaved."""
     model = StageModel(bundle, ("vision", "prefill", "denoise"))
     m = model.manifest
     rng = np.random.default_rng(0)
     frames = {c: rng.integers(0, 255, (*m.image_hw, 3), dtype=np.uint8) for c in m.cameras}
     prefix = model.prefill(model.features(frames, np.zeros(m.state_dim, np.float32)))
     units = joint_map(m.joint_units, m.joint_names, None, where="bench")
-    guidance = StageGuidance({"rtc": True}, m, units, "bench")
-    guidance.commitment = Commitment(np.zeros((m.chunk_size, m.action_dim), np.float32), 0,
-                                     m.dt_ns, m.dt_ns * m.chunk_size // 3)
-    times: dict[str, list[float]] = {"plain": [], "guided": []}
+    commitment = Commitment(np.zeros((m.chunk_size, m.action_dim), np.float32), 0, m.dt_ns,
+                            m.dt_ns * m.chunk_size // 3)
+    kinds = ["plain", "lerobot"] + (["full"] if "denoise_vjp" in m.extra else [])
+    guides = {}
+    for kind in kinds[1:]:
+        g = StageGuidance({"rtc": True, "rtc_correction": kind}, m, units, "bench")
+        g.commitment = commitment
+        guides[kind] = g
+    vjp_at = functools.partial(model.velocity_vjp, prefix)
+    times: dict[str, list[float]] = {k: [] for k in kinds}
     for i in range(n):
-        for kind in ("plain", "guided") if i % 2 else ("guided", "plain"):
-            guide = guidance.guide_for(0) if kind == "guided" else None
+        for kind in kinds[i % len(kinds):] + kinds[:i % len(kinds)]:  # rotate the order
+            guide = guides[kind].guide_for(0, vjp_at) if kind in guides else None
             t0 = time.perf_counter()
             model.denoise(prefix, model.sample_noise(rng), None, guide)
             times[kind].append(time.perf_counter() - t0)
-    plain, guided = float(np.median(times["plain"])), float(np.median(times["guided"]))
-    return {"denoise_ms": round(plain * 1e3, 3), "denoise_rtc_ms": round(guided * 1e3, 3),
-            "rtc_overhead_ms": round((guided - plain) * 1e3, 3),
-            "rtc_overhead_pct": round(100 * (guided - plain) / plain, 1)}
+    ms = {k: float(np.median(v)) * 1e3 for k, v in times.items()}
+    out = {"denoise_ms": round(ms["plain"], 3), "denoise_rtc_ms": round(ms["lerobot"], 3),
+           "rtc_overhead_ms": round(ms["lerobot"] - ms["plain"], 3),
+           "rtc_overhead_pct": round(100 * (ms["lerobot"] - ms["plain"]) / ms["plain"], 1)}
+    if "full" in ms:
+        out.update(denoise_rtc_full_ms=round(ms["full"], 3),
+                   rtc_full_overhead_pct=round(100 * (ms["full"] - ms["plain"]) / ms["plain"], 1))
+    return out
 
 
 def run(quick: bool = False) -> BenchResult:
@@ -98,14 +111,15 @@ def run(quick: bool = False) -> BenchResult:
     pcts = [0, 30, 50] if quick else [0, 10, 20, 30, 40, 50]
     starts = eval_specs(1 if quick else 3, 0 if quick else 1, seed=4242)
     duration_s = 6.0 if quick else 12.0
+    methods = [x for x in METHODS if x.correction != "full" or "denoise_vjp" in m.extra]
     rows: list[dict[str, Any]] = []
     plot_runs: dict[str, RunRecord] = {}
     scene = SceneConfig(width=int(m.image_hw[1]), height=int(m.image_hw[0]), fps=int(round(m.fps)), seed=0)
     with TeaBagEnv(scene) as env, Progress(transient=True) as progress:
-        task = progress.add_task("rtc bench", total=len(pcts) * len(METHODS) * len(starts) + 1)
+        task = progress.add_task("rtc bench", total=len(pcts) * len(methods) * len(starts) + 1)
         for pct in pcts:
             delay_s = pct / 100 * horizon_s
-            for method in METHODS:
+            for method in methods:
                 recs = []
                 for i, spec in enumerate(starts):
                     policy = policy_actor(str(bundle), method, seed=i)
@@ -130,8 +144,8 @@ def _at(rows: list[dict[str, Any]], pct: int, method: str, key: str) -> float:
 
 def _summary(rows, cost, png) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for method in ("rtc", "rtc+crossfade", "crossfade", "weighted_average"):
-        key = method.replace("+", "_")
+    for method in dict.fromkeys(r["method"] for r in rows):
+        key = method.replace("+", "_").replace("-", "_")
         out[f"{key}_disagreement_rad_at_30pct"] = _at(rows, 30, method, "prefix_disagreement_rad")
         out[f"{key}_seam_jump_rad_at_30pct"] = _at(rows, 30, method, "max_seam_jump_rad")
         out[f"{key}_rms_jerk_at_30pct"] = _at(rows, 30, method, "rms_jerk_rad_s3")
@@ -157,7 +171,8 @@ def _notes(bundle: Path, m: Manifest, starts: list, duration_s: float, cost: dic
         "guidance: lerobot's RTC defaults (linear schedule, max guidance 10), execution horizon "
         "= as far as the commitment reaches; correction without the velocity's Jacobian, as "
         "lerobot 0.4.4 computes it (docs/ARCHITECTURE.md, real-time chunking)",
-        f"latency: denoise per chunk {cost['denoise_ms']} ms plain vs {cost['denoise_rtc_ms']} ms "
-        "guided (median, interleaved, same prefix)",
+        f"latency: denoise per chunk {cost['denoise_ms']} ms plain, {cost['denoise_rtc_ms']} ms "
+        f"guided, {cost.get('denoise_rtc_full_ms', '-')} ms guided with the full correction "
+        "(medians, interleaved, same prefix)",
     ]
 

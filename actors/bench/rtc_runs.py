@@ -35,10 +35,12 @@ class Method:
     rtc: bool
     strategy: str
     crossfade_ms: float = 0.0
+    correction: str = "lerobot"
 
 
 METHODS = (Method("rtc", True, "latest"),
            Method("rtc+crossfade", True, "crossfade", 100.0),
+           Method("rtc-full", True, "latest", correction="full"),
            Method("crossfade", False, "crossfade", 200.0),
            Method("weighted_average", False, "weighted_average"))
 
@@ -69,7 +71,10 @@ def executor_params(method: Method, fps: float, joint_limits: np.ndarray) -> dic
 
 def policy_actor(bundle: str, method: Method, seed: int, threads: int = 1) -> PolicyActor:
     actor = PolicyActor("policy")
-    actor.setup({"model": bundle, "seed": seed, "threads": threads, "rtc": method.rtc})
+    params = {"model": bundle, "seed": seed, "threads": threads, "rtc": method.rtc}
+    if method.rtc:
+        params["rtc_correction"] = method.correction
+    actor.setup(params)
     return actor
 
 

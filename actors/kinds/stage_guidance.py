@@ -25,6 +25,8 @@ from edgevla.deploy.inference.rtc import PARAMS, RtcSettings, committed_at, guid
 from edgevla.firmware_bridge.servos.joint_units import JointUnits
 
 Guide = Callable[[np.ndarray, np.ndarray, float], np.ndarray]
+# (x_t, time, cotangent) -> the velocity's vector-Jacobian product at x_t (the bundle's graph)
+VjpAt = Callable[[np.ndarray, float, np.ndarray], np.ndarray]
 
 
 class StageGuidance:
@@ -34,8 +36,8 @@ class StageGuidance:
                  where: str) -> None:
         self.where = where
         self.params = {k: params[k] for k in PARAMS if k in params}
-        self.settings = RtcSettings.from_params(self.params, where)
         self.manifest = manifest
+        self.settings = self._checked(self.params)
         self.joints = None if joints.is_identity else joints
         self.commitment: Commitment | None = None
         self.guided = 0
@@ -48,9 +50,17 @@ class StageGuidance:
         if name not in PARAMS:
             return False
         params = dict(self.params, **{name: value})
-        self.settings = RtcSettings.from_params(params, self.where)
+        self.settings = self._checked(params)
         self.params = params
         return True
+
+    def _checked(self, params: dict[str, Any]) -> RtcSettings:
+        s = RtcSettings.from_params(params, self.where)
+        if s.correction == "full" and "denoise_vjp" not in self.manifest.extra:
+            raise ValueError(f"{self.where}: rtc_correction full needs the bundle's denoise "
+                             f"step vector-Jacobian product graph; export it with "
+                             f"`edgevla export --rtc-vjp`")
+        return s
 
     def observe(self, request: Any) -> None:
         if isinstance(request, Request):
@@ -58,9 +68,10 @@ class StageGuidance:
             if c is not None:
                 self.commitment = c
 
-    def guide_for(self, t_capture_ns: int) -> Guide | None:
+    def guide_for(self, t_capture_ns: int, vjp_at: VjpAt | None = None) -> Guide | None:
         """The guidance for the chunk of the observation captured at ``t_capture_ns``; None
-        with RTC off or nothing committed at that time."""
+        with RTC off or nothing committed at that time. ``vjp_at``: the velocity's
+        vector-Jacobian product for this chunk's prefix (used with ``rtc_correction: full``)."""
         s, c, m = self.settings, self.commitment, self.manifest
         if not s.enabled:
             return None
@@ -81,13 +92,18 @@ class StageGuidance:
         self.guided += 1
         self.last_delay_steps = delay
 
+        full = s.correction == "full" and vjp_at is not None
+
         def guide(x: np.ndarray, v: np.ndarray, time: float) -> np.ndarray:
-            return guided_velocity(x, v, target, delay, time, horizon, s.schedule, s.max_guidance)
+            vjp = (lambda e: vjp_at(x, time, e)) if full else None
+            return guided_velocity(x, v, target, delay, time, horizon, s.schedule, s.max_guidance,
+                                   vjp=vjp)
 
         return guide
 
     def stats(self) -> dict[str, Any]:
         return {"enabled": self.settings.enabled, "schedule": self.settings.schedule,
                 "max_guidance": self.settings.max_guidance, "horizon": self.settings.horizon,
+                "correction": self.settings.correction,
                 "guided": self.guided, "unguided": self.unguided, "wrong_shape": self.wrong_shape,
                 "delay_steps": self.last_delay_steps}

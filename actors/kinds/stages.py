@@ -11,9 +11,10 @@ Params (graph ``params:``):
   threads, cpu_affinity, opt_level, allow_spinning, delegate, delegate_options: backend options
   denoise_steps (denoise/policy): flow-matching steps, also settable at run time (set_param)
   seed (denoise/policy): noise generator seed
-  rtc, rtc_schedule, rtc_max_guidance, rtc_horizon (denoise/policy): real-time chunking, the
-                denoiser guided towards what the executor committed to (its requests carry it;
-                `actors/kinds/stage_guidance.py`); each also settable at run time
+  rtc, rtc_schedule, rtc_max_guidance, rtc_horizon, rtc_correction (denoise/policy):
+                real-time chunking, the denoiser guided towards what the executor committed to
+                (its requests carry it; `actors/kinds/stage_guidance.py`); each also settable
+                at run time
   calibration:  the arm's LeRobot calibration JSON; needed when the bundle's joints are in
                 LeRobot units (degrees, range_m100_100, range_0_100). The graph's topics carry
                 servo radians (count 2048 = 0 rad); states are converted into the model's units
@@ -22,6 +23,7 @@ Params (graph ``params:``):
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -128,6 +130,10 @@ class _StageActor(Actor):
                            actions=np.ascontiguousarray(actions, np.float32), obs_seq=int(obs_seq),
                            model_id=self.model_id, seq=int(obs_seq), t_capture_ns=int(t_capture_ns),
                            producer=self.name)
+
+    def _guide(self, t_capture_ns: int, prefix: dict[str, np.ndarray]):
+        """Real-time chunking's guidance for this chunk (None: plain denoising)."""
+        return self.rtc.guide_for(t_capture_ns, functools.partial(self.model.velocity_vjp, prefix))
 
     def set_param(self, name: str, value: Any) -> None:
         if name == "simulated_latency_ms":
@@ -276,7 +282,7 @@ class DenoiseActor(_StageActor):
             return None
         noise = self.model.sample_noise(self.rng)
         actions = self._timed(clock, "denoise", self.model.denoise, p.tensors, noise, self.steps,
-                              self.rtc.guide_for(p.t_capture_ns))
+                              self._guide(p.t_capture_ns, p.tensors))
         self.runs += 1
         return {"chunks": self._chunk(clock, self.model.unnormalize_actions(actions), p.t_capture_ns,
                                       p.seq)}
@@ -333,6 +339,6 @@ class PolicyActor(_StageActor):
         else:
             prefix = self._timed(clock, "prefill", m.prefill, feats)
             actions = self._timed(clock, "denoise", m.denoise, prefix, m.sample_noise(self.rng),
-                                  self.steps, self.rtc.guide_for(t_cap))
+                                  self.steps, self._guide(t_cap, prefix))
         self.runs += 1
         return {"chunks": self._chunk(clock, m.unnormalize_actions(actions), t_cap, seq)}

@@ -135,13 +135,16 @@ def export_bundle(policy, out_dir: str | Path, *, stats: dict | None = None,
                   litert: bool = True, model_id: str = "",
                   progress: Callable[[str], None] | None = None,
                   portable_onnx: bool = False,
-                  joints: tuple[list[str], list[str]] | None = None) -> Manifest:
+                  joints: tuple[list[str], list[str]] | None = None,
+                  rtc_vjp: bool = False) -> Manifest:
     """Export ``policy`` into a model bundle directory; returns the manifest written.
 
     ``portable_onnx``: SmolVLA's prefill/denoise with standard ONNX ops only (by default RoPE
     and attention are ONNX Runtime contrib nodes: fewer, faster kernels, ONNX Runtime only).
     ``joints``: (names, units) of the dataset's joints (`joint_units_for_export`); default the
-    SO-101 joints in the sim's radians."""
+    SO-101 joints in the sim's radians. ``rtc_vjp``: SmolVLA's denoise step's vector-Jacobian
+    product as a graph too (`edgevla.deploy.export.smolvla_vjp`: real-time chunking's full
+    correction)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     kind = policy_type(policy)
@@ -149,6 +152,11 @@ def export_bundle(policy, out_dir: str | Path, *, stats: dict | None = None,
     policy.eval()
     norms = normalizations(policy, stats)
     layout, specs, extra = _export_fp32(policy, kind, out_dir, task, portable_onnx, say)
+    if rtc_vjp and kind == "smolvla":
+        from edgevla.deploy.export.smolvla_vjp import export_denoise_vjp  # torch at import
+
+        extra["denoise_vjp"] = export_denoise_vjp(policy, layout, out_dir)
+        say("exported denoise_vjp")
     cams = camera_names(policy)
     shape = policy.config.image_features[image_key(cams[0])].shape
     chosen = dict(DEFAULT_PRECISION[kind])

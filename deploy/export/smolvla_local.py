@@ -185,6 +185,7 @@ def tiny_bundle(kind: str, **export_kw) -> tuple[Any, Path]:
     stats = tiny_stats(policy)
     # LiteRT variants where a test looks for them (the conversion takes ~20 s a bundle)
     export_kw.setdefault("litert", kind != "act-goal")
+    export_kw.setdefault("rtc_vjp", kind == "smolvla")  # real-time chunking's full correction
     export_bundle(policy, root / kind, stats=stats, samples=synthetic_samples(policy, 4),
                   model_id=f"tiny-{kind}", **export_kw)
     _TINY[kind] = (policy, root / kind)

@@ -66,6 +66,9 @@ class StageModel:
                                             names=(list(spec.inputs), list(spec.outputs)))
             self.files[s] = var.file
         self.num_steps = int(m.extra.get("num_steps", 10))
+        self._vjp: InferenceBackend | None = None
+        denoise_opts = options.get("denoise") if isinstance(options, dict) else options
+        self._denoise_options = denoise_opts or BackendOptions()
 
     # ---- inputs --------------------------------------------------------------------------
     def images_tensor(self, frames: dict[str, np.ndarray]) -> np.ndarray:
@@ -149,6 +152,21 @@ class StageModel:
                 v = guide(x, v, float(time))
             x = x + np.float32(dt) * v
         return x[0, :, : self.manifest.action_dim]
+
+    def velocity_vjp(self, prefix: dict[str, np.ndarray], x_t: np.ndarray, time: float,
+                     cotangent: np.ndarray) -> np.ndarray:
+        """SmolVLA: the denoise step's vector-Jacobian product ``J_v(x_t)^T cotangent`` (the
+        bundle's ``denoise_vjp`` graph, opened on first use with the denoise stage's options)."""
+        if self._vjp is None:
+            entry = self.manifest.extra.get("denoise_vjp")
+            if not entry:
+                raise ValueError(f"{self.dir}: no denoise_vjp graph (export with --rtc-vjp)")
+            self._vjp = open_backend(self.dir / entry["file"], self._denoise_options)
+        be = self._vjp
+        feeds = {k: v for k, v in prefix.items() if k in be.input_names}
+        feeds.update(x_t=np.asarray(x_t, np.float32), timestep=np.array([time], np.float32),
+                     cotangent=np.asarray(cotangent, np.float32).reshape(np.shape(x_t)))
+        return be.run(feeds)["vjp"]
 
     def sample_noise(self, rng: np.random.Generator) -> np.ndarray:
         ex = self.manifest.extra

@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 
 SCHEDULES = ("zeros", "ones", "linear", "exp")
-PARAMS = ("rtc", "rtc_schedule", "rtc_max_guidance", "rtc_horizon")
+PARAMS = ("rtc", "rtc_schedule", "rtc_max_guidance", "rtc_horizon", "rtc_correction")
+CORRECTIONS = ("lerobot", "full")
 
 
 @dataclass(frozen=True)
@@ -35,13 +36,16 @@ class RtcSettings:
     """The denoise stage's guidance settings (graph params, each settable at run time).
 
     ``horizon``: RTC's execution horizon in policy steps, where the prefix weights reach 0;
-    None: as far as the commitment reaches. Defaults are lerobot's ``RTCConfig`` (linear
-    schedule, maximum guidance weight 10)."""
+    None: as far as the commitment reaches. ``correction``: ``lerobot`` (the error alone, as
+    lerobot 0.4.4 computes it) or ``full`` (the paper's, through the velocity's vector-Jacobian
+    product: needs the bundle's ``denoise_vjp`` graph). Defaults are lerobot's ``RTCConfig``
+    (linear schedule, maximum guidance weight 10)."""
 
     enabled: bool = False
     schedule: str = "linear"
     max_guidance: float = 10.0
     horizon: int | None = None
+    correction: str = "lerobot"
 
     @classmethod
     def from_params(cls, p: dict[str, Any], where: str) -> "RtcSettings":
@@ -63,7 +67,11 @@ class RtcSettings:
         if horizon is not None and (type(horizon) is not int or horizon < 1):
             raise ValueError(f"{where}: params.rtc_horizon must be a whole number of steps >= 1 "
                              f"or null, got {horizon!r}")
-        return cls(enabled, str(schedule), beta, horizon)
+        correction = p.get("rtc_correction", "lerobot")
+        if correction not in CORRECTIONS:
+            raise ValueError(f"{where}: params.rtc_correction must be one of {', '.join(CORRECTIONS)}, "
+                             f"got {correction!r}")
+        return cls(enabled, str(schedule), beta, horizon, str(correction))
 
 
 def committed_at(actions: np.ndarray, t0_ns: int, dt_ns: int, times_ns: np.ndarray) -> np.ndarray:

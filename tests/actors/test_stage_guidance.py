@@ -133,3 +133,31 @@ def test_without_a_covering_commitment_the_stage_runs_unguided(bundle, prefix):
     assert actor.stats()["rtc"]["wrong_shape"] == 1
     with pytest.raises(ValueError, match="guide the denoise stage"):
         PrefillActor("prefill").setup({"model": str(bundle), "rtc": True})
+
+
+def test_full_correction_runs_on_the_bundles_vjp_graph_and_needs_it(bundle, prefix, tmp_path):
+    import json
+    import shutil
+
+    from edgevla.deploy.bundle.manifest import load_manifest
+
+    m = load_manifest(bundle)
+    req = _committed(m, 5)
+    _, plain = _denoise(bundle, prefix, req)
+    actor, full = _denoise(bundle, prefix, req, rtc=True, rtc_correction="full")
+    _, lerobot = _denoise(bundle, prefix, req, rtc=True)
+    assert actor.stats()["rtc"]["correction"] == "full"
+    assert _gap(full, req, 5) < 0.05 * _gap(plain, req, 5)
+    assert np.max(np.abs(full.actions - lerobot.actions)) > 1e-4  # the Jacobian term is used
+    # a bundle without the graph: refused at setup and at run time, one line saying how to get it
+    copy = tmp_path / "no-vjp"
+    shutil.copytree(bundle, copy)
+    man = json.loads((copy / "manifest.json").read_text())
+    del man["extra"]["denoise_vjp"]
+    (copy / "manifest.json").write_text(json.dumps(man))
+    with pytest.raises(ValueError, match="--rtc-vjp"):
+        _denoise(copy, prefix, req, rtc=True, rtc_correction="full")
+    other, _ = _denoise(copy, prefix, req, rtc=True)
+    with pytest.raises(ValueError, match="--rtc-vjp"):
+        other.set_param("rtc_correction", "full")
+    assert other.stats()["rtc"]["correction"] == "lerobot"

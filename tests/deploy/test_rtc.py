@@ -134,3 +134,58 @@ def test_guided_onnx_denoising_is_lerobots_rtc_sampling(smolvla, schedule):
     assert np.max(np.abs(ours - ref)) < 1e-3, np.max(np.abs(ours - ref))
     # and the guidance did something: the first actions moved to the previous chunk
     assert np.mean(np.abs(ours[:delay] - prev[:delay])) < 0.2 * np.mean(np.abs(plain[:delay] - prev[:delay]))
+
+
+def test_full_correction_on_the_onnx_path_is_autograds(smolvla):
+    """The bundle's denoise_vjp graph gives autograd's vector-Jacobian product of the denoise
+    step, and guided denoising with it (the paper's correction, ``rtc_correction: full``)
+    equals a PyTorch loop that takes the correction from autograd."""
+    import torch
+
+    from edgevla.deploy.export.exporter import synthetic_samples
+    from edgevla.deploy.export.smolvla import DenoiseStage, layout_of
+    from edgevla.deploy.inference.pipeline import StageChoice, StageModel
+
+    policy, _, path = smolvla
+    model = StageModel(path, choices={s: StageChoice("fp32", "onnxruntime") for s in ("vision", "prefill", "denoise")})
+    m = model.manifest
+    assert m.extra["denoise_vjp"]["file"] == "denoise_vjp.onnx"
+    smp = synthetic_samples(policy, 1, seed=4)[0]
+    prefix = model.prefill(model.features(smp.frames, smp.state))
+    stage = DenoiseStage(policy, layout_of(policy, policy.config.tokenizer_max_length)).eval()
+    kv = [torch.from_numpy(prefix[k]) for k in ("prefix_pad_mask", *layout_of(policy, policy.config.tokenizer_max_length).kv_names())]
+
+    def velocity(x, time):
+        return stage(x, torch.tensor([time], dtype=torch.float32), *kv)
+
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((1, m.chunk_size, m.extra["max_action_dim"])).astype(np.float32)
+    e = rng.standard_normal(x.shape).astype(np.float32)
+    _, pullback = torch.func.vjp(lambda xx: velocity(xx, 0.6), torch.from_numpy(x))
+    ref = pullback(torch.from_numpy(e))[0].detach().numpy()
+    got = model.velocity_vjp(prefix, x, 0.6, e)
+    assert np.max(np.abs(got - ref)) < 1e-4 * max(1.0, np.max(np.abs(ref)))
+
+    prev = rng.standard_normal((m.chunk_size, m.action_dim)).astype(np.float32)
+    delay, horizon, beta = 3, m.chunk_size - 2, 5.0
+    noise = model.sample_noise(rng)
+
+    def guide(xt, v, time):
+        return guided_velocity(xt, v, prev, delay, time, horizon, "linear", beta,
+                               vjp=lambda err: model.velocity_vjp(prefix, xt, time, err))
+
+    ours = model.denoise(prefix, noise, None, guide)
+    weights = torch.from_numpy(prefix_weights("linear", delay, horizon, m.chunk_size))[None, :, None]
+    target = torch.zeros(noise.shape)
+    target[0, :, :m.action_dim] = torch.from_numpy(prev)
+    xt = torch.from_numpy(noise)
+    steps = model.num_steps
+    for i in range(steps):
+        time = 1.0 - i / steps
+        xg = xt.detach().requires_grad_(True)
+        v = velocity(xg, time)
+        x1 = xg - time * v
+        err = (target - x1) * weights
+        correction = torch.autograd.grad(x1, xg, err)[0]
+        xt = (xg - (1.0 / steps) * (v - guidance_weight(time, beta) * correction)).detach()
+    assert np.max(np.abs(ours - xt[0, :, :m.action_dim].numpy())) < 1e-3
