@@ -44,8 +44,10 @@ def add_parser(sub) -> None:
                         "(fp32|int8|int8-dynamic|int8-static|int4; default: vision/prefill int8, "
                         "denoise/decoder fp32)")
     p.add_argument("--fps", type=float, default=30.0, help="dataset fps: action i runs at t0 + i/fps")
-    p.add_argument("--task", default="pick up the bag and place it in the box",
-                   help="language instruction baked into the SmolVLA bundle")
+    p.add_argument("--task",
+                   help="language instruction baked into the SmolVLA bundle (default: the "
+                        "--dataset's task when it has one, else 'pick up the bag and place it "
+                        "in the box')")
     p.add_argument("--dataset", metavar="ROOT",
                    help="LeRobot dataset folder for int8 calibration and the parity check "
                         "(default: synthetic dataset-like frames)")
@@ -117,12 +119,14 @@ def _export(args) -> int:
         samples = (exporter.samples_from_dataset(args.dataset, policy, args.samples) if args.dataset
                    else exporter.synthetic_samples(policy, args.samples))
         joints = exporter.joint_units_for_export(args.units, args.dataset, args.policy)
+        task = args.task or (exporter.dataset_task(args.dataset) if args.dataset else None) \
+            or exporter.DEFAULT_TASK
     except (FileNotFoundError, ValueError) as exc:
         print(f"edgevla export: {exc}", file=sys.stderr)
         return 2
     with console.status("exporting") as st:
         manifest = exporter.export_bundle(
-            policy, out, stats=stats, precision=precision, fps=args.fps, task=args.task,
+            policy, out, stats=stats, precision=precision, fps=args.fps, task=task,
             samples=samples, litert=not args.no_litert, model_id=model_id,
             progress=lambda s: st.update(s), portable_onnx=args.portable_onnx, joints=joints,
             rtc_vjp=args.rtc_vjp)

@@ -7,8 +7,9 @@ inference delay simulated at 0-50 % of the chunk's horizon (`rtc_runs`). Per del
 
 * ``prefix_disagreement_rad`` – mean |new chunk - what the executor had committed to| over the
   actions that run during the delay (the first ``d``; at least one);
-* ``max_seam_jump_rad`` – largest |y_k - 2 y_{k-1} + y_{k-2}| of the commands (the deviation
-  from the straight continuation: a seam's step); ``rms_jerk_rad_s3``; ``starved_ms``;
+* ``max_seam_jump_rad`` – within 300 ms of each chunk's arrival, the largest change from one
+  tick to the next of (command - the commitment): how abruptly the arm leaves the motion in
+  progress (`rtc_runs.metrics`); ``rms_jerk_rad_s3``; ``starved_ms``;
 * the latency cost of guidance: the denoise stage's wall time per chunk with and without it,
   same prefixes, interleaved (same threads, same machine state).
 
@@ -34,7 +35,7 @@ import numpy as np
 from edgevla.actors.bench import rtc_runs
 from edgevla.actors.bench.rtc_plot import plot_seams
 from edgevla.actors.bench.rtc_runs import METHODS, Method, RunRecord, metrics, policy_actor
-from edgevla.actors.console.bench_report import BenchResult
+from edgevla.actors.console.bench_report import BenchInputError, BenchResult
 from edgevla.actors.kinds.stage_guidance import StageGuidance
 from edgevla.actors.wire.messages import Commitment
 from edgevla.deploy.bundle.manifest import Manifest, load_manifest
@@ -52,8 +53,12 @@ COLUMNS = ["delay_pct", "delay_ms", "method", "prefix_disagreement_rad", "max_se
 def bundle_path() -> Path:
     path = Path(os.environ.get("EDGEVLA_RTC_BUNDLE", DEFAULT_BUNDLE))
     if not (path / "manifest.json").is_file():
-        raise SystemExit(f"{path}: no model bundle (manifest.json); `make smolvla` trains and "
-                         "exports the project's SmolVLA there, or set EDGEVLA_RTC_BUNDLE")
+        raise BenchInputError(f"{path}: no model bundle (manifest.json); `make smolvla` trains "
+                              "and exports the project's SmolVLA there, or set EDGEVLA_RTC_BUNDLE")
+    m = load_manifest(path, check_files=False)
+    if m.policy != "smolvla":
+        raise BenchInputError(f"{path}: the bundle's policy is {m.policy!r}; real-time "
+                              "chunking guides a SmolVLA's denoiser")
     return path
 
 

@@ -156,28 +156,45 @@ def _infer(env, obs, policy: PolicyActor, clock: VirtualClock, request: Request,
     return None if not out else out["chunks"]
 
 
+def _plan_at(c: Commitment, times_ns: np.ndarray) -> np.ndarray:
+    """The commitment at ``times_ns``, continued past its end at its last velocity (the motion
+    in progress, when the next chunk arrives just as coverage ends)."""
+    a = c.actions.astype(np.float64)
+    inside = committed_at(a, c.t0_ns, c.dt_ns, times_ns)
+    if len(inside) == len(times_ns):
+        return inside
+    v = (a[-1] - a[-2]) / c.dt_ns if len(a) > 1 else np.zeros_like(a[-1])
+    rest = a[-1] + (times_ns[len(inside):, None] - c.end_ns) * v
+    return np.concatenate([inside, rest]) if len(inside) else rest
+
+
 def metrics(rec: RunRecord, fps: float, skip_s: float = 1.0, window_s: float = 0.3
             ) -> dict[str, float]:
-    """Seam jump: within ``window_s`` after each chunk's arrival (where it takes over), the
-    largest deviation of a command from the straight continuation of the two before it
-    (``|y_k - 2 y_{k-1} + y_{k-2}|``, rad: smooth motion keeps it near zero, a seam puts its
-    step there); RMS jerk: third difference / dt^3 on the control grid, whole run."""
+    """Seam jump: for each chunk with a commitment, within ``window_s`` of its arrival (where
+    it takes over), the largest change from one tick to the next of (command - what the
+    executor had committed to, continued at its last velocity where it ends): how abruptly
+    the arm leaves the motion in progress, the
+    closed-loop counterpart of `bench executor`'s tracking-error jump. RMS jerk: third
+    difference / dt^3 of the commands on the control grid, whole run."""
     t, y = rec.t_s, rec.y
-    keep = t >= t[0] + skip_s if len(t) else np.zeros(0, bool)
     h = 1.0 / fps
     out = {"max_seam_jump_rad": 0.0, "seam_at_s": float("nan"), "rms_jerk_rad_s3": float("nan"),
            "starved_ms": float(np.sum(rec.starved) * h * 1e3)}
-    if int(np.sum(keep)) < 4:
+    if len(t) < 4:
         return out
-    second = np.zeros(len(t))
-    second[2:] = np.max(np.abs(np.diff(y, n=2, axis=0)), axis=1)
-    seam = np.zeros(len(t), bool)
-    for a in rec.chunk_arrivals_s:
-        seam |= (t >= a) & (t <= a + window_s)
-    seam &= keep
-    if seam.any():
-        k = int(np.argmax(np.where(seam, second, -1.0)))
-        out["max_seam_jump_rad"], out["seam_at_s"] = float(second[k]), float(t[k])
-    jerk = np.diff(y[keep], n=3, axis=0) / h ** 3
-    out["rms_jerk_rad_s3"] = float(np.sqrt(np.mean(jerk ** 2)))
+    start = t[0] + skip_s
+    for seam in rec.seams:
+        c = seam["commitment"]
+        ticks = np.flatnonzero((t >= max(seam["t_s"] - h, start)) & (t <= seam["t_s"] + window_s))
+        if len(ticks) < 2:
+            continue
+        dev = y[ticks] - _plan_at(c, np.round(t[ticks] * NS).astype(np.int64))
+        jumps = np.max(np.abs(np.diff(dev, axis=0)), axis=1)
+        if len(jumps) and jumps.max() > out["max_seam_jump_rad"]:
+            out["max_seam_jump_rad"] = float(jumps.max())
+            out["seam_at_s"] = float(t[ticks[int(np.argmax(jumps)) + 1]])
+    keep = t >= start
+    if int(np.sum(keep)) >= 4:
+        jerk = np.diff(y[keep], n=3, axis=0) / h ** 3
+        out["rms_jerk_rad_s3"] = float(np.sqrt(np.mean(jerk ** 2)))
     return out

@@ -14,7 +14,8 @@ import sys
 import time
 from pathlib import Path
 
-from edgevla.actors.console.bench_report import BenchResult, check_json_path, print_result, write_json
+from edgevla.actors.console.bench_report import (BenchInputError, BenchResult, check_json_path, print_result,
+                                                 write_json)
 
 BENCHES: dict[str, str] = {
     "bus": "edgevla.actors.bench.bus:run",
@@ -76,5 +77,9 @@ def _cmd_bench(args) -> int:
     except ValueError as exc:
         print(f"edgevla bench: {exc}", file=sys.stderr)
         return 2
-    run_bench(args.name, args.quick, args.json, getattr(args, "size", None))
+    try:
+        run_bench(args.name, args.quick, args.json, getattr(args, "size", None))
+    except BenchInputError as exc:
+        print(f"edgevla bench {args.name}: {exc}", file=sys.stderr)
+        return 2
     return 0

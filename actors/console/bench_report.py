@@ -12,6 +12,11 @@ from typing import Any
 from edgevla.actors.console.output_files import write_json_whole
 
 
+class BenchInputError(Exception):
+    """A benchmark cannot run on what it was given (a missing model, a wrong file): one line
+    for the person, exit 2."""
+
+
 @dataclass
 class BenchResult:
     title: str

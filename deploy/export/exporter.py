@@ -128,9 +128,12 @@ def tokenize_task(policy, task: str) -> tuple[list[int], list[bool]]:
     return list(map(int, enc["input_ids"])), [bool(m) for m in enc["attention_mask"]]
 
 
+DEFAULT_TASK = "pick up the bag and place it in the box"
+
+
 def export_bundle(policy, out_dir: str | Path, *, stats: dict | None = None,
                   precision: dict[str, str] | None = None, fps: float = 30.0,
-                  task: str = "pick up the bag and place it in the box",
+                  task: str = DEFAULT_TASK,
                   samples: list[Sample] | None = None, variants: dict[str, tuple[str, ...]] | None = None,
                   litert: bool = True, model_id: str = "",
                   progress: Callable[[str], None] | None = None,
@@ -374,6 +377,18 @@ def read_stats(ckpt: Path) -> dict[str, dict[str, np.ndarray]] | None:
 
 def stats_to_json(stats: dict[str, dict[str, np.ndarray]]) -> str:
     return json.dumps({k: {s: np.asarray(v).tolist() for s, v in d.items()} for k, d in stats.items()})
+
+
+def dataset_task(root: str | Path) -> str | None:
+    """The task of a local LeRobot dataset when it records exactly one (what a SmolVLA trained
+    on it was told); None otherwise."""
+    import pandas as pd
+
+    path = Path(root) / "meta" / "tasks.parquet"
+    if not path.is_file():
+        return None
+    tasks = [str(t) for t in pd.read_parquet(path).index]
+    return tasks[0] if len(tasks) == 1 else None
 
 
 def samples_from_dataset(root: str | Path, policy, n: int) -> list[Sample]:

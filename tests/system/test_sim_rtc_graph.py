@@ -30,15 +30,15 @@ def test_the_rtc_sim_graph_guides_every_chunk_and_never_starves(run_base):
         def stat(actor, key, default=0):
             return (sup.replicas[actor][0].last_stats or {}).get("actor_stats", {}).get(key, default)
 
-        assert run_until(sup, lambda: stat("executor", "accepted_chunks") >= 6, timeout_s=150)
+        assert run_until(sup, lambda: stat("executor", "accepted_chunks") >= 8, timeout_s=150)
         ex = sup.replicas["executor"][0].last_stats["actor_stats"]
         rtc = stat("denoise", "rtc", {})
         assert rtc.get("enabled") and rtc["guided"] >= 4, rtc
-        # every chunk after the first had a commitment to follow
-        assert rtc["unguided"] <= 1 and rtc["wrong_shape"] == 0, rtc
+        # only what the startup requests asked for, before anything was committed, ran unguided
+        assert rtc["unguided"] <= ex["requests"]["startup"] and rtc["wrong_shape"] == 0, (rtc, ex)
         # the delay the denoiser guided over: 500 ms simulated + the pipeline, in 33 ms steps
         assert 15 <= rtc["delay_steps"] <= 40, rtc
-        assert ex["commitments_sent"] >= 5 and ex["starvation_ticks"] == 0, ex
+        assert ex["commitments_sent"] >= 4 and ex["starvation_ticks"] == 0, ex
         assert all(r.restarts == 0 for rs in sup.replicas.values() for r in rs)
         # settable at run time, through the supervisor as `edgevla set` sends it
         assert sup.set_param("denoise", "rtc_schedule", "exp")["ok"]
