@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from edgevla.deploy.bundle.graph_rtc import with_rtc
+
 DEFAULT_SERVO_DEVICE = "/dev/ttyACM0"
 TORQUE_OFF_MS = 3000   # held this long after the executor is lost or the graph stops, then torque off
 SERVO_MISS_HOLD = 5    # read cycles (10 ms each) with a silent servo before the arm holds
@@ -22,8 +24,9 @@ WATCHDOG_MS = 300
 
 def host_graph(policy: str, model_dir: str, fps: float, cameras: list[str], image_hw: list[int],
                calibration: str | None, servo_device: str = DEFAULT_SERVO_DEVICE,
-               denoise_steps: int | None = None) -> dict[str, Any]:
-    """The host profile's actor graph (dict ready for YAML); no CPU pinning (unknown machine)."""
+               denoise_steps: int | None = None, rtc: bool = True) -> dict[str, Any]:
+    """The host profile's actor graph (dict ready for YAML); no CPU pinning (unknown machine); a
+    SmolVLA with real-time chunking unless ``rtc`` is false."""
     model = {"model": "${GRAPH_DIR}/" + model_dir, "threads": 2}
     if calibration:
         model["calibration"] = "${GRAPH_DIR}/" + calibration
@@ -62,6 +65,8 @@ def host_graph(policy: str, model_dir: str, fps: float, cameras: list[str], imag
                           "outputs": {"commands": "robot/commands", "requests": "policy/request",
                                       "control": "executor/control", "robot_state": "robot/state"},
                           "params": executor}
+    if rtc:
+        with_rtc(actors)
     return {"name": f"{policy}-host",
             "description": f"{policy} on this machine, the arm's Feetech bus on {servo_device} "
                            f"through the host firmware (no M7)",

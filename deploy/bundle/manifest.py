@@ -29,6 +29,7 @@ import numpy as np
 
 from edgevla.actors.console.output_files import write_whole
 from edgevla.deploy.bundle import board_files, host_profile
+from edgevla.deploy.bundle.graph_rtc import with_rtc
 from edgevla.firmware_bridge.servos.joint_units import (SO101_JOINTS, UNIT_SETS, UNITS, CalibrationError,
                                                         load_calibration)
 
@@ -280,9 +281,10 @@ TARGETS = {
 
 
 def board_graph(manifest: Manifest, target: BoardTarget, model_dir: str,
-                denoise_steps: int | None = None) -> dict[str, Any]:
+                denoise_steps: int | None = None, rtc: bool = True) -> dict[str, Any]:
     """The actor graph for a board (dict ready for YAML): stage actors on the inference cores,
-    executor and MCU bridge pinned to their own core."""
+    executor and MCU bridge pinned to their own core; a SmolVLA with real-time chunking unless
+    ``rtc`` is false."""
     inf = list(target.inference_cores)
     half = max(1, len(inf) // 2)
     # ORT workers spin only while a run is in flight (no wake-up latency between the small ops
@@ -324,6 +326,8 @@ def board_graph(manifest: Manifest, target: BoardTarget, model_dir: str,
                           "params": {"mcu_port": target.rpmsg_tty, "strategy": "crossfade",
                                      "crossfade_ms": 300, "request_mode": "latency"},
                           "cpu_affinity": list(target.rt_cores), "realtime_priority": 50}
+    if rtc:
+        with_rtc(actors)
     return {"name": f"{manifest.policy}-{target.name}",
             "description": f"{manifest.policy} on {target.name}: executor + M7 bridge on core(s) "
                           f"{list(target.rt_cores)}, inference on {inf}, I/O on "

@@ -125,3 +125,20 @@ def test_board_graph_executor_runs_at_100_hz_real_time_on_its_own_core():
     assert ex["rate_hz"] == 100 and ex["realtime_priority"] == 50
     assert ex["cpu_affinity"] == list(TARGETS["imx95"].rt_cores)
     assert ex["params"]["mcu_port"] == "/dev/ttyRPMSG30"
+
+
+def test_smolvla_graphs_run_real_time_chunking_and_act_graphs_do_not():
+    from edgevla.deploy.bundle.graph_rtc import RTC_CROSSFADE_MS
+    from edgevla.deploy.bundle.host_profile import host_graph
+
+    s = _graph("smolvla")
+    assert s["denoise"]["inputs"]["request"] == s["executor"]["outputs"]["requests"]
+    assert s["denoise"]["params"]["rtc"] is True and s["executor"]["params"]["rtc"] is True
+    assert s["executor"]["params"]["crossfade_ms"] == RTC_CROSSFADE_MS
+    off = _graph("smolvla", rtc=False)
+    assert "request" not in off["denoise"]["inputs"] and "rtc" not in off["executor"]["params"]
+    act = _graph()
+    assert "rtc" not in act["executor"]["params"] and act["executor"]["params"]["crossfade_ms"] == 300
+    h = host_graph("smolvla", "model", 30, ["top"], [96, 96], None)["actors"]
+    assert h["denoise"]["params"]["rtc"] and h["executor"]["params"]["rtc"]
+    assert "rtc" not in host_graph("act", "model", 30, ["top"], [96, 96], None)["actors"]["executor"]["params"]
