@@ -16,12 +16,22 @@ from edgevla.actors.console.values import DURATION_S
 from edgevla.actors.recording.tap import add_recorder
 from edgevla.actors.runtime import run_verdict
 from edgevla.actors.runtime.graph import GraphError, load_graph
+from edgevla.actors.runtime.placement import share
 from edgevla.actors.runtime.preflight import preflight
 from edgevla.actors.runtime.restart_policy import STARTUP_GRACE_S
 from edgevla.actors.runtime.run_lookup import supervisor_request
 from edgevla.actors.runtime.supervisor import Supervisor
 from edgevla.actors.wire.control import SupervisorCommand
 from edgevla.deploy.bundle.model_path import model_path
+
+
+def _machine_share(graph, machine: str | None):
+    """What this machine runs of a graph that spans machines."""
+    if not machine:
+        raise ValueError(f"{graph.path}: the graph spans machines "
+                         f"{', '.join(sorted(graph.machines))}: start each machine's share with "
+                         f"--machine NAME")
+    return share(graph, machine)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -37,6 +47,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
             console.print(f"  {p}", markup=False, highlight=False, soft_wrap=True)
         return 2
     graph = _with_bundle_paths(graph, Path(args.graph))
+    if graph.machines or args.machine:
+        try:
+            graph = _machine_share(graph, args.machine)
+        except ValueError as exc:
+            console.print(str(exc), markup=False, highlight=False, soft_wrap=True)
+            return 2
 
     problems = preflight(graph)
     if problems:
@@ -198,6 +214,9 @@ def add_parser(sub) -> None:
                    help="no live table; print the summary at the end")
     p.add_argument("--record", metavar="OUT.mcap", help="record every topic to an MCAP file")
     p.add_argument("--summary-json", metavar="PATH", help="write the final status as JSON")
+    p.add_argument("--machine", metavar="NAME",
+                   help="a graph that names machines: start this machine's share (each machine "
+                        "runs its own `edgevla run GRAPH --machine NAME`)")
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("check", help="validate a graph file and the model bundles it names, "

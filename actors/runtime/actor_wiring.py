@@ -32,6 +32,9 @@ class ActorWiring:
         self.image_hwm = 32 if self.recording else 4
 
     def endpoint(self, topic: str, replica: int, push: bool = False) -> str:
+        placed = self.graph.placement.endpoint(topic, replica, push) if self.graph.placement else None
+        if placed is not None:  # read on another machine than its producer's
+            return placed
         if self.tcp_ports:
             port = self.tcp_ports[(topic, replica)] + (10000 if push else 0)
             return ep.topic_endpoint(self.run_dir, topic, replica, tcp_port=port,
@@ -77,7 +80,7 @@ class ActorWiring:
         topics = self.graph.topics() if a.all_inputs else sorted(set(a.inputs.values()))
         for topic in topics:
             prod = self.graph.actors.get(producers.get(topic, ""))
-            n = prod.max_replicas if prod else 1
+            n = prod.max_replicas if prod else self._remote_replicas(topic)
             if topic == trigger_topic:
                 pull_eps[topic] = [self.endpoint(topic, r, push=True) for r in range(n)]
             else:
@@ -85,6 +88,11 @@ class ActorWiring:
             if self.graph.network.inject:
                 sub_eps.setdefault(topic, []).append(ep.inject_endpoint(self.run_dir, topic))
         return sub_eps, pull_eps
+
+    def _remote_replicas(self, topic: str) -> int:
+        """Replicas of a topic's producer on another machine (1 for a topic from outside)."""
+        placement = self.graph.placement
+        return placement.replicas.get(topic, 1) if placement is not None else 1
 
     def spec(self, a: ActorConfig, index: int, rate_hz: float | None) -> ProcessSpec:
         """What replica ``index`` of ``a`` is started with, looping at ``rate_hz``."""

@@ -18,6 +18,7 @@ all of it before any process starts and reports every problem at once, each as
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -26,6 +27,7 @@ from typing import Any
 import yaml
 
 from edgevla.actors.console.user_files import UserFileError, read_text
+from edgevla.actors.runtime.placement import check_actor_machines, parse_machines
 from edgevla.actors.runtime.registry import KINDS, resolve
 
 RESTART_POLICIES = ("never", "on-failure", "always")
@@ -66,6 +68,7 @@ class ActorConfig:
     realtime_priority: int = 0  # > 0: SCHED_FIFO at this priority (executor, bridge on a board)
     params: dict[str, Any] = field(default_factory=dict)
     after: tuple[str, ...] = ()  # start only once these actors are up (first heartbeat)
+    machine: str = ""  # where it runs when the graph names machines (`placement`)
     line: int = 0
 
     @property
@@ -92,6 +95,8 @@ class GraphConfig:
     network: NetworkConfig = NetworkConfig()
     external_topics: tuple[str, ...] = ()
     path: str = "<memory>"
+    machines: dict[str, str] = field(default_factory=dict)  # name -> address
+    placement: Any = None  # `placement.Placement` of one machine's share
 
     def producers(self) -> dict[str, str]:
         """topic -> producing actor."""
@@ -214,8 +219,9 @@ def _parse_yaml(text: str, path: str) -> tuple[Any, _Lines]:
 
 _ACTOR_FIELDS = {"kind", "inputs", "outputs", "rate_hz", "replicas", "max_replicas", "restart",
                  "heartbeat_timeout_s", "cpu_affinity", "nice", "params", "enabled", "after",
-                 "realtime_priority"}
-_TOP_FIELDS = {"name", "actors", "network", "defaults", "external_topics", "description"}
+                 "realtime_priority", "machine"}
+_TOP_FIELDS = {"name", "actors", "network", "defaults", "external_topics", "description",
+               "machines"}
 _RESTART_FIELDS = {"policy", "max_restarts", "backoff_s", "backoff_max_s", "reset_after_s"}
 _NETWORK_FIELDS = {"transport", "host", "base_port", "curve", "keys_dir", "inject"}
 
@@ -374,7 +380,8 @@ def _actor(c: _Checker, name: str, raw: Any, defaults: dict) -> ActorConfig | No
     return ActorConfig(name=name, kind=kind, inputs=inputs, outputs=outputs, rate_hz=rate,
                        replicas=replicas, max_replicas=max_replicas, restart=restart,
                        heartbeat_timeout_s=float(hb), cpu_affinity=affinity, nice=nice or 0,
-                       realtime_priority=rt or 0, params=params, after=tuple(after), line=line)
+                       realtime_priority=rt or 0, params=params, after=tuple(after),
+                       machine=str(merged.get("machine") or ""), line=line)
 
 
 def parse_graph(text: str, path: str = "<memory>") -> GraphConfig:
@@ -405,6 +412,10 @@ def parse_graph(text: str, path: str = "<memory>") -> GraphConfig:
     if network.host not in ("127.0.0.1", "localhost", "::1") and not network.curve:
         c.err("network.curve", f"must be true when binding beyond loopback "
                                f"(host {network.host!r}): remote links use CURVE keys")
+    machines = parse_machines(data.get("machines"), c.err)
+    if not network.curve and any(not ipaddress.ip_address(a).is_loopback for a in machines.values()):
+        c.err("network.curve", "must be true when machines are beyond loopback: topics between "
+                               "machines use CURVE keys")
     defaults = c.mapping("defaults", data.get("defaults", {}) or {})
     c.unknown("defaults", defaults, _ACTOR_FIELDS - {"kind", "inputs", "outputs"})
     actors_raw = data.get("actors")
@@ -446,10 +457,11 @@ def parse_graph(text: str, path: str = "<memory>") -> GraphConfig:
                 c.err(f"actors.{a.name}.inputs.{port}", f"reads topic {topic!r} that no actor "
                       f"produces{f' (did you mean {hint[0]!r}?)' if hint else ''}; produced: "
                       f"{', '.join(sorted(seen)) or 'none'} (or list it in external_topics)")
+    check_actor_machines(actors, machines, c.err)
     if c.problems:
         raise GraphError(c.problems)
     return GraphConfig(name=str(name), actors=actors, network=network,
-                       external_topics=tuple(external), path=path)
+                       external_topics=tuple(external), path=path, machines=machines)
 
 
 def expand_placeholders(value: Any, graph_path: str, run_dir: Path | None) -> Any:

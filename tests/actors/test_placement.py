@@ -1,0 +1,120 @@
+"""One graph across two machines: placement in the graph file, each machine's share, and the
+two shares running under their own supervisors on loopback (two "machines" at 127.0.0.1,
+ports from the one graph)."""
+
+from __future__ import annotations
+
+import pytest
+from runtime_helpers import run_until
+
+from edgevla.actors.runtime.graph import GraphError, parse_graph
+from edgevla.actors.runtime.placement import share
+
+GRAPH = """\
+name: split
+network: {base_port: %d}
+machines:
+  robot: {address: 127.0.0.1}
+  server: {address: 127.0.0.1}
+defaults: {heartbeat_timeout_s: 5}
+actors:
+  cam:
+    machine: robot
+    kind: synthetic_camera
+    outputs: {frames: cam/top}
+    rate_hz: 30
+    params: {width: 32, height: 24}
+  stage:
+    machine: server
+    kind: dummy_stage
+    inputs: {in: cam/top}
+    outputs: {out: feat}
+  sink:
+    machine: robot
+    kind: counter_sink
+    inputs: {in: feat}
+  local_sink:
+    machine: robot
+    kind: counter_sink
+    inputs: {in: cam/top}
+    after: [cam, stage]
+"""
+
+
+def _graph(port: int = 6100, text: str = GRAPH):
+    return parse_graph(text % port if "%d" in text else text, "split.yaml")
+
+
+def test_each_share_holds_its_actors_and_crossing_topics_go_over_tcp():
+    g = _graph()
+    robot, server = share(g, "robot"), share(g, "server")
+    assert set(robot.actors) == {"cam", "sink", "local_sink"} and set(server.actors) == {"stage"}
+    assert robot.external_topics == ("feat",) and server.external_topics == ("cam/top",)
+    assert robot.actors["local_sink"].after == ("cam",)  # a remote actor is not waited for
+    for topic in ("cam/top", "feat"):
+        # both machines derive the same endpoint for a topic that crosses
+        assert robot.placement.endpoint(topic, 0) == server.placement.endpoint(topic, 0)
+        assert robot.placement.endpoint(topic, 0).startswith("tcp://127.0.0.1:")
+    assert robot.placement.cross == {"cam/top", "feat"}
+    with pytest.raises(ValueError, match="machines are robot, server"):
+        share(g, "laptop")
+
+
+@pytest.mark.parametrize("edit, says", [
+    (lambda t: t.replace("    machine: server\n", ""), "actors.stage.machine must name one of"),
+    (lambda t: t.replace("machine: server", "machine: gpu"), "got 'gpu'"),
+    (lambda t: t.replace("server: {address: 127.0.0.1}", "server: {address: gpu-box}"),
+     "machines.server.address must be an IP address"),
+    (lambda t: t.replace("server: {address: 127.0.0.1}", "server: {address: 10.0.0.3}"),
+     "network.curve must be true when machines are beyond loopback"),
+])
+def test_placement_mistakes_are_one_line_each(edit, says):
+    with pytest.raises(GraphError) as exc:
+        parse_graph(edit(GRAPH % 6100), "split.yaml")
+    assert any(says in p for p in exc.value.problems), exc.value.problems
+    assert all(p.startswith("split.yaml:") for p in exc.value.problems)
+
+
+def test_a_machine_without_machines_is_refused():
+    text = "actors:\n  cam: {kind: synthetic_camera, outputs: {frames: t}, rate_hz: 5, machine: robot}\n"
+    with pytest.raises(GraphError, match="the graph has no 'machines:'"):
+        parse_graph(text, "one.yaml")
+
+
+@pytest.mark.timing
+@pytest.mark.timeout(120)
+def test_two_supervisors_run_one_graph_across_machines(run_base):
+    from edgevla.actors.runtime.supervisor import Supervisor
+
+    g = _graph(6300)
+    sups = [Supervisor(share(g, m), base_dir=run_base) for m in ("robot", "server")]
+    try:
+        for s in sups:
+            s.start()
+        robot, server = sups
+
+        def count(sup, actor):
+            return (sup.replicas[actor][0].last_stats or {}).get("actor_stats", {}).get("count", 0)
+
+        def flowing():
+            server.poll_once(20)
+            return count(robot, "sink") >= 10 and count(robot, "local_sink") >= 10
+
+        assert run_until(robot, flowing, timeout_s=60)
+        assert all(r.restarts == 0 for s in sups for rs in s.replicas.values() for r in rs)
+        assert robot.run_dir != server.run_dir
+    finally:
+        for s in sups:
+            s.stop()
+
+
+def test_run_asks_for_the_machine_of_a_spanning_graph(tmp_path, capsys):
+    from edgevla.actors.cli.main import main
+
+    path = tmp_path / "split.yaml"
+    path.write_text(GRAPH % 6100)
+    assert main(["run", str(path), "--duration", "1", "--headless"]) == 2
+    out = capsys.readouterr().out
+    assert "spans machines robot, server: start each machine's share with --machine NAME" in out
+    assert main(["run", str(path), "--duration", "1", "--headless", "--machine", "gpu"]) == 2
+    assert "--machine gpu: the graph's machines are robot, server" in capsys.readouterr().out
