@@ -1,4 +1,4 @@
-"""`edgevla run | check | status | scale | set | restart | stop`: start a graph and talk to it."""
+"""`edgevla run | check | status | scale | set | restart | stop | keys`: start a graph and talk to it."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from edgevla.actors.console.values import DURATION_S
 from edgevla.actors.recording.tap import add_recorder
 from edgevla.actors.runtime import run_verdict
 from edgevla.actors.runtime.graph import GraphError, load_graph
+from edgevla.actors.runtime.machine_keys import keys_dir, write_keys
 from edgevla.actors.runtime.placement import share
 from edgevla.actors.runtime.preflight import preflight
 from edgevla.actors.runtime.restart_policy import STARTUP_GRACE_S
@@ -149,6 +150,23 @@ def _cmd_scale(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_keys(args: argparse.Namespace) -> int:
+    try:
+        graph = load_graph(args.graph)
+    except GraphError as exc:
+        print("\n".join(exc.problems), file=sys.stderr)
+        return 2
+    if not graph.machines:
+        print(f"edgevla keys: {args.graph}: the graph names no machines", file=sys.stderr)
+        return 2
+    folder = Path(args.out) if args.out else keys_dir(graph)
+    for pub, made in write_keys(graph, folder):
+        print(f"{'made' if made else 'kept'} {pub} and {pub.name}_secret")
+    print(f"each machine needs every {folder}/*.key and its own <machine>.key_secret, in the "
+          f"folder its graph's network.keys_dir names")
+    return 0
+
+
 def _cmd_set(args: argparse.Namespace) -> int:
     try:  # the value as a graph file would write it: true, 0.5, exp, [1, 2]
         value = yaml.safe_load(args.value)
@@ -244,6 +262,12 @@ def add_parser(sub) -> None:
     p.add_argument("--replicas", type=int, help="new number of processes (<= max_replicas)")
     p.add_argument("--run-dir", help="run directory or run name (default: the newest live run)")
     p.set_defaults(func=_cmd_scale)
+
+    p = sub.add_parser("keys", help="make the CURVE keys of a graph's machines (once; existing "
+                                    "keys are kept)")
+    p.add_argument("graph", help="graph YAML file that names machines")
+    p.add_argument("--out", metavar="DIR", help="key folder (default: the graph's network.keys_dir)")
+    p.set_defaults(func=_cmd_keys)
 
     p = sub.add_parser("set", help="change one runtime parameter of an actor (every replica)",
                        description="Set a runtime parameter of a running actor, e.g. "

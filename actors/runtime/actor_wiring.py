@@ -22,7 +22,10 @@ class ActorWiring:
     def __init__(self, graph: GraphConfig, run_dir: Path) -> None:
         self.graph = graph
         self.run_dir = run_dir
-        self.curve = self._curve_material() if graph.network.curve else None
+        if graph.placement is not None and graph.network.curve:
+            self.curve = graph.placement.curve()  # each machine its own keys
+        else:
+            self.curve = self._curve_material() if graph.network.curve else None
         self.tcp_ports = graph.tcp_ports() if graph.network.transport == "tcp" else {}
         self.balanced = graph.balanced_topics()
         # Frames queue at most image_hwm deep per subscriber: latest-value readers only want the

@@ -15,6 +15,8 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from edgevla.actors.runtime.machine_keys import load_keys
+
 # a push (work-queue) socket of a topic sits this far above its pub port
 PUSH_PORT_OFFSET = 10000
 
@@ -29,6 +31,7 @@ class Placement:
     replicas: dict[str, int]  # topic -> its producer's replica count
     ports: dict[tuple[str, int], int]  # (topic, replica) -> tcp port, the whole graph's
     cross: frozenset[str]  # topics read on a machine other than their producer's
+    keys: Any = None  # `machine_keys.MachineKeys` when the graph uses CURVE
 
     def endpoint(self, topic: str, replica: int, push: bool = False) -> str | None:
         """tcp endpoint of a topic that crosses machines (None: a local topic)."""
@@ -39,6 +42,19 @@ class Placement:
 
     def remote_machines(self) -> list[str]:
         return sorted(set(self.addresses) - {self.machine})
+
+    def curve(self) -> dict[str, Any] | None:
+        """A process's CURVE material on this machine: its key pair, the key of the publisher
+        behind every endpoint it may connect to (its own machine's for local ones), and the
+        keys a publisher admits (the graph's machines')."""
+        if self.keys is None:
+            return None
+        pub = self.keys.public
+        server_keys = {self.endpoint(t, r, push): pub[self.producer_machine[t]]
+                       for (t, r) in self.ports if t in self.cross for push in (False, True)}
+        return {"public": pub[self.machine], "secret": self.keys.secret,
+                "server_public": pub[self.machine], "server_keys": server_keys,
+                "allowed": {k: m for m, k in pub.items()}}
 
 
 def parse_machines(raw: Any, err: Callable[[str, str], None]) -> dict[str, str]:
@@ -98,7 +114,8 @@ def share(graph: Any, machine: str) -> Any:
     placement = Placement(
         machine=machine, addresses=dict(graph.machines), producer_machine=producer_machine,
         replicas={t: graph.actors[a].max_replicas for t, a in producers.items()},
-        ports=graph.tcp_ports(), cross=frozenset(cross))
+        ports=graph.tcp_ports(), cross=frozenset(cross),
+        keys=load_keys(graph, machine) if graph.network.curve else None)
     external = tuple(sorted(set(graph.external_topics) | remote_inputs))
     return dataclasses.replace(graph, actors=local, external_topics=external, placement=placement,
                                name=f"{graph.name}.{machine}")

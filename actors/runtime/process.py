@@ -32,6 +32,7 @@ from edgevla.actors.wire.bus import BusCounters, CurveKeys, Publisher, Subscribe
 from edgevla.actors.wire.clock import StepWallClock
 from edgevla.actors.wire.codec import encode
 from edgevla.actors.wire.control import ActorCommand
+from edgevla.actors.wire.curve_auth import ZAP_DOMAIN, HandshakeWatch, start_authenticator
 from edgevla.actors.wire.messages import TRACE_PREFIX, Heartbeat, Message, StepTrace
 
 log = logging.getLogger("edgevla.runtime")
@@ -63,7 +64,7 @@ class ProcessSpec:
     cpu_affinity: list[int] = field(default_factory=list)
     nice: int = 0
     realtime_priority: int = 0
-    curve: dict[str, str] | None = None  # z85 public/secret of this process + server public
+    curve: dict[str, Any] | None = None  # z85 keys of this process, its servers', whom it admits
     trace_steps: bool = False  # publish a StepTrace per step (a recorder runs: replay needs them)
 
     def save(self, path: Path) -> None:
@@ -128,11 +129,19 @@ class ActorProcess:
         self.errors: dict[str, int] = {}
         self.ctx = zmq.Context()
         curve_self = curve_client = None
+        self.auth = None
         if spec.curve:
             c = spec.curve
-            curve_self = CurveKeys(public=c["public"].encode(), secret=c["secret"].encode())
+            zap = None
+            if c.get("allowed"):  # a graph across machines: only its machines' keys get in
+                self.auth = start_authenticator(self.ctx, c["allowed"])
+                zap = ZAP_DOMAIN
+            curve_self = CurveKeys(public=c["public"].encode(), secret=c["secret"].encode(),
+                                   zap_domain=zap)
             curve_client = CurveKeys(public=c["public"].encode(), secret=c["secret"].encode(),
-                                     server_public=c["server_public"].encode())
+                                     server_public=c["server_public"].encode(),
+                                     server_keys={e: k.encode() for e, k in
+                                                  (c.get("server_keys") or {}).items()})
         self._curve_client = curve_client
         name = f"{spec.actor}.{spec.replica}"
         self.pubs: dict[str, Publisher] = {}
@@ -150,6 +159,9 @@ class ActorProcess:
                               else sub_topics, curve=curve_client, counters=self.counters,
                               hwm=1000 if actor.collect_all else 100,
                               borrow=actor.borrow_inputs) if endpoints else None
+        # a graph across machines: a refused or mismatched key is said on this side too
+        self.watches = [HandshakeWatch(s.sock) for s in (self.sub,) if s is not None
+                        and curve_client is not None and curve_client.server_keys]
         pull_eps = sorted({e for eps in spec.pull_endpoints.values() for e in eps})
         self.pull = Subscriber(self.ctx, pull_eps, list(spec.pull_endpoints), kind=zmq.PULL,
                                curve=curve_client, counters=self.counters) if pull_eps else None
@@ -311,6 +323,8 @@ class ActorProcess:
             if s is not None:
                 poller.register(s.sock, zmq.POLLIN)
         poller.register(self.ctl, zmq.POLLIN)
+        for w in self.watches:
+            poller.register(w.socket, zmq.POLLIN)
         next_tick = time.monotonic_ns()
         next_hb = 0
         while not self.stop_requested:
@@ -327,6 +341,9 @@ class ActorProcess:
             events = dict(poller.poll(timeout_ms))
             if self.ctl in events:
                 serve_requests(self.ctl, self.handle_control)
+            for w in self.watches:
+                if w.socket in events:
+                    w.drain()
             self._collect()
             if rate_driven:
                 now = time.monotonic_ns()
@@ -354,6 +371,10 @@ class ActorProcess:
                     s.close()
             self.ctl.close(linger=0)
             self.hb.close(linger=0)
+            for w in self.watches:
+                w.close()
+            if self.auth is not None:
+                self.auth.stop()
             self.ctx.term()
 
 

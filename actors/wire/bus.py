@@ -57,6 +57,9 @@ class CurveKeys:
     public: bytes
     secret: bytes
     server_public: bytes | None = None  # for clients: the server they trust
+    # for clients of several servers (a graph across machines): endpoint -> that server's key
+    server_keys: dict[str, bytes] | None = None
+    zap_domain: str | None = None  # for servers: ask the context's ZAP handler who may connect
 
 
 @dataclass
@@ -128,6 +131,8 @@ def apply_curve(sock: zmq.Socket, keys: CurveKeys | None, server: bool) -> None:
         sock.curve_secretkey = keys.secret
         sock.curve_publickey = keys.public
         sock.curve_server = True
+        if keys.zap_domain:
+            sock.zap_domain = keys.zap_domain.encode()
     else:
         if keys.server_public is None:
             raise ValueError("a CURVE client needs the server's public key")
@@ -264,6 +269,10 @@ class Subscriber:
                 self.sock.setsockopt(zmq.SUBSCRIBE, t)
         self._all = "*" in self.topics.values()
         for ep in endpoints:
+            if curve is not None and curve.server_keys and ep in curve.server_keys:
+                # the key of this endpoint's server: read at connect, so one socket can trust
+                # the publishers of several machines
+                self.sock.curve_serverkey = curve.server_keys[ep]
             self.sock.connect(ep)
         self.counters = counters or BusCounters()
 

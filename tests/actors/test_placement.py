@@ -118,3 +118,77 @@ def test_run_asks_for_the_machine_of_a_spanning_graph(tmp_path, capsys):
     assert "spans machines robot, server: start each machine's share with --machine NAME" in out
     assert main(["run", str(path), "--duration", "1", "--headless", "--machine", "gpu"]) == 2
     assert "--machine gpu: the graph's machines are robot, server" in capsys.readouterr().out
+
+
+CURVE_GRAPH = (GRAPH.replace("network: {base_port: %d}", "network: {base_port: %d, curve: true, keys_dir: keys}"))
+
+
+def _start(g, machine, run_base):
+    from edgevla.actors.runtime.supervisor import Supervisor
+
+    sup = Supervisor(share(g, machine), base_dir=run_base)
+    sup.start()
+    return sup
+
+
+def _count(sup, actor):
+    return (sup.replicas[actor][0].last_stats or {}).get("actor_stats", {}).get("count", 0)
+
+
+@pytest.mark.timing
+@pytest.mark.timeout(180)
+def test_machines_talk_over_curve_and_a_wrong_key_is_refused(tmp_path, run_base, capsys):
+    import shutil
+
+    from edgevla.actors.cli.main import main
+    from edgevla.actors.runtime.graph import load_graph
+
+    path = tmp_path / "split.yaml"
+    path.write_text(CURVE_GRAPH % 6500)
+    with pytest.raises(ValueError, match="keys/robot.key: missing; `edgevla keys"):
+        share(load_graph(path), "robot")
+    assert main(["keys", str(path)]) == 0
+    assert "made" in capsys.readouterr().out
+    secret = tmp_path / "keys" / "robot.key_secret"
+    assert secret.stat().st_mode & 0o077 == 0
+    before = secret.read_bytes()
+    assert main(["keys", str(path)]) == 0 and secret.read_bytes() == before  # made once
+    g = load_graph(path)
+    robot, server = _start(g, "robot", run_base), _start(g, "server", run_base)
+    try:
+        def flowing():
+            server.poll_once(20)
+            return _count(robot, "sink") >= 10
+        assert run_until(robot, flowing, timeout_s=60)
+    finally:
+        robot.stop()
+        server.stop()
+    # a robot whose keys are not the ones the server's graph lists
+    other = tmp_path / "impostor"
+    other.mkdir()
+    shutil.copytree(tmp_path / "keys", other / "keys")
+    (other / "keys" / "robot.key").unlink()
+    (other / "keys" / "robot.key_secret").unlink()
+    (other / "split.yaml").write_text(path.read_text())
+    assert main(["keys", str(other / "split.yaml")]) == 0
+    robot = _start(load_graph(other / "split.yaml"), "robot", run_base)
+    server = _start(g, "server", run_base)
+    try:
+        def seen():
+            server.poll_once(20)
+            robot.poll_once(20)
+            return "refused a connection" in (server.run_dir / "logs" / "stage.0.log").read_text()
+        assert run_until(robot, seen, timeout_s=30)
+        robot.poll_once(500)
+        stage = (server.replicas["stage"][0].last_stats or {}).get("actor_stats", {})
+        assert _count(robot, "sink") == 0 and stage.get("handled", 0) == 0, stage
+
+        def said(sup, log, text):
+            return text in (sup.run_dir / "logs" / log).read_text()
+        # the other side of each refusal says it too: the robot's sink was refused by the
+        # server, the server's stage found the robot's camera holding another key
+        assert run_until(robot, lambda: said(robot, "sink.0.log", "refused this machine's key")
+                         and said(server, "stage.0.log", "does not hold the key"), timeout_s=30)
+    finally:
+        robot.stop()
+        server.stop()
