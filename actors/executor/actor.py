@@ -237,9 +237,11 @@ class ExecutorActor(Actor):
             return None
         self._chunk_horizon_ns = int(np.asarray(chunk.actions).shape[0]) * int(chunk.dt_ns)
         self._chunk_dt_ns = int(chunk.dt_ns)
-        if chunk.t_pub_ns <= 0 or chunk.t_capture_ns <= 0:
+        if chunk.t_capture_ns <= 0:
             return None
-        latency = chunk.t_pub_ns - chunk.t_capture_ns
+        # capture to arrival, both on this machine's clock (the capture time travels with the
+        # data): the network is in it, and no clock of another machine is ever compared
+        latency = now - chunk.t_capture_ns
         self.latency_ms_last = latency / 1e6
         decision = self.governor.observe(now, latency, self._budget_ns(chunk.t_capture_ns))
         return None if decision is None else self._command(decision)

@@ -143,3 +143,16 @@ def test_commitment_matches_the_commands_that_follow_it():
             assert np.allclose(commands[t_target], expect, atol=2e-3), (t, t_target)
             checked += 1
     assert checked >= 20
+
+
+def test_latency_is_measured_on_the_executors_clock_alone():
+    """A chunk published by another machine carries that machine's t_pub_ns: the executor's
+    latency is its arrival minus the capture time (the robot's clock both), never t_pub."""
+    ex = _executor()
+    clock = VirtualClock(5_000 * MS)
+    ex.step(clock, {"state": RobotState(joints=np.zeros(6, np.float32))})
+    clock.set_ns(5_400 * MS)
+    chunk = ActionChunk(t0_ns=5_000 * MS, dt_ns=DT, actions=_chunk(5_000 * MS, 1), obs_seq=1, seq=1,
+                        t_capture_ns=5_000 * MS, t_pub_ns=10**15)  # the server's clock
+    ex.step(clock, {"chunks": chunk})
+    assert ex.stats()["inference_latency_ms_last"] == pytest.approx(400.0)
