@@ -3,6 +3,9 @@ server: vision + ACT decoder), each share under its own supervisor, over CURVE o
 
 from __future__ import annotations
 
+import os
+import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -13,41 +16,100 @@ pytestmark = [pytest.mark.train, pytest.mark.timing, pytest.mark.timeout(300)]
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_the_split_sim_graph_drives_the_arm_from_the_server(tmp_path, run_base):
+def _split(tmp_path, port: int):
+    """The shipped file with both machines on loopback, keys of its own; -> loaded graph."""
     from edgevla.actors.cli.main import main
     from edgevla.actors.runtime.graph import load_graph
-    from edgevla.actors.runtime.placement import share
-    from edgevla.actors.runtime.supervisor import Supervisor
 
-    # the shipped file, with both machines on loopback and keys of its own
     text = (ROOT / "graphs" / "sim_split.yaml").read_text()
     text = text.replace("192.168.1.10", "127.0.0.1").replace("192.168.1.20", "127.0.0.1")
     text = text.replace("${GRAPH_DIR}/../../models", str(ROOT / "models"))
-    text = text.replace("base_port: 5600", "base_port: 7100")
+    text = text.replace("base_port: 5600", f"base_port: {port}")
     path = tmp_path / "sim_split.yaml"
     path.write_text(text)
     assert main(["keys", str(path)]) == 0
-    g = load_graph(path)
-    robot = Supervisor(share(g, "robot"), base_dir=run_base)
-    server = Supervisor(share(g, "server"), base_dir=run_base)
+    return load_graph(path)
+
+
+def _start(g, machine, run_base):
+    from edgevla.actors.runtime.placement import share
+    from edgevla.actors.runtime.supervisor import Supervisor
+
+    sup = Supervisor(share(g, machine), base_dir=run_base)
+    sup.start()
+    return sup
+
+
+def _stat(sup, actor, key, default=0):
+    return (sup.replicas[actor][0].last_stats or {}).get("actor_stats", {}).get(key, default)
+
+
+def _pids(sup):
+    return [r.popen.pid for rs in sup.replicas.values() for r in rs if r.popen and r.popen.poll() is None]
+
+
+def test_the_split_sim_graph_drives_the_arm_from_the_server(tmp_path, run_base):
+    g = _split(tmp_path, 7100)
+    robot, server = _start(g, "robot", run_base), _start(g, "server", run_base)
     assert set(robot.graph.actors) == {"mcu", "sim", "executor"}
     assert set(server.graph.actors) == {"vision", "decoder"}
-    robot.start()
-    server.start()
     try:
-        def stat(actor, key, default=0):
-            sup = robot if actor in robot.replicas else server
-            return (sup.replicas[actor][0].last_stats or {}).get("actor_stats", {}).get(key, default)
-
-        def chunks():
+        def chunks(n):
             server.poll_once(20)
-            return stat("executor", "accepted_chunks") >= 3
+            return _stat(robot, "executor", "accepted_chunks") >= n
 
-        assert run_until(robot, chunks, timeout_s=120)
-        assert stat("vision", "runs") >= 3
-        mcu = stat("executor", "mcu", {})
+        assert run_until(robot, lambda: chunks(3), timeout_s=120)
+        assert _stat(server, "vision", "runs") >= 3
+        mcu = _stat(robot, "executor", "mcu", {})
         assert mcu.get("errors") == 0 and mcu.get("forwarded", 0) > 0, mcu
         assert all(r.restarts == 0 for s in (robot, server) for rs in s.replicas.values() for r in rs)
     finally:
         robot.stop()
         server.stop()
+
+
+def test_the_robot_holds_through_a_dead_or_silent_server_and_resumes(tmp_path, run_base):
+    """The server's processes SIGKILLed (the machine gone) and later a new server share; then
+    the server frozen for 5 s (a partition: nothing crosses). The robot holds each time (the
+    executor's hold, no jump: every step within the velocity limit), says so in its status
+    (starvation), resumes when chunks come back, and restarts nothing."""
+    g = _split(tmp_path, 7300)
+    robot, server = _start(g, "robot", run_base), _start(g, "server", run_base)
+    servers = [server]
+    try:
+        def ex(key, default=0):
+            return _stat(robot, "executor", key, default)
+
+        def chunks_past(n):
+            server.poll_once(20)
+            return ex("accepted_chunks") > n
+
+        assert run_until(robot, lambda: chunks_past(2), timeout_s=120)
+        for pid in _pids(server):  # the server dies: nothing of it is restarted
+            os.kill(pid, signal.SIGKILL)
+        dead_at = ex("accepted_chunks")
+        assert run_until(robot, lambda: ex("starvation_episodes") >= 1, timeout_s=30)
+        server = _start(g, "server", run_base)
+        servers.append(server)
+        assert run_until(robot, lambda: chunks_past(dead_at + 1), timeout_s=120)
+        held = ex("starvation_episodes")
+        frozen = _pids(server)
+        for pid in frozen:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            t_end = time.monotonic() + 5.0
+            run_until(robot, lambda: time.monotonic() > t_end, timeout_s=10)
+        finally:
+            for pid in frozen:
+                os.kill(pid, signal.SIGCONT)
+        assert ex("starvation_episodes") > held
+        back_at = ex("accepted_chunks")
+        assert run_until(robot, lambda: chunks_past(back_at), timeout_s=120)
+        assert all(r.restarts == 0 for rs in robot.replicas.values() for r in rs)
+        # the executor's bound: no step beyond max_velocity over the longest tick it saw
+        assert ex("max_step_rad") <= 3.0 * 0.05, ex("max_step_rad")
+        assert ex("mcu", {}).get("errors") == 0
+    finally:
+        robot.stop()
+        for s in servers:
+            s.stop()
