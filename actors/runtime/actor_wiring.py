@@ -92,6 +92,13 @@ class ActorWiring:
                 sub_eps.setdefault(topic, []).append(ep.inject_endpoint(self.run_dir, topic))
         return sub_eps, pull_eps
 
+    def _jpeg(self, topics) -> dict[str, int]:
+        """JPEG quality of the camera topics among ``topics`` that leave this machine."""
+        placement, jpeg = self.graph.placement, self.graph.network.jpeg
+        if placement is None or not jpeg:
+            return {}
+        return {t: jpeg[t] for t in topics if t in jpeg and t in placement.cross}
+
     def _remote_replicas(self, topic: str) -> int:
         """Replicas of a topic's producer on another machine (1 for a topic from outside)."""
         placement = self.graph.placement
@@ -115,7 +122,7 @@ class ActorWiring:
             image_topics=image_topics(a), image_hwm=self.image_hwm,
             cpu_affinity=list(a.cpu_affinity), nice=a.nice,
             realtime_priority=a.realtime_priority,
-            curve=self.curve, trace_steps=self.recording)
+            curve=self.curve, trace_steps=self.recording, jpeg=self._jpeg(outputs.values()))
 
 
 def image_topics(a: ActorConfig) -> list[str]:

@@ -27,7 +27,7 @@ from typing import Any
 import yaml
 
 from edgevla.actors.console.user_files import UserFileError, read_text
-from edgevla.actors.runtime.placement import check_actor_machines, parse_machines
+from edgevla.actors.runtime.placement import check_actor_machines, parse_jpeg, parse_machines
 from edgevla.actors.runtime.registry import KINDS, resolve
 
 RESTART_POLICIES = ("never", "on-failure", "always")
@@ -86,6 +86,7 @@ class NetworkConfig:
     # Fault injection (reliability tests): every subscriber also connects to
     # ipc://<run_dir>/inject.<topic>.sock, where a test can bind and send anything.
     inject: bool = False
+    jpeg: dict[str, int] = field(default_factory=dict)  # camera topic -> quality, between machines
 
 
 @dataclass(frozen=True)
@@ -223,7 +224,7 @@ _ACTOR_FIELDS = {"kind", "inputs", "outputs", "rate_hz", "replicas", "max_replic
 _TOP_FIELDS = {"name", "actors", "network", "defaults", "external_topics", "description",
                "machines"}
 _RESTART_FIELDS = {"policy", "max_restarts", "backoff_s", "backoff_max_s", "reset_after_s"}
-_NETWORK_FIELDS = {"transport", "host", "base_port", "curve", "keys_dir", "inject"}
+_NETWORK_FIELDS = {"transport", "host", "base_port", "curve", "keys_dir", "inject", "jpeg"}
 
 
 class _Checker:
@@ -408,7 +409,8 @@ def parse_graph(text: str, path: str = "<memory>") -> GraphConfig:
                                 host=str(net_raw.get("host", "127.0.0.1")), base_port=port,
                                 curve=bool(net_raw.get("curve", False)),
                                 keys_dir=net_raw.get("keys_dir"),
-                                inject=bool(net_raw.get("inject", False)))
+                                inject=bool(net_raw.get("inject", False)),
+                                jpeg=parse_jpeg(net_raw.get("jpeg"), c.err))
     if network.host not in ("127.0.0.1", "localhost", "::1") and not network.curve:
         c.err("network.curve", f"must be true when binding beyond loopback "
                                f"(host {network.host!r}): remote links use CURVE keys")

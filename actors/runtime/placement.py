@@ -80,6 +80,22 @@ def parse_machines(raw: Any, err: Callable[[str, str], None]) -> dict[str, str]:
     return out
 
 
+def parse_jpeg(raw: Any, err: Callable[[str, str], None]) -> dict[str, int]:
+    """``network.jpeg: {topic: quality}``: camera topics that cross machines as JPEG."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        err("network.jpeg", f"must map camera topics to a JPEG quality 1..100, got {raw!r}")
+        return {}
+    out = {}
+    for topic, q in raw.items():
+        if type(q) is not int or not 1 <= q <= 100:
+            err(f"network.jpeg.{topic}", f"must be a JPEG quality 1..100, got {q!r}")
+            continue
+        out[str(topic)] = q
+    return out
+
+
 def check_actor_machines(actors: dict[str, Any], machines: dict[str, str],
                          err: Callable[[str, str], None]) -> None:
     """Every actor on a named machine when the graph has machines; none names one otherwise."""

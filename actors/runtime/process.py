@@ -65,6 +65,7 @@ class ProcessSpec:
     nice: int = 0
     realtime_priority: int = 0
     curve: dict[str, Any] | None = None  # z85 keys of this process, its servers', whom it admits
+    jpeg: dict[str, int] = field(default_factory=dict)  # output topic -> JPEG quality
     trace_steps: bool = False  # publish a StepTrace per step (a recorder runs: replay needs them)
 
     def save(self, path: Path) -> None:
@@ -152,7 +153,8 @@ class ActorProcess:
             hwm = spec.image_hwm if topic in spec.image_topics else \
                 (1000 if spec.trace_steps else 100)
             self.pubs[topic] = Publisher(self.ctx, ep, producer=name, kind=kind, hwm=hwm,
-                                         curve=curve_self, counters=self.counters)
+                                         curve=curve_self, counters=self.counters,
+                                         jpeg_quality=spec.jpeg.get(topic))
         sub_topics = sorted({t for t in spec.sub_endpoints})
         endpoints = sorted({e for eps in spec.sub_endpoints.values() for e in eps})
         self.sub = Subscriber(self.ctx, endpoints, ["*"] if "*" in spec.inputs.values()

@@ -35,7 +35,8 @@ import zmq
 from edgevla.actors.wire import shm as _shm
 from edgevla.actors.wire.codec import decode_body, encode
 from edgevla.actors.wire.errors import MalformedMessage
-from edgevla.actors.wire.messages import Message
+from edgevla.actors.wire.frame_codec import compress_frame, decompress_frame, is_compressed
+from edgevla.actors.wire.messages import Frame, Message
 
 log = logging.getLogger("edgevla.bus")
 
@@ -176,11 +177,12 @@ class Publisher:
                  kind: int = zmq.PUB, hwm: int = DEFAULT_HWM, curve: CurveKeys | None = None,
                  counters: BusCounters | None = None, clock_ns=time.monotonic_ns,
                  shm_min_bytes: int | None = SHM_AUTO, shm_slots: int | None = None,
-                 shm_max_bytes: int | None = None) -> None:
+                 shm_max_bytes: int | None = None, jpeg_quality: int | None = None) -> None:
         """``shm_min_bytes``: arrays at least this big go through shared memory (ipc only;
         None/0 disables, `SHM_AUTO` = `shm.DEFAULT_MIN_BYTES` on ipc). ``shm_slots``: messages
         the ring holds before a slot is reused (default ``hwm + 4``: a consumer whose queue is
-        full is the one that loses anyway), bounded by ``shm_max_bytes`` per segment."""
+        full is the one that loses anyway), bounded by ``shm_max_bytes`` per segment.
+        ``jpeg_quality``: camera frames leave as JPEG (`frame_codec`; a link between machines)."""
         self.sock = ctx.socket(kind)
         self.sock.setsockopt(zmq.SNDHWM, hwm)
         self.sock.setsockopt(zmq.LINGER, 0)
@@ -191,6 +193,7 @@ class Publisher:
         bind(self.sock, endpoint)
         self.endpoint = endpoint
         self.producer = producer
+        self.jpeg_quality = jpeg_quality
         self.counters = counters or BusCounters()
         self._clock_ns = clock_ns
         self._seq: dict[str, int] = defaultdict(int)
@@ -210,6 +213,8 @@ class Publisher:
         if not msg.producer:
             msg.producer = self.producer
         msg.t_pub_ns = self._clock_ns()
+        if self.jpeg_quality and type(msg) is Frame:
+            msg = compress_frame(msg, self.jpeg_quality)
         frames = encode(topic, msg, self.shm)
         try:
             send_frames(self.sock, frames)
@@ -297,6 +302,8 @@ class Subscriber:
             if header is None:
                 raise MalformedMessage("frame_count", "1 frame(s), need at least 2")
             msg = decode_body(header, buffers, self.shm)
+            if type(msg) is Frame and is_compressed(msg):  # JPEG from another machine
+                msg = decompress_frame(msg)
             if self.shm is not None and self.shm.leases:
                 msg.shm_leases, self.shm.leases = self.shm.leases, []
         except Exception as err:  # noqa: BLE001 - nothing on the wire may crash a consumer

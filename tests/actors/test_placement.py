@@ -60,6 +60,21 @@ def test_each_share_holds_its_actors_and_crossing_topics_go_over_tcp():
         share(g, "laptop")
 
 
+def test_frames_that_leave_the_machine_go_as_jpeg_when_the_graph_says(tmp_path):
+    from edgevla.actors.runtime.actor_wiring import ActorWiring
+
+    text = (GRAPH % 6100).replace("network: {base_port: 6100}",
+                                  "network: {base_port: 6100, jpeg: {cam/top: 80, feat: 50}}")
+    robot = share(parse_graph(text, "split.yaml"), "robot")
+    assert ActorWiring(robot, tmp_path).spec(robot.actors["cam"], 0, 30.0).jpeg == {"cam/top": 80}
+    # on one machine nothing is compressed: the same graph without machines
+    one_text = text.replace("    machine: robot\n", "").replace("    machine: server\n", "")
+    one_text = one_text.replace("machines:\n  robot: {address: 127.0.0.1}\n  server: {address: 127.0.0.1}\n", "")
+    one = parse_graph(one_text, "one.yaml")
+    assert not one.machines
+    assert ActorWiring(one, tmp_path).spec(one.actors["cam"], 0, 30.0).jpeg == {}
+
+
 @pytest.mark.parametrize("edit, says", [
     (lambda t: t.replace("    machine: server\n", ""), "actors.stage.machine must name one of"),
     (lambda t: t.replace("machine: server", "machine: gpu"), "got 'gpu'"),
