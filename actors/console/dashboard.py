@@ -36,6 +36,23 @@ def _sent(a: dict[str, Any]) -> str:
     return f"[yellow]{n}[/]" if n == 0 and a.get("outputs") else str(n)
 
 
+def _rows(status: dict[str, Any]) -> list[dict[str, Any]]:
+    """This machine's actors, then every other machine's as last heard (``machine:`` before
+    the name); a machine not heard from lately is one ``unreachable`` row."""
+    rows = list(status.get("actors", []))
+    here = status.get("machine")
+    if here:
+        rows = [{**a, "machine": f"{here}:"} for a in rows]
+    for m, peer in (status.get("peers") or {}).items():
+        if not peer.get("reachable"):
+            age = peer.get("age_s")
+            rows.append({"machine": f"{m}:", "actor": f"({peer.get('address')})", "replica": "*",
+                         "state": "unreachable", "age_s": age})
+            continue
+        rows += [{**a, "machine": f"{m}:"} for a in peer.get("actors", [])]
+    return rows
+
+
 def status_table(status: dict[str, Any], title: str | None = None,
                  width: int | None = None) -> Table:
     """The actors of ``status`` as a table; ``width`` (terminal columns) picks the layout."""
@@ -48,9 +65,14 @@ def status_table(status: dict[str, Any], title: str | None = None,
     for col in cols:
         t.add_column(col, justify="right" if col not in ("actor", "state") else "left",
                      overflow="fold")
-    for a in status.get("actors", []):
-        style = _STATE_STYLE.get(a["state"], "")
-        name, state = f"{a['actor']}.{a['replica']}", f"[{style}]{a['state']}[/]"
+    for a in _rows(status):
+        style = _STATE_STYLE.get(a["state"], "red")
+        name, state = f"{a.get('machine', '')}{a['actor']}.{a['replica']}", f"[{style}]{a['state']}[/]"
+        if a["state"] == "unreachable":
+            heard = "never heard" if a["age_s"] is None else f"last heard {a['age_s']:.0f}s ago"
+            t.add_row(f"{a['machine']} {a['actor']}", f"[red]unreachable ({heard})[/]",
+                      *["-"] * (len(cols) - 2))
+            continue
         if compact:
             t.add_row(name, state, _rate(a), _sent(a), str(a["restarts"]), _f(a["rss_mb"], "{:.0f}"))
             continue

@@ -25,6 +25,7 @@ from edgevla.actors.console.output_files import write_json_whole
 from edgevla.actors.runtime import restart_policy
 from edgevla.actors.runtime.actor_wiring import ActorWiring
 from edgevla.actors.runtime.graph import ActorConfig, GraphConfig
+from edgevla.actors.runtime.peer_status import PeerStatus
 from edgevla.actors.runtime.replica import Replica, kill, terminate
 from edgevla.actors.runtime.run_lookup import SUPERVISOR_PID_FILE, announce_run
 from edgevla.actors.runtime.run_verdict import tail_error
@@ -33,6 +34,7 @@ from edgevla.actors.wire import shm as _shm
 from edgevla.actors.wire.bus import Subscriber, bind, make_run_dir, request, serve_requests
 from edgevla.actors.wire.codec import decode
 from edgevla.actors.wire.control import ActorCommand, GovernorCommand, ReplicaState, SupervisorCommand
+from edgevla.actors.wire.curve_auth import start_authenticator
 from edgevla.actors.wire.errors import MalformedMessage
 from edgevla.actors.wire.messages import Command, Heartbeat
 
@@ -71,6 +73,12 @@ class Supervisor:
             self.ctx, [self.wiring.endpoint(t, r) for t in control_topics
                        for r in range(graph.actors[graph.producers()[t]].max_replicas)],
             control_topics) if control_topics else None
+        self.peers, self._auth = None, None
+        if graph.placement is not None:  # one graph across machines: show the other halves
+            curve = self.wiring.curve
+            if curve and curve.get("allowed"):
+                self._auth = start_authenticator(self.ctx, curve["allowed"])
+            self.peers = PeerStatus(self.ctx, graph.placement, graph.network.base_port, curve)
         announce_run(self.run_dir)
 
     # ------------------------------------------------------------------ lifecycle
@@ -170,7 +178,12 @@ class Supervisor:
         poller.register(self.ctl_sock, zmq.POLLIN)
         if self.control_sub:
             poller.register(self.control_sub.sock, zmq.POLLIN)
+        if self.peers:
+            poller.register(self.peers.sub, zmq.POLLIN)
         events = dict(poller.poll(timeout_ms))
+        if self.peers:
+            self.peers.drain()
+            self.peers.publish(self._own_status())
         now = time.monotonic()
         if self.hb_sock in events:
             self._drain_heartbeats(now)
@@ -297,11 +310,19 @@ class Supervisor:
             "healthy_once": r.healthy_once, "events": r.events[-20:],
         }
 
-    def status(self) -> dict[str, Any]:
+    def _own_status(self) -> dict[str, Any]:
         return {"graph": self.graph.name, "run_dir": str(self.run_dir), "pid": os.getpid(),
                 "uptime_s": round(time.monotonic() - self.started_at, 2),
                 "actors": [self._replica_status(r) for r in self.all_replicas()],
                 "governor_commands": self.governor_commands[-50:]}
+
+    def status(self) -> dict[str, Any]:
+        """This machine's actors; with a graph across machines also ``machine`` and ``peers``
+        (`PeerStatus.view`: the other halves as last heard)."""
+        out = self._own_status()
+        if self.peers:
+            out["machine"], out["peers"] = self.graph.placement.machine, self.peers.view()
+        return out
 
     def handle(self, req: Any) -> dict[str, Any]:
         if not isinstance(req, dict):
@@ -368,4 +389,8 @@ class Supervisor:
             s.close(linger=0)
         if self.control_sub:
             self.control_sub.close()
+        if self.peers:
+            self.peers.close()
+        if self._auth is not None:
+            self._auth.stop()
         self.ctx.term()

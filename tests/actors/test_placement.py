@@ -207,3 +207,51 @@ def test_machines_talk_over_curve_and_a_wrong_key_is_refused(tmp_path, run_base,
     finally:
         robot.stop()
         server.stop()
+
+
+@pytest.mark.timing
+@pytest.mark.timeout(120)
+def test_status_on_either_machine_shows_both_halves(tmp_path, run_base):
+    from rich.console import Console
+
+    from edgevla.actors.console.dashboard import status_table
+    from edgevla.actors.runtime.graph import load_graph
+
+    path = tmp_path / "split.yaml"
+    path.write_text(CURVE_GRAPH % 6900)
+    from edgevla.actors.cli.main import main
+
+    assert main(["keys", str(path)]) == 0
+    g = load_graph(path)
+    robot = _start(g, "robot", run_base)
+    server = None
+    try:
+        def peer(sup, m):
+            return sup.status()["peers"][m]
+
+        # the server is not up yet: the robot says so, and does not guess
+        assert run_until(robot, lambda: robot.status()["peers"]["server"]["age_s"] is None, timeout_s=5)
+        assert not peer(robot, "server")["reachable"]
+        server = _start(g, "server", run_base)
+
+        def both():
+            server.poll_once(20)
+            return peer(robot, "server")["reachable"] and peer(server, "robot")["reachable"] \
+                and any(a["state"] == "running" for a in peer(robot, "server")["actors"])
+        assert run_until(robot, both, timeout_s=30)
+        assert {a["actor"] for a in peer(robot, "server")["actors"]} == {"stage"}
+        assert {a["actor"] for a in peer(server, "robot")["actors"]} == {"cam", "sink", "local_sink"}
+        console = Console(width=160, record=True)
+        console.print(status_table(robot.status()))
+        text = console.export_text()
+        assert "robot:cam.0" in text and "server:stage.0" in text
+        server.stop()
+        server = None
+        assert run_until(robot, lambda: not peer(robot, "server")["reachable"], timeout_s=15)
+        console = Console(width=160, record=True)
+        console.print(status_table(robot.status()))
+        assert "unreachable (last heard" in console.export_text()
+    finally:
+        robot.stop()
+        if server is not None:
+            server.stop()
