@@ -17,7 +17,11 @@ Transports, each measured in this run on the same payloads:
 * ``grpc_pickle`` – gRPC unary calls carrying pickled observations, as LeRobot's async
                   inference ships them (`bus_baselines`, the one place pickle is allowed: it is
                   the baseline being measured, never a data path);
-* ``mp_queue``  – multiprocessing.Queue (pickle + pipe), the stdlib default.
+* ``mp_queue``  – multiprocessing.Queue (pickle + pipe), the stdlib default;
+* ``tcp_raw`` / ``tcp_curve_raw`` / ``tcp_curve_jpeg90`` / ``tcp_curve_jpeg75`` – a camera
+                  frame between machines as a graph across machines sends it (`bus_link`):
+                  plain tcp, tcp with CURVE, and JPEG on top (encode before sending, decode on
+                  arrival, both in the latency), with the bandwidth three cameras at 30 fps need.
 
 Payloads: 64 B, an action chunk (50x6 float32), one 640x480x3 uint8 frame, three frames.
 Latency is one-way: the sender stamps CLOCK_MONOTONIC just before sending, the receiver
@@ -30,6 +34,7 @@ from __future__ import annotations
 from typing import Any
 
 from edgevla.actors.bench.bus_baselines import baseline
+from edgevla.actors.bench.bus_link import run_link
 from edgevla.actors.bench.bus_measure import SIZES, memcpy_floor_us
 from edgevla.actors.bench.bus_streams import three_streams
 from edgevla.actors.bench.bus_zmq import run_zmq
@@ -68,6 +73,8 @@ def run(quick: bool = False) -> BenchResult:
                  "p50_us": streams["p50_us"], "p99_us": streams["p99_us"],
                  "lost": streams["lost"], "thr_msgs_s": streams["received"],
                  "thr_MB_s": float("nan"), "memcpy_floor_us": float("nan")})
+    link = {r["transport"]: r for r in run_link(100 if quick else 600)}
+    rows += list(link.values())
     frame = "frame_640x480"
     summary = {
         "overhead_vs_raw_zmq": max(overhead.values()),
@@ -93,12 +100,23 @@ def run(quick: bool = False) -> BenchResult:
         "memcpy_frame_us": memcpy_floor_us(frame),
         "three_streams_lost": streams["lost"],
         "three_streams_seq_gaps": streams["seq_gaps"],
+        "link_raw_Mbit_s_3cam": link["tcp_curve_raw"]["link_Mbit_s_3cam_30fps"],
+        "link_jpeg90_Mbit_s_3cam": link["tcp_curve_jpeg90"]["link_Mbit_s_3cam_30fps"],
+        "link_jpeg75_Mbit_s_3cam": link["tcp_curve_jpeg75"]["link_Mbit_s_3cam_30fps"],
+        "link_curve_raw_frame_p50_us": link["tcp_curve_raw"]["p50_us"],
+        "link_curve_cost_p50_us": link["tcp_curve_raw"]["p50_us"] - link["tcp_raw"]["p50_us"],
+        "link_jpeg90_added_p50_us": link["tcp_curve_jpeg90"]["p50_us"] - link["tcp_curve_raw"]["p50_us"],
+        "link_jpeg75_added_p50_us": link["tcp_curve_jpeg75"]["p50_us"] - link["tcp_curve_raw"]["p50_us"],
     }
     return BenchResult(
-        title="bus: round trip (payload + ack), one-way latency and throughput, ipc on this host",
+        title="bus: round trip (payload + ack), one-way latency and throughput, ipc on this host; "
+              "frames between machines (tcp, CURVE, JPEG) on loopback",
         rows=rows, summary=summary,
         columns=["payload", "transport", "rtt_p50_us", "rtt_p99_us", "p50_us", "p99_us", "lost",
-                 "thr_msgs_s", "thr_MB_s", "memcpy_floor_us"],
+                 "thr_msgs_s", "thr_MB_s", "memcpy_floor_us", "wire_kB", "link_Mbit_s_3cam_30fps"],
         notes=[f"{n_small} small / {n_big} large messages per cell; 3-stream check "
                f"{'10' if quick else '60'} s",
-               "grpc_pickle and mp_queue are the baselines LeRobot / stdlib use"])
+               "grpc_pickle and mp_queue are the baselines LeRobot / stdlib use",
+               "tcp_* rows: a 640x480 camera-like frame (shading, edges, noise sigma 3) at 30 fps "
+               "over loopback, one-way send -> decoded; link Mbit/s = bytes on the wire x 3 "
+               "cameras x 30 fps (what a real link between robot and server must carry)"])
