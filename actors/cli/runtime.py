@@ -67,7 +67,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
                           f"name or delete it", markup=False, highlight=False, soft_wrap=True)
             return 2
         graph = add_recorder(graph, args.record)
-    sup = Supervisor(graph)
+    try:
+        sup = Supervisor(graph)
+    except (ValueError, PermissionError) as exc:  # a run directory it cannot make or use
+        console.print(f"edgevla run: {exc}", markup=False, highlight=False, soft_wrap=True)
+        return 2
     console.print(f"run dir: {sup.run_dir}  (edgevla status / scale / stop talk to this run)")
     live_view = not args.headless and sys.stdout.isatty()
     try:
