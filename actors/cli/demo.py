@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from rich.console import Console
 
 from edgevla.actors.cli.demo_sim import run_sim_demo
+from edgevla.actors.cli.demo_split import run_split_demo
 from edgevla.actors.console.dashboard import status_table
 from edgevla.actors.console.output_files import write_json_whole
 from edgevla.actors.console.values import DURATION_S, LATENCY_MS, count
@@ -44,6 +46,17 @@ def run_demo(out_dir: Path, duration_s: float | None = None, profile: str = "sim
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    if args.split or args.jpeg:
+        if args.profile != "sim" or args.qemu or args.mode == "both":
+            print("edgevla demo: --split runs the sim profile in one mode (async or sync), "
+                  "with the host firmware", file=sys.stderr)
+            return 2
+        if args.jpeg is not None and args.jpeg > 100:
+            print(f"edgevla demo: --jpeg must be a JPEG quality 1..100, got {args.jpeg}",
+                  file=sys.stderr)
+            return 2
+        return run_split_demo(Path(args.out), args.duration, args.mode, args.episodes, args.model,
+                              args.latency_ms, args.jpeg)
     return run_demo(out_dir=Path(args.out), duration_s=args.duration, profile=args.profile,
                     qemu=args.qemu, mode=args.mode, episodes=args.episodes, model=args.model,
                     latency_ms=args.latency_ms)
@@ -69,4 +82,10 @@ def add_parser(sub) -> None:
     p.add_argument("--latency-ms", type=LATENCY_MS, default=0.0, metavar="MS",
                    help="simulate a board's inference latency: each chunk leaves the decoder no "
                         "earlier than capture + MS (default 0: this machine's own latency)")
+    p.add_argument("--split", action="store_true",
+                   help="run the sim profile as two machines on this one: the robot (sim, "
+                        "firmware, executor) and an inference server (vision, decoder), over "
+                        "CURVE (graphs/sim_split.yaml)")
+    p.add_argument("--jpeg", type=count(), default=None, metavar="Q",
+                   help="with --split: camera frames to the server as JPEG at quality Q (1..100)")
     p.set_defaults(func=_cmd_demo)

@@ -133,7 +133,14 @@ def demo_episodes(n: int = 12, seed: int = 0) -> list[dict[str, Any]]:
 
 
 def build_graph(cfg: SimDemoConfig, out_dir: Path) -> GraphConfig:
-    graph = load_graph(GRAPHS / "sim.yaml")
+    graph = with_demo_settings(load_graph(GRAPHS / "sim.yaml"), cfg)
+    exclude = [] if cfg.record_frames else list(CAMERA_TOPICS)
+    return add_recorder(graph, str(out_dir / f"run-{cfg.mode}.mcap"), params={"exclude": exclude})
+
+
+def with_demo_settings(graph: GraphConfig, cfg: SimDemoConfig) -> GraphConfig:
+    """The sim profile's graph (one machine or across two) as ``cfg`` asks: model, firmware
+    build, simulated latency, async or sync."""
     actors = dict(graph.actors)
     if cfg.model:
         for name in ("vision", "decoder"):
@@ -157,9 +164,7 @@ def build_graph(cfg: SimDemoConfig, out_dir: Path) -> GraphConfig:
         actors["executor"] = replace(ex, params={**ex.params, "request_mode": "threshold",
                                                  "request_threshold": 0.0,
                                                  "chunk_timing": "arrival"})
-    exclude = [] if cfg.record_frames else list(CAMERA_TOPICS)
-    return add_recorder(replace(graph, actors=actors), str(out_dir / f"run-{cfg.mode}.mcap"),
-                        params={"exclude": exclude})
+    return replace(graph, actors=actors)
 
 
 def _model_dir(graph: GraphConfig) -> Path:

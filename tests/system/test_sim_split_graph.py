@@ -113,3 +113,23 @@ def test_the_robot_holds_through_a_dead_or_silent_server_and_resumes(tmp_path, r
         robot.stop()
         for s in servers:
             s.stop()
+
+
+def test_demo_split_runs_episodes_across_machines_with_jpeg_frames(tmp_path):
+    """`edgevla demo --split --jpeg 90`: the demo's episodes through the two shares, frames to
+    the server as JPEG, the robot's recording and summary as the one-machine demo leaves them."""
+    import json
+
+    from edgevla.actors.cli.main import main
+
+    assert main(["demo", "--split", "--jpeg", "101", "--out", str(tmp_path)]) == 2
+    assert main(["demo", "--split", "--mode", "both", "--out", str(tmp_path)]) == 2
+    out = tmp_path / "split"
+    assert main(["demo", "--split", "--jpeg", "90", "--episodes", "1", "--duration", "60",
+                 "--out", str(out)]) == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert s["chunks_accepted"] > 0 and s["episodes"] >= 1
+    assert s["machines"]["jpeg_quality"] == 90 and s["machines"]["server"] == ["decoder", "vision"]
+    assert all(v == 0 for v in s["restarts"].values()) and all(
+        v == 0 for v in s["machines"]["server_restarts"].values())
+    assert (out / "run-async.mcap").stat().st_size > 0 and (out / "keys" / "robot.key").is_file()
