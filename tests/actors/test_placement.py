@@ -255,3 +255,44 @@ def test_status_on_either_machine_shows_both_halves(tmp_path, run_base):
         robot.stop()
         if server is not None:
             server.stop()
+
+
+TWO_ROBOTS = """\
+name: fleet
+network: {base_port: 6150}
+machines:
+  robot_a: {address: 127.0.0.1}
+  robot_b: {address: 127.0.0.1}
+  server: {address: 127.0.0.1}
+defaults: {heartbeat_timeout_s: 5}
+actors:
+  cam_a: {machine: robot_a, kind: synthetic_camera, outputs: {frames: a/cam}, rate_hz: 30,
+          params: {width: 32, height: 24}}
+  cam_b: {machine: robot_b, kind: synthetic_camera, outputs: {frames: b/cam}, rate_hz: 30,
+          params: {width: 32, height: 24}}
+  stage_a: {machine: server, kind: dummy_stage, inputs: {in: a/cam}, outputs: {out: a/feat}}
+  stage_b: {machine: server, kind: dummy_stage, inputs: {in: b/cam}, outputs: {out: b/feat}}
+  sink_a: {machine: robot_a, kind: counter_sink, inputs: {in: a/feat}}
+  sink_b: {machine: robot_b, kind: counter_sink, inputs: {in: b/feat}}
+"""
+
+
+@pytest.mark.timing
+@pytest.mark.timeout(120)
+def test_one_server_answers_two_robots(run_base):
+    """Two robots' graphs and the server's in one file: the server runs a stage pair for each,
+    and both robots are answered (the counts of each grow; neither waits for the other)."""
+    g = parse_graph(TWO_ROBOTS, "fleet.yaml")
+    sups = {m: _start(g, m, run_base) for m in ("server", "robot_a", "robot_b")}
+    try:
+        def both():
+            for s in sups.values():
+                s.poll_once(10)
+            return _count(sups["robot_a"], "sink_a") >= 10 and _count(sups["robot_b"], "sink_b") >= 10
+
+        assert run_until(sups["server"], both, timeout_s=60)
+        peers = sups["robot_a"].status()["peers"]
+        assert set(peers) == {"robot_b", "server"}
+    finally:
+        for s in sups.values():
+            s.stop()
