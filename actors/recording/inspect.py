@@ -4,7 +4,11 @@ Per topic: messages, producers, rate, inter-message gaps (median / p99 / max, an
 exceed 2.5x the median period), sequence gaps per producer (messages lost before the recorder),
 bytes. Per stage, from the capture stamp every message carries: capture -> frame published,
 -> features, -> prefix, -> chunk, -> executed (a joint command's ``t_target_ns``) p50/p99/max.
-Chunks: lateness at arrival (``t_pub - t0``, how much of the chunk was already in the past).
+Chunks: lateness at arrival (arrival - ``t0``, how much of the chunk was already in the past).
+
+Latencies from capture use when the recorder received a message (``log_time``), never its
+``t_pub``: the recorder and the capture share a clock, while a message from another machine of
+a graph (an inference server) carries that machine's ``t_pub``.
 Commands: starvation ticks (fraction, longest run) and staleness (target time minus the capture
 time of the observation behind the command).
 
@@ -119,7 +123,7 @@ def inspect_messages(msgs: list[RecordedMessage], files: list[str] | None = None
             lat = [(c.t_target_ns - c.t_capture_ns) / 1e6 for c in decoded["joint_command"]
                    if c.t_capture_ns > 0]
         else:
-            lat = [(m.publish_time_ns - m.t_capture_ns) / 1e6 for m in msgs
+            lat = [(m.log_time_ns - m.t_capture_ns) / 1e6 for m in msgs
                    if m.schema == schema and m.t_capture_ns > 0]
         if lat:
             a = np.array(lat)
@@ -127,9 +131,9 @@ def inspect_messages(msgs: list[RecordedMessage], files: list[str] | None = None
                              "p99_ms": round(_pct(a, 99), 3), "max_ms": round(float(a.max()), 3)}
     chunks: dict[str, float] = {}
     if decoded["action_chunk"]:
-        late = np.array([(c.t_pub_ns - c.t0_ns) / 1e6 for c in decoded["action_chunk"]])
+        arr = np.array([m.log_time_ns for m in msgs if m.schema == "action_chunk"], dtype=np.int64)
+        late = np.array([(t - c.t0_ns) / 1e6 for t, c in zip(arr, decoded["action_chunk"])])
         horizon = np.array([c.actions.shape[0] * c.dt_ns / 1e6 for c in decoded["action_chunk"]])
-        arr = np.array([c.t_pub_ns for c in decoded["action_chunk"]], dtype=np.int64)
         chunks = {"count": int(late.size), "late_at_arrival_p50_ms": round(_pct(late, 50), 3),
                   "late_at_arrival_p99_ms": round(_pct(late, 99), 3),
                   "horizon_ms": round(float(np.median(horizon)), 3),
@@ -234,15 +238,16 @@ def plot_timeline(msgs: list[RecordedMessage], out: str | Path, title: str = "")
                                where=starved, color="red", alpha=0.2, step="mid",
                                label="starvation")
     if chunks:
-        ax[2].scatter([(c.t_pub_ns - t0) / 1e9 for c in chunks],
-                      [(c.t_pub_ns - c.t0_ns) / 1e6 for c in chunks], s=10, color="tab:orange",
-                      label="chunk late at arrival (t_pub - t0)")
+        arrived = [m.log_time_ns for m in msgs if m.schema == "action_chunk"]
+        ax[2].scatter([(t - t0) / 1e9 for t in arrived],
+                      [(t - c.t0_ns) / 1e6 for t, c in zip(arrived, chunks)], s=10,
+                      color="tab:orange", label="chunk late at arrival (arrival - t0)")
     ax[2].set_ylabel("ms")
     ax[2].set_title("staleness and starvation")
     ax[2].legend(loc="upper right", fontsize=8)
     # 4: per-stage latency from capture over time
     for label, schema in STAGES:
-        pts = [((m.publish_time_ns - t0) / 1e9, (m.publish_time_ns - m.t_capture_ns) / 1e6)
+        pts = [((m.log_time_ns - t0) / 1e9, (m.log_time_ns - m.t_capture_ns) / 1e6)
                for m in msgs if m.schema == schema and m.t_capture_ns > 0]
         if pts and schema != "joint_command":
             x, y = zip(*pts)
