@@ -56,8 +56,8 @@ def test_robot_and_server_on_two_machines(tmp_path):
     assert subprocess.run([*cli, "keys", str(graph)], capture_output=True).returncode == 0
     procs, bases = {}, []
     try:
-        for machine, secs, prefix in (("server", 45, ns[1] if ns else None),
-                                      ("robot", 35, ns[0] if ns else None)):
+        for machine, secs, prefix in (("server", 30, ns[1] if ns else None),
+                                      ("robot", 22, ns[0] if ns else None)):
             # a short base: ipc socket paths must stay under ~100 bytes
             bases.append(tempfile.mkdtemp(prefix=f"ev{machine[0]}"))
             env = {**os.environ, "EDGEVLA_RUN_BASE": bases[-1]}
