@@ -69,6 +69,9 @@ def add_parser(sub) -> None:
     p.add_argument("--portable-onnx", action="store_true",
                    help="SmolVLA: standard ONNX ops only in prefill/denoise (default: RoPE and "
                         "attention as ONNX Runtime contrib nodes, faster, ONNX Runtime only)")
+    p.add_argument("--model-id", metavar="ID",
+                   help="the bundle's model id (chunks carry it; default: the checkpoint's run "
+                        "folder and policy type)")
     p.add_argument("--rtc-vjp", action="store_true",
                    help="SmolVLA: also export the denoise step's vector-Jacobian product "
                         "(denoise_vjp.onnx), for real-time chunking's full correction "
@@ -183,7 +186,7 @@ def _policy_to_export(args, console):
                       "feeds raw values[/]")
     kind = exporter.policy_type(policy)
     return policy, stats, Path(args.out or f"models/{kind}"), \
-        Path(args.policy).resolve().parent.name + "-" + kind
+        args.model_id or Path(args.policy).resolve().parent.name + "-" + kind
 
 
 def _parity_report(policy, stats, out: Path, manifest, check: list) -> dict:

@@ -384,6 +384,9 @@ def _write_bundle_files(out: Path, model_dir: Path, manifest: Manifest, tgt: "Bo
             for f in (var.file, var.prep):
                 if f:
                     shutil.copy2(model_dir / f, out / "model" / f)
+    vjp = manifest.extra.get("denoise_vjp")  # real-time chunking's full correction
+    if vjp:
+        shutil.copy2(model_dir / vjp["file"], out / "model" / vjp["file"])
     if tgt is None:  # the host profile: the arm on USB through the host firmware
         graph = host_profile.host_graph(manifest.policy, "model", manifest.fps, manifest.cameras,
                                         manifest.image_hw, CALIBRATION_FILE if calibration else None,

@@ -57,6 +57,8 @@ def export_denoise_vjp(policy, layout: export_smolvla.SmolVLALayout, out_dir: st
     with patches, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         traced = make_fx(module)(*args)
+        # one file, weights inside (a bundle's stage files are single files; protobuf's 2 GB
+        # limit is far above the sizes this runs at)
         torch.onnx.export(traced, args, str(path), input_names=names, output_names=["v_t", "vjp"],
-                          opset_version=opset, dynamo=True, verbose=False)
+                          opset_version=opset, dynamo=True, verbose=False, external_data=False)
     return {"file": FILE, "inputs": names, "outputs": ["v_t", "vjp"]}

@@ -150,6 +150,7 @@ def test_full_correction_on_the_onnx_path_is_autograds(smolvla):
     model = StageModel(path, choices={s: StageChoice("fp32", "onnxruntime") for s in ("vision", "prefill", "denoise")})
     m = model.manifest
     assert m.extra["denoise_vjp"]["file"] == "denoise_vjp.onnx"
+    assert sorted(p.name for p in path.glob("denoise_vjp*")) == ["denoise_vjp.onnx"]  # one file
     smp = synthetic_samples(policy, 1, seed=4)[0]
     prefix = model.prefill(model.features(smp.frames, smp.state))
     stage = DenoiseStage(policy, layout_of(policy, policy.config.tokenizer_max_length)).eval()
@@ -189,3 +190,11 @@ def test_full_correction_on_the_onnx_path_is_autograds(smolvla):
         correction = torch.autograd.grad(x1, xg, err)[0]
         xt = (xg - (1.0 / steps) * (v - guidance_weight(time, beta) * correction)).detach()
     assert np.max(np.abs(ours - xt[0, :, :m.action_dim].numpy())) < 1e-3
+
+
+def test_a_board_bundle_carries_the_vjp_graph(smolvla, tmp_path):
+    from edgevla.deploy.bundle.manifest import write_board_bundle
+
+    _, _, path = smolvla
+    out = write_board_bundle(path, tmp_path / "board", target="host", tarball=False)
+    assert (out / "model" / "denoise_vjp.onnx").is_file()
