@@ -27,6 +27,7 @@ from edgevla.actors.runtime.supervisor import Supervisor
 from edgevla.actors.wire import endpoints as ep
 from edgevla.actors.wire.bus import Publisher
 
+from no_jump import assert_no_jump
 from runtime_helpers import run_for, run_until, with_model
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -191,13 +192,7 @@ def check_recording(recording: Path, kills: dict[str, tuple[float, float]], grap
     msgs = [m for f in files for m in read_recording(f, topics=["robot/state"])]
     msgs.sort(key=lambda m: m.publish_time_ns)
     assert len(msgs) > 500
-    # t_capture_ns is the host time the physics was advanced to for that reading; publish time
-    # lags it by whatever the sim spent rendering frames in the same step
-    t = np.array([m.t_capture_ns for m in msgs]) / 1e9
     seq = np.array([m.seq for m in msgs])
-    # arm joints only: the simulated fingers are light position servos that snap to their
-    # goal within a few ms whatever the command does (a sim artefact, not a command jump)
-    q = np.stack([m.decode().joints[:5] for m in msgs])
 
     def in_window(ts: float, name: str, margin: float = 0.5) -> bool:
         if name not in kills:
@@ -205,46 +200,9 @@ def check_recording(recording: Path, kills: dict[str, tuple[float, float]], grap
         a, b = kills[name]
         return a - margin <= ts <= b + margin
 
-    # No jumps, twice. (a) The servo goal the firmware wrote onto the bus (`commanded`, read by
-    # the plant at each step): the whole command chain executor -> link -> M7 -> servo bus, in
-    # host time, so it does not care whether the plant process was scheduled. Over any window it
-    # moves no more than the velocity limit allows for the time that actually passed, with margin
-    # for the bus latency jitter. A real jump (torque-on driving a joint to 0 rad, a restarted
-    # executor starting from a stale pose) is far beyond it.
     max_vel = float(graph.actors["executor"].params.get("max_velocity_rad_s", 3.0))
-    window_s = 0.1
     sim_killed = kills["sim"][0] - 0.5 if "sim" in kills else np.inf
-    j = np.searchsorted(t, t + window_s)
-    valid = (j < len(t)) & (t + window_s < sim_killed)
-    i_idx = np.flatnonzero(valid)
-    assert len(i_idx) > 300, f"only {len(i_idx)} state windows before the sim was killed"
-    dt = t[j[i_idx]] - t[i_idx]
-    goal = np.stack([m.decode().commanded[:5] for m in msgs])
-    excess = np.abs(goal[j[i_idx]] - goal[i_idx]).max(axis=1) - (1.5 * max_vel * dt + 0.05)
-    k = int(np.argmax(excess))
-    where = {n: (round(a - t[i_idx[k]], 2), round(b - t[i_idx[k]], 2)) for n, (a, b) in kills.items()}
-    assert excess[k] < 0, (f"the servo goal jumped {excess[k]:.3f} rad beyond the velocity bound "
-                           f"over {dt[k] * 1e3:.0f} ms at t={t[i_idx[k]] - t[0]:.2f}s; fault windows "
-                           f"relative to it: {where}")
-
-    # (b) The arm itself: over each window it travels no further than the velocity limit allows
-    # for the time that passed (1.5x: the position servo closes each 10 ms goal step faster than
-    # the average speed) plus the lag it had to close (|goal - arm| per joint at the window's start).
-    # The lag term is for a plant process that was not scheduled for a while: its sim time jumps
-    # (max_catchup_s) and the arm, left behind a goal that moved on, closes the gap in a burst once
-    # it runs again (CI: 0.645 rad in 100 ms while a restarting executor loaded the 2 cores) -- a
-    # simulator artefact, not a command. A jump of the arm itself (a plant that teleports, a joint
-    # that drops while its goal stays) is explained by neither term.
-    lag = np.abs(goal - q)[i_idx]
-    moves = np.abs(q[j[i_idx]] - q[i_idx])
-    allowed = 1.5 * max_vel * dt[:, None] + 0.05 + lag
-    excess = (moves - allowed).max(axis=1)
-    k = int(np.argmax(excess))
-    kj = int(np.argmax(moves[k] - allowed[k]))
-    where = {n: (round(a - t[i_idx[k]], 2), round(b - t[i_idx[k]], 2)) for n, (a, b) in kills.items()}
-    assert excess[k] < 0, (f"the arm moved {moves[k, kj]:.3f} rad in {dt[k] * 1e3:.0f} ms (bound "
-                           f"{allowed[k, kj]:.3f}, of which lag behind its goal {lag[k, kj]:.3f}) "
-                           f"at t={t[i_idx[k]] - t[0]:.2f}s; fault windows relative to it: {where}")
+    assert_no_jump(msgs, max_vel, kills, until_s=sim_killed)
 
     # No loss while the recorder was alive: robot/state seq is contiguous within each sim
     # process's life, except across the recorder's own restart.
