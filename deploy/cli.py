@@ -78,6 +78,10 @@ def add_parser(sub) -> None:
                         "(denoise param rtc_correction: full)")
     p.set_defaults(func=_export)
 
+    _add_bundle_parser(sub)
+
+
+def _add_bundle_parser(sub) -> None:
     b = sub.add_parser(
         "bundle", help="package a model bundle for a board: graph, systemd units, README, tarball",
         description="Write a board bundle: model/ (the model bundle), graph.yaml (executor + M7 "
