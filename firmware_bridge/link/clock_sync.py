@@ -82,6 +82,15 @@ class ClockSync:
             keep = rtt <= np.quantile(rtt, 0.5)
         if keep.sum() < 2:
             keep = np.ones_like(rtt, dtype=bool)
+        span_all = mid.max() - mid.min()
+        if keep.sum() >= 6 and np.ptp(mid[keep]) < self.min_span_s * 1e9 <= span_all:
+            # the fastest round trips bunched in one part of the window (a burst of explicit
+            # pings among slower periodic ones): the fastest of each half instead, so the fit
+            # still sees the whole span and with it the drift
+            split = (mid.min() + mid.max()) / 2.0
+            keep = np.zeros_like(keep)
+            for part in (mid <= split, mid > split):
+                keep |= part & (rtt <= np.quantile(rtt[part], self.fast_fraction))
         x, yk = mid[keep], y[keep]
         ref = int(np.median(mid))
         span = x.max() - x.min()
