@@ -138,17 +138,17 @@ def test_drift_ppm_is_parts_per_million():
 
 
 def test_a_burst_of_fast_pings_at_the_end_still_shows_the_drift():
-    """150 periodic pings over 3 s with slower round trips, then 20 fast explicit ones in the
-    last 0.4 s (what `McuLink.sync_clock` adds to the background pings): the fastest 30 % alone
-    would all be the burst, too short a span to see drift; the fastest of each half see it."""
+    """Periodic pings over 3 s whose round trips were slow for the first 2 s (load), fast after,
+    then 20 fast explicit ones (what `McuLink.sync_clock` adds): the fastest 30 % alone all lie
+    in the last 1.4 s, too short a span to see drift; the fastest of each half see it."""
     cs = ClockSync()
     for k in range(150):
-        ping(cs, T0 + k * 20 * MS, 900 * US, 0, drift=250e-6)
+        ping(cs, T0 + k * 20 * MS, (900 if k < 100 else 100 + k) * US, 0, drift=250e-6)
     for k in range(20):
         ping(cs, T0 + 3_000 * MS + k * 20 * MS, 70 * US, 0, drift=250e-6)
     est = cs.estimate()
     assert est.drift_ppm == pytest.approx(250, abs=5)
-    # without the burst problem nothing changes: fast ones spread over the window are used alone
+    # fast ones spread over the window: used alone, as before
     spread = ClockSync()
     for k in range(40):
         ping(spread, T0 + k * 100 * MS, (70 if k % 3 == 0 else 900) * US, 0, drift=250e-6)
