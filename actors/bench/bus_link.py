@@ -48,7 +48,7 @@ def _keys() -> tuple[CurveKeys, CurveKeys]:
     return CurveKeys(public=spub, secret=ssec), CurveKeys(public=cpub, secret=csec, server_public=spub)
 
 
-def _receive(endpoints: dict[str, str], client: CurveKeys, expected: int, ready, out_q) -> None:
+def _receive(endpoints: dict[str, str], client: CurveKeys, expected: int, ready, warm, out_q) -> None:
     ctx = zmq.Context()
     subs = {m: Subscriber(ctx, [ep], ["cam/top"], hwm=10_000, curve=client if LINK_MODES[m][0] else None)
             for m, ep in endpoints.items()}
@@ -58,6 +58,7 @@ def _receive(endpoints: dict[str, str], client: CurveKeys, expected: int, ready,
     by_sock = {sub.sock: m for m, sub in subs.items()}
     lat: dict[str, list[int]] = {m: [] for m in endpoints}
     recv: dict[str, list[int]] = {m: [] for m in endpoints}
+    warmed: set[str] = set()
     ready.set()
     while sum(len(v) for v in lat.values()) < expected * len(endpoints):
         events = dict(poller.poll(5000))
@@ -70,6 +71,11 @@ def _receive(endpoints: dict[str, str], client: CurveKeys, expected: int, ready,
                 continue
             now = time.monotonic_ns()
             frame = got[1]
+            if frame.producer == "warm":  # connections (CURVE handshakes) are up before timing
+                warmed.add(m)
+                if len(warmed) == len(endpoints):
+                    warm.set()
+                continue
             _ = int(frame.image[0, 0, 0])  # decoded, H x W x 3, touched as a consumer would
             lat[m].append(now - frame.t_capture_ns)
             recv[m].append(now)
@@ -89,12 +95,16 @@ def run_link(n: int, period_s: float = 1 / 30, base_port: int = 7600) -> list[di
                          hwm=10_000)
             for (m, (curve, q)), ep in zip(LINK_MODES.items(), endpoints.values())}
     mpc = mp.get_context("spawn")
-    ready, out_q = mpc.Event(), mpc.Queue()
-    proc = mpc.Process(target=_receive, args=(endpoints, client, n, ready, out_q), daemon=True)
+    ready, warm, out_q = mpc.Event(), mpc.Event(), mpc.Queue()
+    proc = mpc.Process(target=_receive, args=(endpoints, client, n, ready, warm, out_q), daemon=True)
     proc.start()
     ready.wait(30)
-    time.sleep(0.5)  # CURVE handshakes done before the first timed message
     image = camera_like_frame()
+    deadline = time.monotonic() + 60
+    while not warm.is_set() and time.monotonic() < deadline:  # every link up before timing
+        for pub in pubs.values():
+            pub.send("cam/top", Frame(camera="top", image=image, producer="warm"))
+        warm.wait(0.05)
     wire = {m: _wire_bytes(image, q) for m, (_, q) in LINK_MODES.items()}
     t_next = time.monotonic_ns()
     t0 = t_next
