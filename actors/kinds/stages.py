@@ -121,9 +121,11 @@ class _StageActor(Actor):
     def _chunk(self, clock: Clock, actions: np.ndarray, t_capture_ns: int,
                obs_seq: int) -> ActionChunk:
         # A board-class inference latency on a fast host: the chunk leaves no earlier than
-        # capture + latency, and the stage is busy until then, as a slow board's would be.
+        # capture + latency, and the stage is busy until then, as a slow board's would be. Never
+        # longer than the latency from now: on an inference server the capture time is the
+        # robot's clock, which this machine's clock cannot be compared with.
         if self.simulated_latency_ns:
-            clock.sleep_until_ns(int(t_capture_ns) + self.simulated_latency_ns)
+            clock.sleep_until_ns(min(int(t_capture_ns), clock.now_ns()) + self.simulated_latency_ns)
         if not self.joints.is_identity:
             actions = np.stack([self.joints.to_servo_radians(a) for a in actions])
         return ActionChunk(t0_ns=int(t_capture_ns), dt_ns=self.manifest.dt_ns,

@@ -207,6 +207,13 @@ def test_simulated_latency_holds_the_chunk_until_capture_plus_latency(bundles):
     assert clock.now_ns() == 9_000_000 + 1_500_000_000  # no wait: already past
     with pytest.raises(ValueError, match="simulated_latency_ms"):
         dec.set_param("simulated_latency_ms", -1)
+    # a capture stamped by another machine's clock (far ahead of this one): busy for the
+    # latency from now at most, never until a time of a clock it cannot compare with
+    dec.set_param("simulated_latency_ms", 200)
+    f.t_capture_ns = clock.now_ns() + 10**15
+    before = clock.now_ns()
+    dec.step(clock, {"features": f})
+    assert clock.now_ns() == before + 200_000_000
 
 
 @pytest.mark.train
