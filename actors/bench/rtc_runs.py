@@ -172,10 +172,10 @@ def metrics(rec: RunRecord, fps: float, skip_s: float = 1.0, window_s: float = 0
             ) -> dict[str, float]:
     """Seam jump: for each chunk with a commitment, within ``window_s`` of its arrival (where
     it takes over), the largest change from one tick to the next of (command - what the
-    executor had committed to, continued at its last velocity where it ends): how abruptly
-    the arm leaves the motion in progress, the
-    closed-loop counterpart of `bench executor`'s tracking-error jump. RMS jerk: third
-    difference / dt^3 of the commands on the control grid, whole run."""
+    executor had committed to, continued at its last velocity where it ends): how abruptly the
+    arm leaves the motion in progress, the closed-loop counterpart of `bench executor`'s
+    tracking-error jump. RMS jerk: third difference / dt^3 of the commands on the control
+    grid, whole run."""
     t, y = rec.t_s, rec.y
     h = 1.0 / fps
     out = {"max_seam_jump_rad": 0.0, "seam_at_s": float("nan"), "rms_jerk_rad_s3": float("nan"),
