@@ -1,9 +1,9 @@
 """The governor: keep inference latency below the execution horizon by scaling other actors.
 
 Pure decision logic, no I/O. The executor feeds it one sample per accepted chunk: the measured
-inference latency (the chunk's arrival minus its ``t_capture_ns``, one clock) and the time budget that latency
-must fit in (the horizon that was left when the observation was requested). It keeps an
-exponential average of ``latency / budget``:
+inference latency (the chunk's arrival minus its ``t_capture_ns``, one clock) and the time
+budget that latency must fit in (the horizon that was left when the observation was
+requested). It keeps an exponential average of ``latency / budget``:
 
 * above ``high`` (latency approaches the horizon) it lowers the first knob that can still go
   down, in the order the graph lists them (e.g. denoising steps, then camera rate, then

@@ -98,7 +98,8 @@ def test_guided_onnx_denoising_is_lerobots_rtc_sampling(smolvla, schedule):
     from edgevla.deploy.inference.pipeline import StageChoice, StageModel
 
     policy, stats, path = smolvla
-    model = StageModel(path, choices={s: StageChoice("fp32", "onnxruntime") for s in ("vision", "prefill", "denoise")})
+    model = StageModel(path, choices={s: StageChoice("fp32", "onnxruntime")
+                                      for s in ("vision", "prefill", "denoise")})
     m = model.manifest
     smp = synthetic_samples(policy, 1, seed=3)[0]
     rng = np.random.default_rng(11)
@@ -147,14 +148,16 @@ def test_full_correction_on_the_onnx_path_is_autograds(smolvla):
     from edgevla.deploy.inference.pipeline import StageChoice, StageModel
 
     policy, _, path = smolvla
-    model = StageModel(path, choices={s: StageChoice("fp32", "onnxruntime") for s in ("vision", "prefill", "denoise")})
+    model = StageModel(path, choices={s: StageChoice("fp32", "onnxruntime")
+                                      for s in ("vision", "prefill", "denoise")})
     m = model.manifest
     assert m.extra["denoise_vjp"]["file"] == "denoise_vjp.onnx"
     assert sorted(p.name for p in path.glob("denoise_vjp*")) == ["denoise_vjp.onnx"]  # one file
     smp = synthetic_samples(policy, 1, seed=4)[0]
     prefix = model.prefill(model.features(smp.frames, smp.state))
-    stage = DenoiseStage(policy, layout_of(policy, policy.config.tokenizer_max_length)).eval()
-    kv = [torch.from_numpy(prefix[k]) for k in ("prefix_pad_mask", *layout_of(policy, policy.config.tokenizer_max_length).kv_names())]
+    layout = layout_of(policy, policy.config.tokenizer_max_length)
+    stage = DenoiseStage(policy, layout).eval()
+    kv = [torch.from_numpy(prefix[k]) for k in ("prefix_pad_mask", *layout.kv_names())]
 
     def velocity(x, time):
         return stage(x, torch.tensor([time], dtype=torch.float32), *kv)
