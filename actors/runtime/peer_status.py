@@ -54,11 +54,12 @@ class PeerStatus:
         self._next = 0.0
         self.heard: dict[str, tuple[float, dict[str, Any]]] = {}
 
+    def due(self) -> bool:
+        """Time to publish again (the status is built only then)."""
+        return time.monotonic() >= self._next
+
     def publish(self, own: dict[str, Any]) -> None:
-        now = time.monotonic()
-        if now < self._next:
-            return
-        self._next = now + PERIOD_S
+        self._next = time.monotonic() + PERIOD_S
         body = {"machine": self.placement.machine, "graph": own.get("graph"),
                 "uptime_s": own.get("uptime_s"),
                 "actors": [{k: a.get(k) for k in _FIELDS} for a in own.get("actors", [])]}

@@ -42,8 +42,10 @@ actors:
 """
 
 
-def test_governor_lowers_the_slow_stage_through_the_supervisor(run_base):
-    sup = start_graph(GRAPH, run_base)
+@pytest.mark.parametrize("network", ["", "network: {curve: true}\n"], ids=["plain", "curve"])
+def test_governor_lowers_the_slow_stage_through_the_supervisor(run_base, network):
+    """Also when every socket uses CURVE: the supervisor hears the executor's commands."""
+    sup = start_graph(GRAPH.replace("name: gov\n", "name: gov\n" + network), run_base)
     try:
         stage = sup.replicas["stage"][0]
         assert run_until(sup, lambda: (stage.last_stats.get("actor_stats", {})
