@@ -56,10 +56,10 @@ def test_the_split_sim_graph_drives_the_arm_from_the_server(tmp_path, run_base):
     try:
         def chunks(n):
             server.poll_once(20)
-            return _stat(robot, "executor", "accepted_chunks") >= n
+            # stats come with heartbeats: the server's may lag the robot's by a second
+            return _stat(robot, "executor", "accepted_chunks") >= n and _stat(server, "vision", "runs") >= n
 
         assert run_until(robot, lambda: chunks(3), timeout_s=120)
-        assert _stat(server, "vision", "runs") >= 3
         mcu = _stat(robot, "executor", "mcu", {})
         assert mcu.get("errors") == 0 and mcu.get("forwarded", 0) > 0, mcu
         assert all(r.restarts == 0 for s in (robot, server) for rs in s.replicas.values() for r in rs)
