@@ -13,6 +13,7 @@ from pathlib import Path
 import zmq
 
 from edgevla.actors.runtime.graph import ActorConfig, GraphConfig, expand_placeholders
+from edgevla.actors.runtime.placement import PUSH_PORT_OFFSET
 from edgevla.actors.runtime.process import ProcessSpec
 from edgevla.actors.runtime.registry import resolve
 from edgevla.actors.wire import endpoints as ep
@@ -39,7 +40,7 @@ class ActorWiring:
         if placed is not None:  # read on another machine than its producer's
             return placed
         if self.tcp_ports:
-            port = self.tcp_ports[(topic, replica)] + (10000 if push else 0)
+            port = self.tcp_ports[(topic, replica)] + (PUSH_PORT_OFFSET if push else 0)
             return ep.topic_endpoint(self.run_dir, topic, replica, tcp_port=port,
                                      tcp_host=self.graph.network.host)
         return ep.topic_endpoint(self.run_dir, topic, replica, push=push)

@@ -8,14 +8,14 @@ heard from for `STALE_S` is shown as unreachable, never guessed at.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
 import msgpack
 import zmq
 
-from edgevla.actors.wire.bus import CurveKeys, apply_curve, bind
-from edgevla.actors.wire.curve_auth import ZAP_DOMAIN
+from edgevla.actors.wire.bus import apply_curve, bind, curve_keys
 
 PERIOD_S = 1.0
 STALE_S = 3.0
@@ -39,17 +39,13 @@ class PeerStatus:
         self.sub = ctx.socket(zmq.SUB)
         self.sub.setsockopt(zmq.LINGER, 0)
         self.sub.setsockopt(zmq.SUBSCRIBE, b"")
-        keys = None
-        if curve is not None:
-            keys = CurveKeys(public=curve["public"].encode(), secret=curve["secret"].encode(),
-                             zap_domain=ZAP_DOMAIN)
-        apply_curve(self.pub, keys, server=True)
+        apply_curve(self.pub, curve_keys(curve, server=True), server=True)
         bind(self.pub, status_endpoint(placement, placement.machine, base_port))
+        client = curve_keys(curve, server=False)
         for m in placement.remote_machines():
-            if curve is not None:
-                self.sub.curve_secretkey = keys.secret
-                self.sub.curve_publickey = keys.public
-                self.sub.curve_serverkey = placement.keys.public[m].encode()
+            if client is not None:  # trust each machine by its own key (read at connect)
+                apply_curve(self.sub, dataclasses.replace(
+                    client, server_public=placement.keys.public[m].encode()), server=False)
             self.sub.connect(status_endpoint(placement, m, base_port))
         self._next = 0.0
         self.heard: dict[str, tuple[float, dict[str, Any]]] = {}

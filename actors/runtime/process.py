@@ -28,11 +28,11 @@ import zmq
 
 from edgevla.actors.runtime.actor import Actor
 from edgevla.actors.runtime.registry import resolve
-from edgevla.actors.wire.bus import BusCounters, CurveKeys, Publisher, Subscriber, bind, serve_requests
+from edgevla.actors.wire.bus import BusCounters, Publisher, Subscriber, bind, curve_keys, serve_requests
 from edgevla.actors.wire.clock import StepWallClock
 from edgevla.actors.wire.codec import encode
 from edgevla.actors.wire.control import ActorCommand
-from edgevla.actors.wire.curve_auth import ZAP_DOMAIN, HandshakeWatch, start_authenticator
+from edgevla.actors.wire.curve_auth import HandshakeWatch, start_authenticator
 from edgevla.actors.wire.messages import TRACE_PREFIX, Heartbeat, Message, StepTrace
 
 log = logging.getLogger("edgevla.runtime")
@@ -129,20 +129,11 @@ class ActorProcess:
         self.stop_requested = False
         self.errors: dict[str, int] = {}
         self.ctx = zmq.Context()
-        curve_self = curve_client = None
         self.auth = None
-        if spec.curve:
-            c = spec.curve
-            zap = None
-            if c.get("allowed"):  # a graph across machines: only its machines' keys get in
-                self.auth = start_authenticator(self.ctx, c["allowed"])
-                zap = ZAP_DOMAIN
-            curve_self = CurveKeys(public=c["public"].encode(), secret=c["secret"].encode(),
-                                   zap_domain=zap)
-            curve_client = CurveKeys(public=c["public"].encode(), secret=c["secret"].encode(),
-                                     server_public=c["server_public"].encode(),
-                                     server_keys={e: k.encode() for e, k in
-                                                  (c.get("server_keys") or {}).items()})
+        if spec.curve and spec.curve.get("allowed"):  # across machines: only theirs get in
+            self.auth = start_authenticator(self.ctx, spec.curve["allowed"])
+        curve_self = curve_keys(spec.curve, server=True)
+        curve_client = curve_keys(spec.curve, server=False)
         self._curve_client = curve_client
         name = f"{spec.actor}.{spec.replica}"
         self.pubs: dict[str, Publisher] = {}

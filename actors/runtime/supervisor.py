@@ -31,7 +31,7 @@ from edgevla.actors.runtime.run_lookup import SUPERVISOR_PID_FILE, announce_run
 from edgevla.actors.runtime.run_verdict import tail_error
 from edgevla.actors.wire import endpoints as ep
 from edgevla.actors.wire import shm as _shm
-from edgevla.actors.wire.bus import CurveKeys, Subscriber, bind, make_run_dir, request, serve_requests
+from edgevla.actors.wire.bus import Subscriber, bind, curve_keys, make_run_dir, request, serve_requests
 from edgevla.actors.wire.codec import decode
 from edgevla.actors.wire.control import ActorCommand, GovernorCommand, ReplicaState, SupervisorCommand
 from edgevla.actors.wire.curve_auth import start_authenticator
@@ -69,13 +69,11 @@ class Supervisor:
         self._pids: set[int] = set()  # every actor pid of this run: their shm segments
         control_topics = [t for a in graph.actors.values() for p, t in a.outputs.items()
                           if p == "control"]
-        curve = self.wiring.curve  # a publisher with CURVE answers only a CURVE client
-        self.control_sub = Subscriber(
+        self.control_sub = Subscriber(  # a CURVE publisher answers only a CURVE client
             self.ctx, [self.wiring.endpoint(t, r) for t in control_topics
                        for r in range(graph.actors[graph.producers()[t]].max_replicas)],
-            control_topics, curve=None if not curve else CurveKeys(
-                public=curve["public"].encode(), secret=curve["secret"].encode(),
-                server_public=curve["server_public"].encode())) if control_topics else None
+            control_topics, curve=curve_keys(self.wiring.curve, server=False)) \
+            if control_topics else None
         self.peers, self._auth = None, None
         if graph.placement is not None:  # one graph across machines: show the other halves
             curve = self.wiring.curve

@@ -34,6 +34,7 @@ import zmq
 
 from edgevla.actors.wire import shm as _shm
 from edgevla.actors.wire.codec import decode_body, encode
+from edgevla.actors.wire.curve_auth import ZAP_DOMAIN
 from edgevla.actors.wire.errors import MalformedMessage
 from edgevla.actors.wire.frame_codec import compress_frame, decompress_frame, is_compressed
 from edgevla.actors.wire.messages import Frame, Message
@@ -123,6 +124,20 @@ def check_private_dir(path: Path) -> None:
     if st.st_uid != os.getuid() or stat.S_IMODE(st.st_mode) & 0o077:
         raise PermissionError(f"{path}: run directory must be owned by uid {os.getuid()} and "
                               f"mode 0700, got uid {st.st_uid} mode {oct(stat.S_IMODE(st.st_mode))}")
+
+
+def curve_keys(material: dict[str, Any] | None, *, server: bool) -> CurveKeys | None:
+    """A process's CURVE material (z85 strings, as `ActorWiring` hands it out) as the keys of
+    its servers (publishers: asking the ZAP handler when the material lists whom it admits) or
+    of its clients (subscribers: the server key, and per endpoint where there are several)."""
+    if not material:
+        return None
+    public, secret = material["public"].encode(), material["secret"].encode()
+    if server:
+        return CurveKeys(public=public, secret=secret,
+                         zap_domain=ZAP_DOMAIN if material.get("allowed") else None)
+    return CurveKeys(public=public, secret=secret, server_public=material["server_public"].encode(),
+                     server_keys={e: k.encode() for e, k in (material.get("server_keys") or {}).items()})
 
 
 def apply_curve(sock: zmq.Socket, keys: CurveKeys | None, server: bool) -> None:
