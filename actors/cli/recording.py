@@ -160,10 +160,11 @@ def _replay_step(args, msgs, traces, graph, overrides) -> int:
                   f"(recorded with --topics?), so it never got them")
     con.print(f"stepped {', '.join(f'{a} x{res.steps[a]} ({res.tick_source[a]})' for a in res.live)}"
               f" over {span:.3f} s of recording")
-    for actor, n in res.inputs_not_found.items():
-        con.print(f"note: {actor}: {n} step(s) consumed a message the recording does not hold "
-                  f"(sent before the recorder connected, or by another replaced actor under "
-                  f"another name); those steps got what the delivery rule gives")
+    for actor, steps in res.inputs_not_found.items():
+        con.print(f"note: {actor}: {len(steps)} step(s) consumed a message the recording does not "
+                  f"hold, the first at +{(steps[0] - res.t_start_ns) / 1e9:.3f} s (sent before the "
+                  f"recorder connected, lost by it, or sent by another replaced actor under another "
+                  f"name); those steps got what the delivery rule gives")
     report = {"live": res.live, "steps": res.steps, "tick_source": res.tick_source,
               "outputs": {t: len(v) for t, v in res.replayed.items()}}
     rc = 0

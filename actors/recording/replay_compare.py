@@ -136,6 +136,7 @@ def compare_replay(result: StepReplay) -> list[TopicDiff]:
 def diff_report_json(diffs: list[TopicDiff], result: StepReplay) -> dict[str, Any]:
     return {"live": result.live, "tick_source": result.tick_source, "steps": result.steps,
             "topics": [d.as_dict() for d in diffs],
+            "inputs_not_found_ns": result.inputs_not_found,
             "bit_identical": all(d.bit_identical for d in diffs) if diffs else None}
 
 

@@ -61,8 +61,10 @@ class StepReplay:
     missing_inputs: dict[str, list[str]] = field(default_factory=dict)  # actor -> topics
     # topic -> (step time of each recorded message, of each replayed message), when known
     pair_keys: dict[str, tuple[list[int], list[int]]] = field(default_factory=dict)
-    # actor -> traced steps with a consumed message the replay did not have (fed by the rule)
-    inputs_not_found: dict[str, int] = field(default_factory=dict)
+    # actor -> times of traced steps with a consumed message the replay did not have (those
+    # steps were fed by the delivery rule): at the start, messages sent before the recorder
+    # connected; later, a hole in the recording
+    inputs_not_found: dict[str, list[int]] = field(default_factory=dict)
 
 
 def _tick_times(name: str, spec: ActorSpec, cls: type[Actor],
@@ -154,7 +156,8 @@ def replay_step(messages: list[RecordedMessage], graph: Any, replace: Iterable[s
                       recorded={t: by_topic.get(t, []) for t in suppressed},
                       steps=dict(g.steps), tick_source=source, t_start_ns=t_start,
                       t_end_ns=t_end, missing_inputs={k: v for k, v in missing.items() if v},
-                      pair_keys=pair_keys, inputs_not_found=dict(g.inputs_not_found))
+                      pair_keys=pair_keys,
+                      inputs_not_found={k: list(v) for k, v in g.inputs_not_found.items()})
 
 
 def _pair_keys(live: dict[str, ActorSpec], originals: dict[str, ActorSpec],

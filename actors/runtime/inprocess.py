@@ -193,7 +193,7 @@ class InProcessGraph:
         self._seen = _SeenMessages({t for steps in self.step_inputs.values()
                                     for ins in steps.values() for keys in ins.values()
                                     for t, *_ in keys})
-        self.inputs_not_found: dict[str, int] = {}
+        self.inputs_not_found: dict[str, list[int]] = {}  # actor -> step times
         t0 = self.clock.now_ns() if start_ns is None else int(start_ns)
         tick_times = tick_times or {}
         self._ticks: dict[str, Iterable[int] | None] = {}
@@ -278,7 +278,7 @@ class InProcessGraph:
         consumed, self._consumed[name] = self._consumed[name], {}
         recorded = self.step_inputs.get(name, {}).get(t)
         if recorded is not None:
-            inputs, consumed = self._recorded_inputs(name, recorded, inputs)
+            inputs, consumed = self._recorded_inputs(name, t, recorded, inputs)
         outputs = actor.step(self.clock, inputs)
         self.steps[name] += 1
         if self._recorders and name not in self._recorders:
@@ -289,7 +289,7 @@ class InProcessGraph:
             self._publish(name, t, outputs)
         self._next_tick(name, t)
 
-    def _recorded_inputs(self, name: str, recorded: dict[str, list[list[Any]]],
+    def _recorded_inputs(self, name: str, t: int, recorded: dict[str, list[list[Any]]],
                          mail: dict[str, Any]) -> tuple[dict[str, Any], dict[str, list[Any]]]:
         """The messages a recorded step consumed; a port whose message is not here (published
         by another live actor under another name) keeps what the delivery rule gave it."""
@@ -299,7 +299,9 @@ class InProcessGraph:
         for port, keys in recorded.items():
             found = [m for m in (self._seen.get(*k) for k in keys) if m is not None]
             if len(found) < len(keys):
-                self.inputs_not_found[name] = self.inputs_not_found.get(name, 0) + 1
+                steps = self.inputs_not_found.setdefault(name, [])
+                if not steps or steps[-1] != t:
+                    steps.append(t)
                 if port in mail:
                     inputs[port] = mail[port]
                 continue

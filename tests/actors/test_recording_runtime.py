@@ -214,3 +214,19 @@ def test_wall_clock_run_with_step_traces_replays_every_stage_exactly(exec_record
             unpaired = d.recorded - d.compared  # outputs of steps the replay could not run
             assert d.recorded > 5 and unpaired >= 0, (actor, d)
             assert warm_up + unpaired <= (60 if actor == "executor" else 2), (actor, d)
+
+
+def test_a_message_the_recording_lost_mid_run_is_reported_at_the_step_that_consumed_it(
+        exec_recording):
+    """A consumed message missing from the recording (a hole, not the warm-up) is named by the
+    step that consumed it, so a replay's differences from there on can be told apart."""
+    graph, msgs, traces = exec_recording
+    consuming = [(s.t_ns, keys[0]) for s in traces["executor"] for keys in s.inputs.values() if keys]
+    assert len(consuming) > 4, consuming
+    t_step, (topic, producer, seq) = consuming[len(consuming) // 2]
+    holed = [m for m in msgs if not (m.topic == topic and m.seq == seq)]
+    assert len(holed) == len(msgs) - 1
+    res = replay_step(holed, graph, ["executor"], traces=traces)
+    assert t_step in res.inputs_not_found["executor"], (t_step, res.inputs_not_found)
+    whole = replay_step(msgs, graph, ["executor"], traces=traces)
+    assert t_step not in whole.inputs_not_found.get("executor", [])

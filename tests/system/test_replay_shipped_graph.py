@@ -24,6 +24,8 @@ pytestmark = pytest.mark.timing  # wall time and processes: make test-under-load
 
 ROOT = Path(__file__).resolve().parents[2]
 EDGEVLA = [sys.executable, "-m", "edgevla.actors.cli.main"]
+# The recorder's connections to every producer complete within this long of its first message
+CONNECT_NS = 2_000_000_000
 
 
 def _edgevla(*args: str, cwd: Path, timeout: float) -> subprocess.CompletedProcess:
@@ -62,11 +64,21 @@ def test_a_stage_replaced_by_itself_reproduces_its_recorded_outputs(recording, a
     # full): a replay cannot run a step it has no record of, and every output of the actor
     # after such a hole may then differ (its own counters moved on without it)
     t_hole = None
+    # The same for a message the actor consumed that the recording lost (a traced step the
+    # replay could not feed) later than the recorder's connections complete at the start
+    not_found = rep["inputs_not_found_ns"].get(actor, [])
+    print(actor, "steps fed by the delivery rule:",
+          [round((t - msgs[0].publish_time_ns) / 1e9, 3) for t in not_found])
+    lost = [t for t in not_found if t > msgs[0].publish_time_ns + CONNECT_NS]
+    if lost:
+        t_hole = lost[0]
     for topic in {t["topic"] for t in outputs}:
         ms = sorted((m for m in msgs if m.topic == topic), key=lambda m: m.seq)
         for a, b in zip(ms, ms[1:]):
             if b.seq != a.seq + 1:
                 t_hole = min(t_hole or a.publish_time_ns, a.publish_time_ns)
+    if t_hole is not None:
+        print(actor, f"hole in the recording at +{(t_hole - msgs[0].publish_time_ns) / 1e9:.3f} s")
     for t in outputs:
         print(actor, t["topic"], t["recorded"], t["replayed"], t["compared"],
               t["identical_payload"], t["first_diff"], t["last_diff"])
