@@ -165,6 +165,10 @@ def _replay_step(args, msgs, traces, graph, overrides) -> int:
                   f"hold, the first at +{(steps[0] - res.t_start_ns) / 1e9:.3f} s (sent before the "
                   f"recorder connected, lost by it, or sent by another replaced actor under another "
                   f"name); those steps got what the delivery rule gives")
+    for actor, k in res.joined_at_step.items():
+        con.print(f"note: {actor}: the recording begins at its step {k}, not its first; replayed "
+                  f"from there, what it counts or times from its own start (sequence numbers, "
+                  f"startup requests) can differ from the recording")
     report = {"live": res.live, "steps": res.steps, "tick_source": res.tick_source,
               "outputs": {t: len(v) for t, v in res.replayed.items()}}
     rc = 0

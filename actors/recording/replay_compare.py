@@ -137,6 +137,7 @@ def diff_report_json(diffs: list[TopicDiff], result: StepReplay) -> dict[str, An
     return {"live": result.live, "tick_source": result.tick_source, "steps": result.steps,
             "topics": [d.as_dict() for d in diffs],
             "inputs_not_found_ns": result.inputs_not_found,
+            "joined_at_step": result.joined_at_step,
             "bit_identical": all(d.bit_identical for d in diffs) if diffs else None}
 
 

@@ -65,6 +65,10 @@ class StepReplay:
     # steps were fed by the delivery rule): at the start, messages sent before the recorder
     # connected; later, a hole in the recording
     inputs_not_found: dict[str, list[int]] = field(default_factory=dict)
+    # actor -> its step at which the recording begins, where that is not its first: the replay
+    # starts it fresh there, so what it counts or times from its own start (sequence numbers,
+    # startup requests) can differ from the recording while its step-for-step outputs match
+    joined_at_step: dict[str, int] = field(default_factory=dict)
 
 
 def _tick_times(name: str, spec: ActorSpec, cls: type[Actor],
@@ -157,7 +161,9 @@ def replay_step(messages: list[RecordedMessage], graph: Any, replace: Iterable[s
                       steps=dict(g.steps), tick_source=source, t_start_ns=t_start,
                       t_end_ns=t_end, missing_inputs={k: v for k, v in missing.items() if v},
                       pair_keys=pair_keys,
-                      inputs_not_found={k: list(v) for k, v in g.inputs_not_found.items()})
+                      inputs_not_found={k: list(v) for k, v in g.inputs_not_found.items()},
+                      joined_at_step={n: traces[n][0].step for n in live
+                                      if traces.get(n) and traces[n][0].step > 0})
 
 
 def _pair_keys(live: dict[str, ActorSpec], originals: dict[str, ActorSpec],

@@ -282,7 +282,7 @@ class InProcessGraph:
         outputs = actor.step(self.clock, inputs)
         self.steps[name] += 1
         if self._recorders and name not in self._recorders:
-            trace = StepTrace(actor=name, t_ns=t, inputs=consumed).record()
+            trace = StepTrace(actor=name, t_ns=t, inputs=consumed, step=self.steps[name] - 1).record()
             for r in self._recorders:
                 self.actors[r].write_trace(name, trace, t)  # type: ignore[attr-defined]
         if outputs:

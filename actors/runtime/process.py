@@ -237,6 +237,7 @@ class ActorProcess:
         recorder. Sent before the outputs; not counted as the actor's output."""
         consumed, self._consumed = self._consumed, {}
         trace = StepTrace(actor=self.spec.actor, t_ns=int(t_ns), inputs=consumed,
+                          step=self.loop.steps - 1,  # counted by loop.record before this
                           producer=self._trace_pub.producer, t_pub_ns=time.monotonic_ns())
         self._trace_pub.send_raw(encode(self._trace_topic, trace))
 

@@ -183,17 +183,23 @@ class StepTrace(Message):
     t_ns: int
     inputs: dict[str, list[list[Any]]] = field(default_factory=dict)  # port -> [[topic,
     # producer, seq], ...]
+    # which step of the actor since it started (0 = its first): a recording that begins later
+    # cannot give a replay the state the actor had built up; -1 = not known (older records)
+    step: int = -1
 
     def record(self) -> bytes:
         """The step as a recording stores it (channel ``TRACE_PREFIX + actor``)."""
-        return msgpack.packb({"actor": self.actor, "t_ns": int(self.t_ns),
-                              "inputs": self.inputs}, use_bin_type=True)
+        rec: dict[str, Any] = {"actor": self.actor, "t_ns": int(self.t_ns), "inputs": self.inputs}
+        if self.step >= 0:
+            rec["step"] = int(self.step)
+        return msgpack.packb(rec, use_bin_type=True)
 
     @classmethod
     def from_record(cls, data: bytes) -> "StepTrace":
-        """The step back from `record`'s bytes (older records carry no ``inputs``)."""
+        """The step back from `record`'s bytes (older records carry no ``inputs``, no ``step``)."""
         rec = msgpack.unpackb(data, raw=False)
-        return cls(actor=str(rec["actor"]), t_ns=int(rec["t_ns"]), inputs=rec.get("inputs") or {})
+        return cls(actor=str(rec["actor"]), t_ns=int(rec["t_ns"]), inputs=rec.get("inputs") or {},
+                   step=int(rec.get("step", -1)))
 
 
 MESSAGE_TYPES: dict[str, type[Message]] = {

@@ -230,3 +230,26 @@ def test_a_message_the_recording_lost_mid_run_is_reported_at_the_step_that_consu
     assert t_step in res.inputs_not_found["executor"], (t_step, res.inputs_not_found)
     whole = replay_step(msgs, graph, ["executor"], traces=traces)
     assert t_step not in whole.inputs_not_found.get("executor", [])
+
+
+def test_a_recording_that_joins_after_an_actors_first_step_says_at_which(exec_recording):
+    """Each step trace numbers the actor's steps from its start, so a replay knows when the
+    recording began after the actor had built up state it cannot have."""
+    graph, msgs, traces = exec_recording
+    steps = [s.step for s in traces["executor"]]
+    assert steps == list(range(steps[0], steps[0] + len(steps))), steps[:10]  # none lost
+    later = dict(traces, executor=traces["executor"][3:])
+    res = replay_step(msgs, graph, ["executor"], traces=later)
+    assert res.joined_at_step["executor"] == steps[3] > 0
+
+
+def test_a_step_trace_record_keeps_its_step_and_older_records_read_as_unknown():
+    import msgpack
+
+    from edgevla.actors.wire.messages import StepTrace
+
+    s = StepTrace(actor="executor", t_ns=5, inputs={"chunks": [["c", "p", 1]]}, step=7)
+    assert StepTrace.from_record(s.record()) == StepTrace(actor="executor", t_ns=5,
+                                                          inputs={"chunks": [["c", "p", 1]]}, step=7)
+    old = msgpack.packb({"actor": "executor", "t_ns": 5, "inputs": {}})
+    assert StepTrace.from_record(old).step == -1
