@@ -64,7 +64,7 @@ def _ort_matmul(weight: np.ndarray, threads: int, int8: bool):
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 
-    if int8:  # what quantize_dynamic makes of a MatMul (fused by ORT into DynamicQuantizeMatMul)
+    if int8:  # the ops quantize_dynamic writes for a MatMul (int8 weights, activations on the fly)
         scale = np.float32(np.abs(weight).max() / 127)
         wq = np.round(weight / scale).astype(np.int8)
         inits = [numpy_helper.from_array(wq, "w"), numpy_helper.from_array(np.array(scale), "ws"),
