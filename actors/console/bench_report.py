@@ -65,13 +65,33 @@ def check_json_path(json_path: str) -> Path:
     return p
 
 
+# The SIMD features that decide int8 / fp32 speed (x86 flags, Arm features)
+SIMD_FEATURES = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8",
+                 "asimddp", "i8mm", "sve", "fphp")
+
+
+def cpu_facts() -> dict[str, str]:
+    """The CPU's model name and its SIMD features (comma-joined), from /proc/cpuinfo."""
+    model, have = "", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and not model:
+                model = line.split(":", 1)[1].strip()
+            elif line.startswith(("flags", "Features")):
+                have.update(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return {"cpu": model or platform.processor() or platform.machine(),
+            "cpu_features": ",".join(f for f in SIMD_FEATURES if f in have)}
+
+
 def write_json(path: Path, name: str, quick: bool, elapsed_s: float, res: BenchResult) -> None:
     out = {
         "bench": name,
         "quick": quick,
         "elapsed_s": round(elapsed_s, 2),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                    "python": platform.python_version()},
+                    "python": platform.python_version(), **cpu_facts()},
         "rows": res.rows,
         "summary": res.summary,
         "notes": res.notes,

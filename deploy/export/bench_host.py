@@ -9,12 +9,12 @@ is the baseline's kernels is then on the record beside the ratio.
 
 from __future__ import annotations
 
-import platform
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from edgevla.actors.console.bench_report import cpu_facts
 
 # The SigLIP vision tower's MLP product at smolvla_base's size, one camera.
 M, K, N = 1024, 768, 3072
@@ -22,31 +22,6 @@ REPS = 20
 HOST_NOTE = ("host_*, *_gemm_*: the CPU and each library's GEMM throughput on one MLP shape at the "
              "same threads; a speed-up over eager carries torch's fp32 kernel speed on this CPU, "
              "*_selective_vs_onnx_fp32 is the quantization's part alone")
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def cpu_features() -> str:
-    """The SIMD features that decide int8 / fp32 speed (x86 flags or Arm features), comma-joined."""
-    wanted = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8",
-              "asimddp", "i8mm", "sve", "fphp")
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return ""
-    have = set()
-    for line in text.splitlines():
-        if line.startswith(("flags", "Features")):
-            have.update(line.split(":", 1)[1].split())
-    return ",".join(f for f in wanted if f in have)
 
 
 def _median_s(fn) -> float:
@@ -113,7 +88,8 @@ def _measure(threads: int) -> dict[str, Any]:
     t_fp32 = _median_s(lambda: fp32.run(None, {"x": x}))
     t_int8 = _median_s(lambda: int8.run(None, {"x": x}))
     blas = "mkl" if torch.backends.mkl.is_available() else "other"
-    return {"host_cpu": cpu_model(), "host_cpu_features": cpu_features(), "torch_blas": blas,
+    cpu = cpu_facts()
+    return {"host_cpu": cpu["cpu"], "host_cpu_features": cpu["cpu_features"], "torch_blas": blas,
             "torch_fp32_gemm_gflops": round(flop / t_torch / 1e9, 1),
             "ort_fp32_gemm_gflops": round(flop / t_fp32 / 1e9, 1),
             "ort_int8_gemm_gops": round(flop / t_int8 / 1e9, 1)}
