@@ -32,6 +32,7 @@ class TopicDiff:
     # a late-starting recording shows as differences confined to its first messages
     first_diff: int | None = None
     last_diff: int | None = None
+    paired_by: str = "order"  # what paired them: "step", a field ("t_capture_ns", "seq"), "order"
 
     @property
     def bit_identical(self) -> bool:
@@ -68,12 +69,13 @@ def _payload(frames: list[Any]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
 
 
 def compare_topic(topic: str, recorded: list[Any], replayed: list[Any],
-                  keys: tuple[list[int], list[int]] | None = None) -> TopicDiff:
+                  keys: tuple[list[int], list[int]] | None = None, kind: str = "key") -> TopicDiff:
     """Pair recorded and replayed messages and measure how they differ.
 
     With ``keys`` (the step time of each recorded / replayed message) messages pair by the step
     that produced them, so a recording that starts late, or a replay that cannot run steps whose
     inputs predate the recording, still lines up; otherwise the i-th pairs with the i-th.
+    ``kind`` names what the keys are (``paired_by`` in the result).
     """
     rec_frames = [m.frames if hasattr(m, "frames") else m for m in recorded]
     rep_frames = [m.frames if hasattr(m, "frames") else m for m in replayed]
@@ -81,8 +83,10 @@ def compare_topic(topic: str, recorded: list[Any], replayed: list[Any],
             and len(set(keys[1])) == len(keys[1]):
         by_key = dict(zip(keys[1], rep_frames))
         pairs = [(a, by_key[k]) for a, k in zip(rec_frames, keys[0]) if k in by_key]
+        paired_by = kind
     else:
         pairs = list(zip(rec_frames, rep_frames))
+        paired_by = "order"
     n = len(pairs)
     ident = ident_payload = 0
     fmax: dict[str, float] = {}
@@ -124,12 +128,13 @@ def compare_topic(topic: str, recorded: list[Any], replayed: list[Any],
                      identical_frames=ident, identical_payload=ident_payload,
                      max_abs_diff=max(fmax.values(), default=0.0),
                      mean_abs_diff=sum(fsum.values()) / total if total else 0.0,
-                     per_field=per_field, first_diff=first_diff, last_diff=last_diff)
+                     per_field=per_field, first_diff=first_diff, last_diff=last_diff,
+                     paired_by=paired_by)
 
 
 def compare_replay(result: StepReplay) -> list[TopicDiff]:
     return [compare_topic(t, result.recorded.get(t, []), result.replayed.get(t, []),
-                          result.pair_keys.get(t))
+                          result.pair_keys.get(t), result.pair_kind.get(t, "key"))
             for t in result.suppressed_topics]
 
 

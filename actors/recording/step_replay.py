@@ -61,6 +61,7 @@ class StepReplay:
     missing_inputs: dict[str, list[str]] = field(default_factory=dict)  # actor -> topics
     # topic -> (step time of each recorded message, of each replayed message), when known
     pair_keys: dict[str, tuple[list[int], list[int]]] = field(default_factory=dict)
+    pair_kind: dict[str, str] = field(default_factory=dict)  # topic -> "step" | field name
     # actor -> times of traced steps with a consumed message the replay did not have (those
     # steps were fed by the delivery rule): at the start, messages sent before the recorder
     # connected; later, a hole in the recording
@@ -152,7 +153,7 @@ def replay_step(messages: list[RecordedMessage], graph: Any, replace: Iterable[s
     for p in g.published:
         if p.source:
             replayed.setdefault(p.topic, []).append(p)
-    pair_keys = _pair_keys(live, actor_specs(graph), by_topic, replayed, latency_ns)
+    pair_keys, pair_kind = _pair_keys(live, actor_specs(graph), by_topic, replayed, latency_ns)
     missing = {name: sorted(t for t in spec.inputs.values()
                             if t != "*" and t not in by_topic and t not in suppressed)
                for name, spec in live.items()}
@@ -160,7 +161,7 @@ def replay_step(messages: list[RecordedMessage], graph: Any, replace: Iterable[s
                       recorded={t: by_topic.get(t, []) for t in suppressed},
                       steps=dict(g.steps), tick_source=source, t_start_ns=t_start,
                       t_end_ns=t_end, missing_inputs={k: v for k, v in missing.items() if v},
-                      pair_keys=pair_keys,
+                      pair_keys=pair_keys, pair_kind=pair_kind,
                       inputs_not_found={k: list(v) for k, v in g.inputs_not_found.items()},
                       joined_at_step={n: traces[n][0].step for n in live
                                       if traces.get(n) and traces[n][0].step > 0})
@@ -168,13 +169,16 @@ def replay_step(messages: list[RecordedMessage], graph: Any, replace: Iterable[s
 
 def _pair_keys(live: dict[str, ActorSpec], originals: dict[str, ActorSpec],
                by_topic: dict[str, list[RecordedMessage]], replayed: dict[str, list[Published]],
-               latency_ns: dict[str, int]) -> dict[str, tuple[list[int], list[int]]]:
+               latency_ns: dict[str, int]
+               ) -> tuple[dict[str, tuple[list[int], list[int]]], dict[str, str]]:
     """What pairs a recorded output with its replayed twin, per topic, so that a recording
     which begins between two steps, or a step the replay lacks, shifts nothing: a command's
     step (``t_target_ns`` - link latency), else the capture time of the data it derives from,
     else its ``seq`` (the stages and the executor number their outputs themselves), each only
-    where it names one message on both sides; topics with none of them pair in order."""
+    where it names one message on both sides; topics with none of them pair in order.
+    -> (keys per topic, what they are per topic: "step" or the field's name)"""
     keys: dict[str, tuple[list[int], list[int]]] = {}
+    kinds: dict[str, str] = {}
     for name, spec in live.items():
         lat = latency_ns.get(name, 0)
         for topic in spec.outputs.values():
@@ -184,6 +188,7 @@ def _pair_keys(live: dict[str, ActorSpec], originals: dict[str, ActorSpec],
                 link = int(round(float(originals[name].params.get("link_latency_ms", 0.0)) * 1e6))
                 keys[topic] = ([int(m.decode().t_target_ns) - link for m in recs],
                                [p.t_pub_ns - lat for p in reps])
+                kinds[topic] = "step"
                 continue
             rec_msgs = [m.decode() for m in recs]
             rep_msgs = [decode(p.frames)[1] for p in reps]
@@ -192,8 +197,9 @@ def _pair_keys(live: dict[str, ActorSpec], originals: dict[str, ActorSpec],
                 rep_k = [int(getattr(m, key)) for m in rep_msgs]
                 if _names_one(rec_k) and _names_one(rep_k):
                     keys[topic] = (rec_k, rep_k)
+                    kinds[topic] = key
                     break
-    return keys
+    return keys, kinds
 
 
 def _names_one(keys: list[int]) -> bool:
