@@ -162,7 +162,7 @@ def replay_step(messages: list[RecordedMessage], graph: Any, replace: Iterable[s
                       steps=dict(g.steps), tick_source=source, t_start_ns=t_start,
                       t_end_ns=t_end, missing_inputs={k: v for k, v in missing.items() if v},
                       pair_keys=pair_keys, pair_kind=pair_kind,
-                      inputs_not_found={k: list(v) for k, v in g.inputs_not_found.items()},
+                      inputs_not_found=dict(g.inputs_not_found),
                       joined_at_step={n: traces[n][0].step for n in live
                                       if traces.get(n) and traces[n][0].step > 0})
 
